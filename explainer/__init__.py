@@ -1,0 +1,35 @@
+"""explainer: why a PyTorch model decided what it did, and how far to trust that answer.
+
+>>> import explainer as ex
+>>> sorted(ex.__all__)[:3]
+['ExplainerError', 'Explanation', 'InputError']
+"""
+
+from .api import explain, explain_many
+from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
+from .explanation import Explanation, load_explanation
+from .model import Model, wrap
+from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
+from .report.html import report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExplainerError",
+    "Explanation",
+    "InputError",
+    "MethodInfo",
+    "MethodResult",
+    "Model",
+    "ModelError",
+    "StoreError",
+    "UnknownMethodError",
+    "explain",
+    "explain_many",
+    "get_method",
+    "list_methods",
+    "load_explanation",
+    "register_method",
+    "report",
+    "wrap",
+]

@@ -1,0 +1,165 @@
+"""Explanation: the frozen result of one method on one batch, with save/load and views."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError, StoreError, describe
+
+__all__ = ["Explanation", "load_explanation", "SCHEMA_VERSION", "atomic_write_bytes"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """Everything needed to re-draw, compare or audit one method's attributions.
+
+    Attributes:
+        method: registered method name.
+        attributions: (N, ...) tensor shaped like ``inputs``, on the CPU.
+        inputs: the explained inputs (CPU).
+        targets: (N,) explained class per sample.
+        scores: (N, classes) class probabilities of the model on ``inputs``.
+        class_names: names of the classes, or None.
+        modality: "image" or "tabular".
+        params: the method's parameters as used (defaults included).
+        extras: per-sample method outputs, e.g. IG's ``convergence_delta``.
+        manifest: library versions, seed, model fingerprint, input shape, duration, schema.
+        feature_names: column names for tabular data, or None.
+    """
+
+    method: str
+    attributions: torch.Tensor
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    scores: torch.Tensor
+    class_names: tuple[str, ...] | None
+    modality: str
+    params: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    feature_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __repr__(self) -> str:
+        return (f"Explanation(method={self.method!r}, samples={len(self)}, shape={tuple(self.inputs.shape[1:])}, "
+                f"modality={self.modality!r})")
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        """(N,) predicted class per sample."""
+        return self.scores.argmax(1)
+
+    def class_label(self, index: int) -> str:
+        """Name of class ``index`` (its number when the model has no class names)."""
+        return self.class_names[index] if self.class_names else str(index)
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write one ``.npz`` file (arrays plus a JSON header), atomically. Returns the path."""
+        arrays = {"attributions": self.attributions, "inputs": self.inputs, "targets": self.targets,
+                  "scores": self.scores, **{f"extra__{k}": v for k, v in self.extras.items()}}
+        header = {"schema_version": SCHEMA_VERSION, "method": self.method, "modality": self.modality,
+                  "class_names": self.class_names, "feature_names": self.feature_names,
+                  "params": self.params, "manifest": self.manifest,
+                  "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in arrays.items()}}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, header=np.array(json.dumps(header, default=_json_default)),
+                            **{k: _to_numpy(v) for k, v in arrays.items()})
+        return atomic_write_bytes(Path(path), buf.getvalue())
+
+    # -- views --------------------------------------------------------------------------
+    def plot(self, max_samples: int = 8, **kwargs: Any):
+        """A matplotlib Figure: one row per sample, input and attribution overlay."""
+        from .report.figures import plot_explanation
+
+        return plot_explanation(self, max_samples=max_samples, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from .report.notebook import explanation_html
+
+        return explanation_html(self)
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer | np.floating):
+        return obj.item()
+    if isinstance(obj, torch.Tensor | np.ndarray):
+        return f"tensor{tuple(obj.shape)}"
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in an explanation header")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_explanation(path: str | os.PathLike) -> Explanation:
+    """Read an Explanation written by :meth:`Explanation.save`.
+
+    Raises:
+        StoreError: the file is missing, unreadable, not an explanation, or of another schema version.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {k: torch.from_numpy(data[k].copy()) for k in data.files if k != "header"}
+    except FileNotFoundError as err:
+        raise StoreError(describe("Explanation file", "an existing .npz written by Explanation.save", str(path),
+                                  "Check the path.")) from err
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise StoreError(describe("Explanation file", "a .npz written by Explanation.save", f"{path} ({err})",
+                                  "Re-create it with exp.save(path).")) from err
+    version = header.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(describe("Explanation schema version", str(SCHEMA_VERSION), repr(version),
+                                  "Re-create the file with this version of explainer."))
+    tuple_or_none = lambda v: tuple(v) if v is not None else None  # noqa: E731
+    return Explanation(
+        method=header["method"], attributions=arrays.pop("attributions"), inputs=arrays.pop("inputs"),
+        targets=arrays.pop("targets"), scores=arrays.pop("scores"), class_names=tuple_or_none(header["class_names"]),
+        modality=header["modality"], params=header["params"],
+        extras={k.removeprefix("extra__"): v for k, v in arrays.items()}, manifest=header["manifest"],
+        feature_names=tuple_or_none(header.get("feature_names")),
+    )
+
+
+def check_feature_names(names: Any, n_features: int) -> tuple[str, ...] | None:
+    """Validate tabular feature names (one per column)."""
+    if names is None:
+        return None
+    names = tuple(str(n) for n in names)
+    if len(names) != n_features:
+        raise InputError(describe("`feature_names`", f"{n_features} names (one per column)", f"{len(names)}",
+                                  "Pass one name per input column."))
+    return names

@@ -1,0 +1,133 @@
+"""The method registry: the project's only global state.
+
+A method is a plain function ``fn(model, inputs, target, *, runtime, **params) -> MethodResult``
+registered under a name (and aliases). Registering a name twice is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import InputError, UnknownMethodError, describe
+
+__all__ = ["MethodResult", "MethodInfo", "register_method", "get_method", "list_methods", "MethodList"]
+
+_RESERVED = ("model", "inputs", "target", "runtime")
+
+
+@dataclass
+class MethodResult:
+    """What a method returns: attributions shaped like the inputs, per-sample extras, and the
+    parameters it actually used (defaults and resolved values included)."""
+
+    attributions: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: name, aliases, modalities, one-line description, parameters."""
+
+    name: str
+    func: Callable[..., MethodResult]
+    aliases: tuple[str, ...]
+    modalities: tuple[str, ...]
+    description: str
+    defaults: dict[str, Any]
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(self.defaults)
+
+    def __repr__(self) -> str:
+        alias = f" (aliases: {', '.join(self.aliases)})" if self.aliases else ""
+        return f"{self.name}{alias} [{', '.join(self.modalities)}]: {self.description}"
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], self.defaults, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InputError(describe(f"Parameter {unknown[0]!r} for method {self.name!r}",
+                                      f"one of {list(self.defaults)}", f"{unknown}",
+                                      f"Remove it or use an accepted name.{hint}"))
+
+
+class MethodList(list):
+    """``list_methods()`` result: a list of MethodInfo that prints as a table."""
+
+    def __str__(self) -> str:
+        rows = [("name", "aliases", "modalities", "description")]
+        rows += [(m.name, ", ".join(m.aliases) or "-", ", ".join(m.modalities), m.description) for m in self]
+        width = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}" for r in rows)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        head = "<tr><th>name</th><th>aliases</th><th>modalities</th><th>description</th></tr>"
+        body = "".join(f"<tr><td>{escape(m.name)}</td><td>{escape(', '.join(m.aliases))}</td>"
+                       f"<td>{escape(', '.join(m.modalities))}</td><td>{escape(m.description)}</td></tr>" for m in self)
+        return f"<table>{head}{body}</table>"
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_method(name: str, aliases: Sequence[str] = (), modalities: Sequence[str] = ("image", "tabular"),
+                    description: str | None = None) -> Callable:
+    """Decorator registering ``fn`` as attribution method ``name``.
+
+    The description defaults to the first line of the docstring. Accepted parameters are the
+    function's keyword-only arguments other than ``runtime``.
+    """
+
+    def decorate(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
+        for key in (name, *aliases):
+            if key in _REGISTRY or key in _ALIASES:
+                raise ValueError(f"attribution method name {key!r} is already registered")
+        sig = inspect.signature(fn)
+        defaults = {p.name: p.default for p in sig.parameters.values()
+                    if p.kind is p.KEYWORD_ONLY and p.name not in _RESERVED}
+        doc = (fn.__doc__ or "").strip().splitlines()
+        info = MethodInfo(name, fn, tuple(aliases), tuple(modalities),
+                          description or (doc[0] if doc else name), defaults)
+        _REGISTRY[name] = info
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return fn
+
+    return decorate
+
+
+def get_method(name: str) -> MethodInfo:
+    """Look up a method by name or alias; unknown names raise UnknownMethodError."""
+    if not isinstance(name, str):
+        raise UnknownMethodError(describe("`method`", "a method name (str)", repr(name), "See ex.list_methods()."))
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        known = sorted([*_REGISTRY, *_ALIASES])
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        raise UnknownMethodError(describe("`method`", f"one of {sorted(_REGISTRY)}", repr(name),
+                                          f"{hint}ex.list_methods() shows every method."))
+    return _REGISTRY[key]
+
+
+def list_methods() -> MethodList:
+    """Every registered method: name, aliases, modalities and a one-line description.
+
+    Example:
+        >>> import explainer as ex
+        >>> "integrated_gradients" in [m.name for m in ex.list_methods()]
+        True
+    """
+    return MethodList(sorted(_REGISTRY.values(), key=lambda m: m.name))

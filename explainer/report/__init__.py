@@ -1,0 +1,1 @@
+"""Heatmaps, figures and self-contained HTML reports."""
