@@ -1,24 +1,59 @@
 """Heatmaps in pure numpy: channel reduction, normalization, colormap LUT, overlay, PNG.
 
 No model knowledge and no figure per image: a colormap is sampled once into a 256-entry
-lookup table and every map is coloured by indexing it, which is what makes reports fast.
+lookup table and every map is coloured by indexing it, which is what makes reports fast
+(see benchmarks/bench_heatmap.py for the comparison with captum's visualize_image_attr).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["REDUCTIONS", "reduce_channels", "default_reduction", "percentile_scale", "normalize_signed",
-           "normalize_absolute", "colormap_lut", "colorize", "image_to_rgb", "overlay", "encode_png", "png_data_uri",
-           "render_overlay"]
+__all__ = ["REDUCTIONS", "HeatmapSpec", "spec_for", "reduce_channels", "percentile_scale", "shared_scale",
+           "normalize_signed", "normalize_absolute", "colormap_lut", "colorize", "image_to_rgb", "overlay",
+           "segment_boundaries", "encode_png", "png_data_uri", "render_overlay", "colorbar_rgb"]
 
 REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
 SIGNED_CMAP, ABSOLUTE_CMAP = "RdBu_r", "inferno"
+
+
+@dataclass(frozen=True)
+class HeatmapSpec:
+    """How one method's maps are drawn; recorded in reports so a reader knows.
+
+    Attributes:
+        reduction: how channels become one map ("sum", "abs_sum", "l2", "max_abs").
+        signed: diverging colormap centred on 0 (True) or sequential on |value| (False).
+        percentile: values beyond this percentile of |map| are clipped (default 99).
+        cmap: matplotlib colormap name.
+    """
+
+    reduction: str = "sum"
+    signed: bool = True
+    percentile: float = 99.0
+    cmap: str = SIGNED_CMAP
+
+    def describe(self) -> str:
+        kind = "signed, centred on 0" if self.signed else "absolute"
+        return f"channels: {self.reduction}; {kind}; clipped at the {self.percentile:g}th percentile; {self.cmap}"
+
+
+def spec_for(method: str, params: dict | None = None, percentile: float = 99.0) -> HeatmapSpec:
+    """The sensible drawing per method: |gradient| methods are absolute with max |.| over
+    channels (Simonyan et al.'s choice); signed methods sum channels on a diverging map."""
+    params = params or {}
+    absolute = (method == "saliency" and params.get("absolute", True)) or (
+        method == "smoothgrad" and params.get("base", "saliency") == "saliency"
+        and (params.get("base_params") or {}).get("absolute", True))
+    if absolute:
+        return HeatmapSpec("max_abs", False, percentile, ABSOLUTE_CMAP)
+    return HeatmapSpec("sum", True, percentile, SIGNED_CMAP)
 
 
 def reduce_channels(attr: np.ndarray, how: str = "sum") -> np.ndarray:
@@ -34,34 +69,27 @@ def reduce_channels(attr: np.ndarray, how: str = "sum") -> np.ndarray:
     raise ValueError(f"unknown channel reduction {how!r}; expected one of {REDUCTIONS}")
 
 
-def default_reduction(method: str, params: dict | None = None) -> str:
-    """The sensible reduction per method: signed sum for signed methods; max |.| for saliency
-    (Simonyan et al.'s choice); sum for smoothgrad of a signed base."""
-    params = params or {}
-    if method == "saliency" and params.get("absolute", True):
-        return "max_abs"
-    if method == "smoothgrad" and params.get("base", "saliency") == "saliency":
-        return "max_abs"
-    return "sum"
-
-
-def percentile_scale(maps: np.ndarray, percentile: float = 99.0, shared: bool = False) -> np.ndarray:
-    """Scale of each (H, W) map (or one for all when ``shared``): a percentile of |values|."""
+def percentile_scale(maps: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Per-map scale (N,) of (N, H, W) maps: a percentile of |values| (max if that is 0; 1 if all 0)."""
     flat = np.abs(maps.reshape(len(maps), -1))
-    scale = np.percentile(flat, percentile, axis=1) if not shared else np.full(len(maps), np.percentile(flat, percentile))
-    fallback = flat.max(axis=1)
-    scale = np.where(scale > 0, scale, fallback)
+    scale = np.percentile(flat, percentile, axis=1)
+    scale = np.where(scale > 0, scale, flat.max(axis=1))
     return np.where(scale > 0, scale, 1.0)
+
+
+def shared_scale(scales: list[np.ndarray]) -> np.ndarray:
+    """One scale per sample shared by several methods (the largest), so maps compare."""
+    return np.max(np.stack(scales), axis=0)
 
 
 def normalize_signed(maps: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Map values to [-1, 1] by per-map ``scale``, clipping beyond it."""
-    return np.clip(maps / scale.reshape(-1, *([1] * (maps.ndim - 1))), -1.0, 1.0)
+    return np.clip(maps / np.reshape(scale, (-1, *([1] * (maps.ndim - 1)))), -1.0, 1.0)
 
 
 def normalize_absolute(maps: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Map |values| to [0, 1] by per-map ``scale``, clipping beyond it."""
-    return np.clip(np.abs(maps) / scale.reshape(-1, *([1] * (maps.ndim - 1))), 0.0, 1.0)
+    return np.clip(np.abs(maps) / np.reshape(scale, (-1, *([1] * (maps.ndim - 1)))), 0.0, 1.0)
 
 
 @lru_cache(maxsize=16)
@@ -69,8 +97,7 @@ def colormap_lut(name: str) -> np.ndarray:
     """A matplotlib colormap sampled once into a (256, 3) uint8 table."""
     import matplotlib
 
-    cmap = matplotlib.colormaps[name]
-    return np.round(cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+    return np.round(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
 
 
 def colorize(normalized: np.ndarray, signed: bool, cmap: str | None = None) -> np.ndarray:
@@ -81,7 +108,7 @@ def colorize(normalized: np.ndarray, signed: bool, cmap: str | None = None) -> n
 
 
 def image_to_rgb(image: np.ndarray) -> np.ndarray:
-    """(C, H, W) float image (any range) -> (H, W, 3) float in [0, 1], min-max per image."""
+    """(C, H, W) float image -> (H, W, 3) float in [0, 1]; min-max scaled if outside [0, 1]."""
     img = image.transpose(1, 2, 0).astype(np.float32)
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
@@ -92,16 +119,22 @@ def image_to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def overlay(rgb: np.ndarray, colored: np.ndarray, strength: np.ndarray, alpha: float = 0.75) -> np.ndarray:
-    """Blend ``colored`` (H, W, 3) uint8 over the image where |attribution| is strong.
+    """Blend ``colored`` (H, W, 3) uint8 over a greyed image, weight ``alpha * strength``.
 
-    The blend weight is ``alpha * strength`` (strength in [0, 1]), so weak attributions
-    leave the image visible. The image is shown slightly greyed to let colours stand out.
+    Weak attributions leave the image visible; greying lets the colours stand out.
     """
     grey = rgb.mean(axis=2, keepdims=True)
     base = 0.35 * rgb + 0.65 * grey
     a = (alpha * strength)[..., None]
     out = (1.0 - a) * base * 255.0 + a * colored.astype(np.float32)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def segment_boundaries(segments: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels on the border between superpixels (scikit-image)."""
+    from skimage.segmentation import find_boundaries
+
+    return find_boundaries(segments, mode="inner")
 
 
 def encode_png(rgb: np.ndarray, upscale: int = 1) -> bytes:
@@ -118,15 +151,26 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def render_overlay(image: np.ndarray, attribution: np.ndarray, reduction: str = "sum", signed: bool = True,
-                   percentile: float = 99.0, scale: float | None = None, alpha: float = 0.75) -> np.ndarray:
-    """One (C, H, W) attribution over its (C, H, W) image -> (H, W, 3) uint8 overlay."""
-    heat = reduce_channels(attribution[None], reduction)
-    s = np.array([scale]) if scale else percentile_scale(heat, percentile)
-    if signed:
-        norm = normalize_signed(heat, s)[0]
-        colored, strength = colorize(norm, True), np.abs(norm)
+def render_overlay(image: np.ndarray, heat: np.ndarray, spec: HeatmapSpec, scale: float | None = None,
+                   alpha: float = 0.75, segments: np.ndarray | None = None) -> np.ndarray:
+    """One (H, W) map (or (C, H, W) attribution, reduced by ``spec``) over its (C, H, W)
+    image -> (H, W, 3) uint8. ``segments`` draws superpixel boundaries on top."""
+    if heat.ndim == 3:
+        heat = reduce_channels(heat, spec.reduction)
+    s = np.array([scale if scale else percentile_scale(heat[None], spec.percentile)[0]])
+    if spec.signed:
+        norm = normalize_signed(heat[None], s)[0]
+        colored, strength = colorize(norm, True, spec.cmap), np.abs(norm)
     else:
-        norm = normalize_absolute(heat, s)[0]
-        colored, strength = colorize(norm, False), norm
-    return overlay(image_to_rgb(image), colored, strength, alpha)
+        norm = normalize_absolute(heat[None], s)[0]
+        colored, strength = colorize(norm, False, spec.cmap), norm
+    out = overlay(image_to_rgb(image), colored, strength, alpha)
+    if segments is not None:
+        out[segment_boundaries(segments)] = (40, 40, 40)
+    return out
+
+
+def colorbar_rgb(spec: HeatmapSpec, width: int = 128, height: int = 10) -> np.ndarray:
+    """A horizontal colour bar for ``spec`` (left = -scale or 0, right = +scale)."""
+    ramp = np.linspace(-1.0 if spec.signed else 0.0, 1.0, width)
+    return np.repeat(colorize(ramp, spec.signed, spec.cmap)[None], height, axis=0)

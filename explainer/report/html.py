@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,12 @@ import torch
 
 from ..errors import InputError, describe
 from ..explanation import Explanation, atomic_write_bytes, load_explanation
-from .panels import SampleRow, image_rows, tabular_rows
+from .heatmap import png_data_uri, spec_for
+from .panels import MethodLegend, SampleRow, image_rows, tabular_rows
 
-__all__ = ["report", "render_report", "render_fragment", "group_by_inputs"]
+__all__ = ["report", "render_report", "render_fragment", "group_by_inputs", "SCALES"]
+
+SCALES = ("sample", "shared")
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("explainer.report", "templates"),
@@ -33,14 +36,25 @@ class Section:
     modality: str
     explanations: tuple[Explanation, ...]
     rows: tuple[SampleRow, ...]
+    legends: tuple[MethodLegend, ...] = ()
+    figures: tuple[tuple[str, str], ...] = ()  # (caption, data URI)
+    classes: tuple[str, ...] = field(default=())
 
     @property
     def methods(self) -> list[dict[str, Any]]:
-        return [{"name": e.method, "params": e.params, "duration_s": e.manifest.get("duration_s")} for e in self.explanations]
+        out = []
+        for e in self.explanations:
+            drawing = spec_for(e.method, e.params).describe() if e.modality == "image" else "bars, signed"
+            out.append({"name": e.method, "params": e.params, "duration_s": e.manifest.get("duration_s"), "drawing": drawing})
+        return out
 
     @property
     def model(self) -> dict[str, Any]:
         return self.explanations[0].manifest.get("model", {})
+
+    @property
+    def has_labels(self) -> bool:
+        return any(r.correct is not None for r in self.rows)
 
 
 def group_by_inputs(explanations: Sequence[Explanation]) -> list[list[Explanation]]:
@@ -66,51 +80,93 @@ def _as_explanations(items: Any) -> list[Explanation]:
     return out
 
 
-def _sections(explanations: list[Explanation], max_samples: int, section_titles: Sequence[str] | None) -> list[Section]:
+def _labels_for(labels: Any, k: int, n: int) -> list[int] | None:
+    """Labels of group ``k``: one sequence for all groups, or one per group."""
+    if labels is None:
+        return None
+    seq = list(labels)
+    if seq and isinstance(seq[0], Sequence | torch.Tensor) and not isinstance(seq[0], str):
+        seq = list(seq[k]) if k < len(seq) and seq[k] is not None else None
+        if seq is None:
+            return None
+    values = [int(v) for v in seq]
+    if len(values) < n:
+        raise InputError(describe("`labels`", f"at least {n} true classes for this group of samples", f"{len(values)}",
+                                  "Pass one label per explained sample (or one list per group)."))
+    return values
+
+
+def _tabular_figures(exp: Explanation) -> tuple[tuple[str, str], ...]:
+    from .figures import figure_png, plot_beeswarm, plot_global_importance, plot_waterfall
+
+    figs = [("Global importance (mean |attribution|)", plot_global_importance(exp)),
+            ("Summary: each dot one sample (colour = feature value)", plot_beeswarm(exp)),
+            ("Waterfall of sample 0", plot_waterfall(exp, 0))]
+    return tuple((caption, png_data_uri(figure_png(fig))) for caption, fig in figs)
+
+
+def _sections(explanations: list[Explanation], max_samples: int, section_titles: Sequence[str] | None,
+              labels: Any = None, scale: str = "sample", figures: bool = True) -> list[Section]:
+    if scale not in SCALES:
+        raise InputError(describe("`scale`", f"one of {list(SCALES)}", repr(scale), 'Use scale="shared" to compare magnitudes.'))
     sections = []
     for k, group in enumerate(group_by_inputs(explanations)):
-        modality = group[0].modality
+        first = group[0]
+        modality = first.modality
+        n = min(len(first), max_samples)
+        lab = _labels_for(labels, k, n)
+        default = f"{first.manifest.get('model', {}).get('name', 'model')} ({modality})"
+        title = section_titles[k] if section_titles and k < len(section_titles) else default
+        classes = tuple(first.class_names or sorted({first.class_label(int(p)) for p in first.predictions}))
         if modality == "image":
-            rows = image_rows(group, max_samples=max_samples)
+            rows, legends = image_rows(group, labels=lab, max_samples=max_samples, scale=scale)
+            sections.append(Section(title, modality, tuple(group), tuple(rows), tuple(legends), classes=classes))
         else:
-            rows = [r for e in group[:1] for r in tabular_rows(e, max_samples=max_samples)]
-        title = section_titles[k] if section_titles and k < len(section_titles) else f"{group[0].manifest.get('model', {}).get('name', 'model')} ({modality})"
-        sections.append(Section(title, modality, tuple(group), tuple(rows)))
+            rows = tabular_rows(first, labels=lab, max_samples=max_samples, others=group[1:])
+            figs = tuple(fig for e in group for fig in _tabular_figures(e)) if figures else ()
+            sections.append(Section(title, modality, tuple(group), tuple(rows), figures=figs, classes=classes))
     return sections
 
 
 def render_fragment(explanations: list[Explanation], max_samples: int = 8) -> str:
     """HTML fragment (no <html>) for notebooks."""
-    return _ENV.get_template("fragment.html.j2").render(sections=_sections(explanations, max_samples, None))
+    return _ENV.get_template("fragment.html.j2").render(sections=_sections(explanations, max_samples, None, figures=False))
 
 
 def render_report(explanations: Any, title: str = "explainer report", scores: Any = None, max_samples: int = 64,
-                  section_titles: Sequence[str] | None = None) -> str:
+                  section_titles: Sequence[str] | None = None, labels: Any = None, scale: str = "sample") -> str:
     """The full report page as a string (see :func:`report`)."""
     exps = _as_explanations(explanations)
-    first = exps[0].manifest
+    sections = _sections(exps, max_samples, section_titles, labels, scale)
     return _ENV.get_template("report.html.j2").render(
-        title=str(title), sections=_sections(exps, max_samples, section_titles), scores=scores,
-        versions=first.get("versions", {}), generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        title=str(title), sections=sections, scores=scores, versions=exps[0].manifest.get("versions", {}),
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         manifests=[(e.method, e.manifest) for e in exps],
     )
 
 
 def report(explanations: Any, path: str | os.PathLike = "reports/report.html", title: str = "explainer report",
-           scores: Any = None, max_samples: int = 64, section_titles: Sequence[str] | None = None) -> Path:
-    """Write ONE self-contained HTML file (images inline, no network) atomically.
+           scores: Any = None, max_samples: int = 64, section_titles: Sequence[str] | None = None,
+           labels: Any = None, scale: str = "sample") -> Path:
+    """Write ONE self-contained HTML file (images and scripts inline, no network) atomically.
 
     Args:
         explanations: an Explanation, a list of them (several methods on the same inputs are
             shown side by side), or paths of saved explanations.
         path: where to write; parent folders are created.
         title: page title (escaped like every user string).
-        scores: trust scores from ``ex.evaluate`` (shown when given; omitted otherwise).
-        max_samples: at most this many samples per section.
+        scores: trust scores from ``ex.evaluate``; without them the trust section says none
+            were computed (it never shows placeholders).
+        max_samples: at most this many samples per group.
         section_titles: optional titles for the groups of explanations, in order.
+        labels: true classes, to mark and filter misclassified samples: one sequence (all
+            groups) or one sequence per group.
+        scale: "sample" (each map scaled to its own 99th percentile) or "shared" (one scale
+            per sample across methods, so magnitudes compare).
 
     Returns:
         The path written.
     """
-    html = render_report(explanations, title=title, scores=scores, max_samples=max_samples, section_titles=section_titles)
+    html = render_report(explanations, title=title, scores=scores, max_samples=max_samples,
+                         section_titles=section_titles, labels=labels, scale=scale)
     return atomic_write_bytes(Path(path), html.encode("utf-8"))

@@ -6,11 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
+from scipy.stats import rankdata
 
 from ..explanation import Explanation
-from .heatmap import default_reduction, encode_png, image_to_rgb, png_data_uri, render_overlay
+from .heatmap import (HeatmapSpec, colorbar_rgb, encode_png, image_to_rgb, percentile_scale, png_data_uri,
+                      reduce_channels, render_overlay, shared_scale, spec_for)
 
-__all__ = ["Panel", "SampleRow", "image_rows", "tabular_rows", "thumbnail_scale"]
+__all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "method_agreement", "MAX_THUMB"]
+
+MAX_THUMB = 160  # larger images are downsampled for the grid, keeping reports small
 
 
 @dataclass(frozen=True)
@@ -20,55 +25,105 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class MethodLegend:
+    method: str
+    spec: HeatmapSpec
+    colorbar_uri: str
+
+
+@dataclass(frozen=True)
 class SampleRow:
     index: int
     predicted: str
     target: str
+    label: str | None
     probability: float
     correct: bool | None
     panels: tuple[Panel, ...]
+    agreement: float | None = None
     bars: tuple[tuple[str, float, float], ...] = ()  # tabular: (feature, value, width fraction)
 
 
-def thumbnail_scale(height: int) -> int:
-    """Integer upscale so small images (e.g. 64 px) show at a readable size (>= ~128 px)."""
-    return max(1, 128 // max(height, 1))
+def _thumb(rgb: np.ndarray) -> str:
+    h, w = rgb.shape[:2]
+    if max(h, w) > MAX_THUMB:
+        f = MAX_THUMB / max(h, w)
+        rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.LANCZOS))
+    return png_data_uri(encode_png(rgb))
 
 
-def _caption(exp: Explanation, i: int, labels: Sequence[int] | None) -> tuple[str, str, float, bool | None]:
+def _caption(exp: Explanation, i: int, labels: Sequence[int] | None) -> dict:
     pred = int(exp.predictions[i])
-    target = int(exp.targets[i])
-    correct = None if labels is None else bool(pred == int(labels[i]))
-    return exp.class_label(pred), exp.class_label(target), float(exp.scores[i, pred]), correct
+    label = None if labels is None else int(labels[i])
+    return {"predicted": exp.class_label(pred), "target": exp.class_label(int(exp.targets[i])),
+            "label": None if label is None else exp.class_label(label), "probability": float(exp.scores[i, pred]),
+            "correct": None if label is None else pred == label}
 
 
-def image_rows(explanations: Sequence[Explanation], labels: Sequence[int] | None = None, max_samples: int = 64) -> list[SampleRow]:
-    """One row per sample: the input, then one overlay per explanation (same inputs)."""
+def method_agreement(maps: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean pairwise Spearman rank correlation of |map| between methods, per sample (N,).
+
+    ``maps`` holds one (N, H, W) or (N, F) array per method; NaN with fewer than 2 methods.
+    """
+    n = len(maps[0])
+    if len(maps) < 2:
+        return np.full(n, np.nan)
+    ranks = [np.stack([rankdata(np.abs(m[i]).ravel()) for i in range(n)]) for m in maps]
+    out = np.zeros(n)
+    pairs = 0
+    for a in range(len(ranks)):
+        for b in range(a + 1, len(ranks)):
+            ra, rb = ranks[a] - ranks[a].mean(1, keepdims=True), ranks[b] - ranks[b].mean(1, keepdims=True)
+            denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+            out += np.where(denom > 0, (ra * rb).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+            pairs += 1
+    return out / pairs
+
+
+def image_rows(explanations: Sequence[Explanation], labels: Sequence[int] | None = None, max_samples: int = 64,
+               scale: str = "sample") -> tuple[list[SampleRow], list[MethodLegend]]:
+    """One row per sample: the input, then one overlay per explanation (same inputs).
+
+    Args:
+        scale: "sample" (each map clipped at its own percentile) or "shared" (one scale per
+            sample across the methods, so magnitudes compare).
+    """
     first = explanations[0]
+    n = min(len(first), max_samples)
+    specs = [spec_for(e.method, e.params) for e in explanations]
+    maps = [reduce_channels(e.attributions[:n].numpy(), s.reduction) for e, s in zip(explanations, specs, strict=True)]
+    scales = [percentile_scale(m, s.percentile) for m, s in zip(maps, specs, strict=True)]
+    if scale == "shared":
+        common = shared_scale(scales)
+        scales = [common] * len(scales)
+    agreement = method_agreement(maps)
     rows = []
-    for i in range(min(len(first), max_samples)):
+    for i in range(n):
         image = first.inputs[i].numpy()
-        up = thumbnail_scale(image.shape[1])
-        panels = [Panel("input", png_data_uri(encode_png(np.rint(image_to_rgb(image) * 255).astype(np.uint8), up)))]
-        for exp in explanations:
-            reduction = default_reduction(exp.method, exp.params)
-            signed = reduction in ("sum",)
-            rgb = render_overlay(image, exp.attributions[i].numpy(), reduction=reduction, signed=signed)
-            panels.append(Panel(exp.method, png_data_uri(encode_png(rgb, up))))
-        pred, target, prob, correct = _caption(first, i, labels)
-        rows.append(SampleRow(i, pred, target, prob, correct, tuple(panels)))
-    return rows
+        panels = [Panel("input", _thumb(np.rint(image_to_rgb(image) * 255).astype(np.uint8)))]
+        for exp, spec, heat, sc in zip(explanations, specs, maps, scales, strict=True):
+            segments = exp.extras["segments"][i].numpy() if "segments" in exp.extras and exp.extras["segments"].ndim == 3 else None
+            rgb = render_overlay(image, heat[i], spec, scale=float(sc[i]), segments=segments)
+            panels.append(Panel(exp.method, _thumb(rgb)))
+        agree = None if np.isnan(agreement[i]) else float(agreement[i])
+        rows.append(SampleRow(i, panels=tuple(panels), agreement=agree, **_caption(first, i, labels)))
+    legends = [MethodLegend(e.method, s, png_data_uri(encode_png(colorbar_rgb(s)))) for e, s in zip(explanations, specs, strict=True)]
+    return rows, legends
 
 
-def tabular_rows(exp: Explanation, labels: Sequence[int] | None = None, max_samples: int = 64, top: int = 8) -> list[SampleRow]:
-    """One row per sample with its ``top`` features by |attribution| as signed bars."""
+def tabular_rows(exp: Explanation, labels: Sequence[int] | None = None, max_samples: int = 64, top: int = 8,
+                 others: Sequence[Explanation] = ()) -> list[SampleRow]:
+    """One row per sample with its ``top`` features by |attribution| as signed bars; the
+    agreement column compares ``exp`` with ``others`` (same inputs)."""
     names = exp.feature_names or tuple(f"x{j}" for j in range(exp.inputs.shape[1]))
+    n = min(len(exp), max_samples)
+    agreement = method_agreement([e.attributions[:n].numpy() for e in (exp, *others)])
     rows = []
-    for i in range(min(len(exp), max_samples)):
+    for i in range(n):
         a = exp.attributions[i].numpy()
         order = np.argsort(-np.abs(a))[:top]
         peak = float(np.abs(a[order]).max()) or 1.0
         bars = tuple((names[j], float(a[j]), float(abs(a[j]) / peak)) for j in order)
-        pred, target, prob, correct = _caption(exp, i, labels)
-        rows.append(SampleRow(i, pred, target, prob, correct, (), bars))
+        agree = None if np.isnan(agreement[i]) else float(agreement[i])
+        rows.append(SampleRow(i, panels=(), agreement=agree, bars=bars, **_caption(exp, i, labels)))
     return rows

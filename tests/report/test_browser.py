@@ -1,0 +1,119 @@
+"""Real-browser tests: Debian's chromium driven by playwright (installed by `make test`).
+
+On a machine without chromium these skip with a message saying how to install it; under
+CI (``CI=true``) a missing browser is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import explainer as ex
+
+CHROMIUM = os.environ.get("EXPLAINER_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>", "plain"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        message = "Debian chromium not found at /usr/bin/chromium: install it with `sudo apt-get install chromium` (make test does this as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (part of the [dev] extra)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def open_page(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    events = {"console_errors": [], "dialogs": [], "requests": [], "page_errors": []}
+    page.on("console", lambda m: events["console_errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: events["page_errors"].append(str(e)))
+    page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
+    page.on("request", lambda r: events["requests"].append(r.url))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    return page, events
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    from explainer.demo.run import run_demo
+
+    path, _ = run_demo(out=tmp_path_factory.mktemp("demo") / "demo.html", n_images=8, progress=False)
+    return path
+
+
+def test_demo_report_loads_without_errors_and_every_image_decodes(browser, demo_report):
+    page, events = open_page(browser, demo_report)
+    sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+    assert sizes and all(done and width > 0 for done, width in sizes), sizes
+    assert events["console_errors"] == [] and events["page_errors"] == []
+    external = [u for u in events["requests"] if not u.startswith(("data:", "file:"))]
+    assert external == []
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "demo-screenshot.png"), full_page=True)
+    page.close()
+
+
+def test_demo_report_controls_enlarge_toggle_and_filter(browser, demo_report):
+    page, events = open_page(browser, demo_report)
+    grid = "#grid-0"
+    overlay = page.locator(f"{grid} img.overlay").first
+    overlay_src = overlay.get_attribute("src")
+    # enlarge
+    overlay.click()
+    assert page.locator("#zoom").evaluate("z => z.classList.contains('open')")
+    assert page.locator("#zoom img").get_attribute("src") == overlay_src
+    page.locator("#zoom").click()
+    assert not page.locator("#zoom").evaluate("z => z.classList.contains('open')")
+    # toggle overlays -> originals and back
+    original_src = page.locator(f"{grid} tr.sample").first.locator("img.original").get_attribute("src")
+    page.locator(".controls[data-grid='grid-0'] .toggle-original").check()
+    assert overlay.evaluate("i => i.src") == original_src
+    page.locator(".controls[data-grid='grid-0'] .toggle-original").uncheck()
+    assert overlay.evaluate("i => i.src") == overlay_src
+    # filter by class: every visible row has the chosen prediction
+    rows = page.locator(f"{grid} tr.sample")
+    chosen = rows.first.get_attribute("data-predicted")
+    page.locator(".controls[data-grid='grid-0'] .class-filter").select_option(chosen)
+    visible = [r for r in rows.all() if r.is_visible()]
+    assert visible and all(r.get_attribute("data-predicted") == chosen for r in visible)
+    assert len(visible) == sum(r.get_attribute("data-predicted") == chosen for r in rows.all())
+    page.locator(".controls[data-grid='grid-0'] .class-filter").select_option("")
+    assert all(r.is_visible() for r in rows.all())
+    assert events["console_errors"] == [] and events["page_errors"] == []
+    page.close()
+
+
+def test_hostile_class_and_feature_names_show_literally_and_fire_no_dialog(browser, tmp_path):
+    torch.manual_seed(0)
+    img_model = ex.wrap(nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)),
+                        class_names=HOSTILE, name=HOSTILE[1])
+    tab_model = ex.wrap(nn.Linear(3, 3), class_names=HOSTILE, modality="tabular")
+    exps = [ex.explain(img_model, torch.rand(2, 3, 8, 8), "saliency", progress=False),
+            ex.explain(tab_model, torch.randn(4, 3), "gradient_x_input", feature_names=HOSTILE, progress=False)]
+    path = ex.report(exps, path=tmp_path / "xss.html", title=HOSTILE[0], labels=[[0, 1], [0, 1, 2, 0]])
+    page, events = open_page(browser, path)
+    page.wait_for_timeout(300)
+    assert events["dialogs"] == []
+    text = page.inner_text("body")
+    for s in HOSTILE[:2]:
+        assert s in text  # shown as text, not interpreted
+    assert page.title() == HOSTILE[0]
+    assert page.locator("img[src='x']").count() == 0
+    page.close()
