@@ -11,10 +11,12 @@ from .explanation import Explanation, load_explanation
 from .model import Model, wrap
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
 from .report.html import report
+from .report.notebook import Comparison, compare
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "ExplainerError",
     "Explanation",
     "InputError",
@@ -24,6 +26,7 @@ __all__ = [
     "ModelError",
     "StoreError",
     "UnknownMethodError",
+    "compare",
     "explain",
     "explain_many",
     "get_method",

@@ -8,6 +8,7 @@ from the bytes autograd actually saves for one extra sample of *this* model and 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,9 @@ class Runtime:
         return self.memory_budget or default_memory_budget()
 
 
-_PER_SAMPLE_CACHE: dict[tuple, int] = {}
+# Per network (weakly held, so a dead network's entry cannot be reused by a new one that
+# gets the same id), then per sample shape and dtype.
+_PER_SAMPLE_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
 
 def bytes_per_sample(model: Model, sample: torch.Tensor) -> int:
@@ -72,9 +75,10 @@ def bytes_per_sample(model: Model, sample: torch.Tensor) -> int:
     of 2, and takes the difference (so weights saved by conv/linear are not counted per
     sample); adds the input and its gradient, and a 1.5x margin for temporaries.
     """
-    key = (id(model.net), tuple(sample.shape), sample.dtype)
-    if key in _PER_SAMPLE_CACHE:
-        return _PER_SAMPLE_CACHE[key]
+    cache = _PER_SAMPLE_CACHE.setdefault(model.net, {})
+    key = (tuple(sample.shape), sample.dtype)
+    if key in cache:
+        return cache[key]
     saved = []
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -89,8 +93,8 @@ def bytes_per_sample(model: Model, sample: torch.Tensor) -> int:
             model.forward(x)
             sizes.append(saved[-1])
     per = max(sizes[1] - sizes[0], 0) + 3 * sample.numel() * sample.element_size()
-    _PER_SAMPLE_CACHE[key] = int(1.5 * per) + 1
-    return _PER_SAMPLE_CACHE[key]
+    cache[key] = int(1.5 * per) + 1
+    return cache[key]
 
 
 def chunk_size(model: Model, sample: torch.Tensor, runtime: Runtime, extra_bytes_per_row: int = 0) -> int:

@@ -81,11 +81,29 @@ class Explanation:
         return atomic_write_bytes(Path(path), buf.getvalue())
 
     # -- views --------------------------------------------------------------------------
-    def plot(self, max_samples: int = 8, **kwargs: Any):
-        """A matplotlib Figure: one row per sample, input and attribution overlay."""
-        from .report.figures import plot_explanation
+    def plot(self, kind: str = "samples", max_samples: int = 8, index: int = 0, top: int = 10):
+        """A matplotlib Figure (returned, never shown).
 
-        return plot_explanation(self, max_samples=max_samples, **kwargs)
+        Args:
+            kind: "samples" (images: input and overlay per sample; tabular: top-feature bars
+                per sample), and for tabular data also "importance" (mean |attribution| per
+                feature), "beeswarm" (one dot per sample and feature) or "waterfall" (one
+                sample's contributions from the reference output to f(x)).
+            max_samples: samples shown by "samples".
+            index: the sample of "waterfall".
+            top: features shown by the tabular kinds.
+        """
+        from .report import figures
+
+        kinds = {"samples": lambda: figures.plot_explanation(self, max_samples=max_samples, top=top),
+                 "importance": lambda: figures.plot_global_importance(self, top=top),
+                 "beeswarm": lambda: figures.plot_beeswarm(self, top=top),
+                 "waterfall": lambda: figures.plot_waterfall(self, index=index, top=top)}
+        if kind not in kinds or (kind != "samples" and self.modality != "tabular"):
+            allowed = list(kinds) if self.modality == "tabular" else ["samples"]
+            raise InputError(describe("`kind`", f"one of {allowed} for {self.modality} explanations", repr(kind),
+                                      'Use kind="samples".'))
+        return kinds[kind]()
 
     def _repr_html_(self) -> str:
         from .report.notebook import explanation_html

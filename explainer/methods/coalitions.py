@@ -46,7 +46,13 @@ def plan_coalitions(m: int, budget: int, rng: np.random.Generator) -> tuple[np.n
     lo, hi = 1, m - 1
     while lo <= hi:  # enumerate complete size pairs from the extremes inwards
         count = math.comb(m, lo) * (1 if lo == hi else 2)
-        if count > left:
+        pair_mass = size_mass[lo] + (size_mass[hi] if hi != lo else 0.0)
+        # Sizes 1 and m-1 are enumerated whenever they fit: they make the regression full rank
+        # (an additive game is exact from 2m + 2 evaluations). Further pairs only if drawing the
+        # budget in proportion to kernel mass would give them at least ``count`` draws (shap's
+        # rule); otherwise the middle sizes, which carry most of the remaining mass, would be
+        # left with too few samples (the error then grows with the budget).
+        if count > left or (lo > 1 and left * pair_mass / size_mass[lo: hi + 1].sum() < count):
             break
         for size in {lo, hi}:
             for combo in itertools.combinations(range(m), size):

@@ -70,7 +70,10 @@ def smoothgrad(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, base
     bar = progress_bar(n_samples * n, "smoothgrad", runtime)
     for part in chunks(n_samples, per_chunk):
         k = part.stop - part.start
-        noise = torch.randn((k, *inputs.shape), generator=gen, device=inputs.device, dtype=inputs.dtype)
+        # One equal-sized draw per noisy copy: the CPU generator's stream depends on the size of
+        # each call, so drawing (k, N, ...) at once would tie the noise to the chunk size.
+        noise = torch.stack([torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+                             for _ in range(k)])  # (k, N, ...)
         noisy = (inputs[None] + noise * sigma[None]).reshape(k * n, *inputs.shape[1:])  # (k * N, ...)
         res = info.func(model, noisy, target.repeat(k), runtime=Runtime(False, runtime.memory_budget), **base_params)
         total += res.attributions.reshape(k, *inputs.shape).sum(0)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from captum.attr import DeepLift
 
-from .._checks import as_reference, check_fraction, check_int
+from .._checks import as_reference, check_fraction, check_int, has_gradient_path
 from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar, seeded_generator
 from ..errors import InputError, describe
 from ..model import Model
@@ -69,7 +69,9 @@ def gradient_shap(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, b
         diff = inputs[sample] - b
         points = b + alphas[sample, draw].to(inputs.dtype).view(shape1) * diff
         if stdev > 0:
-            noise = torch.randn(points.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+            # One draw per row, so the noise of a row does not depend on the chunk size.
+            noise = torch.stack([torch.randn(points.shape[1:], generator=gen, device=inputs.device, dtype=inputs.dtype)
+                                 for _ in range(len(rows))])  # (rows, ...)
             points = points + noise * span[sample].view(shape1)
         grads, _ = input_gradients(model, points, target[sample])
         total.index_add_(0, sample, grads * diff)
@@ -99,6 +101,9 @@ def deep_shap(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, backg
     """
     bg = _background(model, background, inputs, "deep_shap")
     n, n_bg = len(inputs), len(bg)
+    with torch.enable_grad():  # captum would fail with a bare RuntimeError on a detached forward
+        probe = inputs[:1].detach().requires_grad_(True)
+        has_gradient_path(model, model.forward(probe)[:, int(target[0])])
     engine = DeepLift(model.net)
     total = torch.zeros_like(inputs)
     size = max(1, chunk_size(model, inputs[0], runtime) // 2)  # DeepLIFT runs inputs and references together

@@ -8,12 +8,12 @@ lookup table and every map is coloured by indexing it, which is what makes repor
 from __future__ import annotations
 
 import base64
-import io
+import struct
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
 
 __all__ = ["REDUCTIONS", "HeatmapSpec", "spec_for", "reduce_channels", "percentile_scale", "shared_scale",
            "normalize_signed", "normalize_absolute", "colormap_lut", "colorize", "image_to_rgb", "overlay",
@@ -103,8 +103,12 @@ def colormap_lut(name: str) -> np.ndarray:
 def colorize(normalized: np.ndarray, signed: bool, cmap: str | None = None) -> np.ndarray:
     """[-1, 1] (signed) or [0, 1] values -> uint8 RGB through the colormap LUT."""
     lut = colormap_lut(cmap or (SIGNED_CMAP if signed else ABSOLUTE_CMAP))
-    unit = (normalized + 1.0) / 2.0 if signed else normalized
-    return lut[np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8)]
+    x = np.asarray(normalized, dtype=np.float32)
+    # index = round(unit * 255) with unit = (v + 1) / 2 (signed) or v; +0.5 then truncation rounds.
+    idx = (x + np.float32(1.0)) * np.float32(127.5) if signed else x * np.float32(255.0)
+    idx += np.float32(0.5)
+    np.clip(idx, 0, 255.5, out=idx)
+    return lut[idx.astype(np.uint8)]
 
 
 def image_to_rgb(image: np.ndarray) -> np.ndarray:
@@ -123,11 +127,17 @@ def overlay(rgb: np.ndarray, colored: np.ndarray, strength: np.ndarray, alpha: f
 
     Weak attributions leave the image visible; greying lets the colours stand out.
     """
-    grey = rgb.mean(axis=2, keepdims=True)
-    base = 0.35 * rgb + 0.65 * grey
-    a = (alpha * strength)[..., None]
-    out = (1.0 - a) * base * 255.0 + a * colored.astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    rgb = rgb.astype(np.float32, copy=False)
+    # All in float32 and in place: this blend is most of the time of a report's images.
+    base = rgb.mean(axis=2, keepdims=True, dtype=np.float32) * np.float32(0.65 * 255)
+    base = base + rgb * np.float32(0.35 * 255)  # greyed image, 0..255
+    a = (np.float32(alpha) * strength.astype(np.float32, copy=False))[..., None]
+    out = colored.astype(np.float32)
+    out -= base
+    out *= a
+    out += base
+    np.rint(out, out=out)
+    return out.astype(np.uint8)
 
 
 def segment_boundaries(segments: np.ndarray) -> np.ndarray:
@@ -137,13 +147,30 @@ def segment_boundaries(segments: np.ndarray) -> np.ndarray:
     return find_boundaries(segments, mode="inner")
 
 
-def encode_png(rgb: np.ndarray, upscale: int = 1) -> bytes:
-    """uint8 (H, W, 3) -> PNG bytes; ``upscale`` repeats pixels (crisp thumbnails)."""
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def encode_png(rgb: np.ndarray, upscale: int = 1, compress_level: int = 1) -> bytes:
+    """uint8 (H, W, 3) -> PNG bytes; ``upscale`` repeats pixels (crisp thumbnails).
+
+    Our own minimal encoder: every row uses the PNG "Up" filter (computed in one numpy
+    subtraction) and zlib level 1. Pillow picks a filter per row in C and is ~1.7x slower
+    here; heatmap overlays are noisy, so higher zlib levels shrink them by ~1% at twice the
+    time (measured on 224 px overlays).
+    """
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if upscale > 1:
         rgb = np.repeat(np.repeat(rgb, upscale, axis=0), upscale, axis=1)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    h, w, _ = rgb.shape
+    rows = rgb.reshape(h, 3 * w)
+    raw = np.empty((h, 3 * w + 1), dtype=np.uint8)
+    raw[:, 0] = 2  # filter type "Up": byte minus the byte above (mod 256)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), compress_level)) + _png_chunk(b"IEND", b""))
 
 
 def png_data_uri(png: bytes) -> str:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.stats import rankdata
 
 from ..explanation import Explanation
+from ..metrics.agreement import method_agreement
 from .heatmap import (HeatmapSpec, colorbar_rgb, encode_png, image_to_rgb, percentile_scale, png_data_uri,
                       reduce_channels, render_overlay, shared_scale, spec_for)
 
-__all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "method_agreement", "MAX_THUMB"]
+__all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "MAX_THUMB"]
 
 MAX_THUMB = 160  # larger images are downsampled for the grid, keeping reports small
 
@@ -58,26 +58,6 @@ def _caption(exp: Explanation, i: int, labels: Sequence[int] | None) -> dict:
     return {"predicted": exp.class_label(pred), "target": exp.class_label(int(exp.targets[i])),
             "label": None if label is None else exp.class_label(label), "probability": float(exp.scores[i, pred]),
             "correct": None if label is None else pred == label}
-
-
-def method_agreement(maps: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean pairwise Spearman rank correlation of |map| between methods, per sample (N,).
-
-    ``maps`` holds one (N, H, W) or (N, F) array per method; NaN with fewer than 2 methods.
-    """
-    n = len(maps[0])
-    if len(maps) < 2:
-        return np.full(n, np.nan)
-    ranks = [np.stack([rankdata(np.abs(m[i]).ravel()) for i in range(n)]) for m in maps]
-    out = np.zeros(n)
-    pairs = 0
-    for a in range(len(ranks)):
-        for b in range(a + 1, len(ranks)):
-            ra, rb = ranks[a] - ranks[a].mean(1, keepdims=True), ranks[b] - ranks[b].mean(1, keepdims=True)
-            denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
-            out += np.where(denom > 0, (ra * rb).sum(1) / np.where(denom > 0, denom, 1), 0.0)
-            pairs += 1
-    return out / pairs
 
 
 def image_rows(explanations: Sequence[Explanation], labels: Sequence[int] | None = None, max_samples: int = 64,

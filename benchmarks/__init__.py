@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against captum and shap (run with `make bench`)."""

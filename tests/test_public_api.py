@@ -1,0 +1,79 @@
+"""The public surface is exactly what ``explainer.__all__`` lists, and every name resolves."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import explainer as ex
+
+# Adding a public name is a decision: update this list in the same commit.
+PUBLIC = [
+    "Comparison",
+    "ExplainerError",
+    "Explanation",
+    "InputError",
+    "MethodInfo",
+    "MethodResult",
+    "Model",
+    "ModelError",
+    "StoreError",
+    "UnknownMethodError",
+    "compare",
+    "explain",
+    "explain_many",
+    "get_method",
+    "list_methods",
+    "load_explanation",
+    "register_method",
+    "report",
+    "wrap",
+]
+
+
+def test_all_is_pinned_to_the_exact_sorted_public_names():
+    assert ex.__all__ == PUBLIC
+    assert ex.__all__ == sorted(ex.__all__)
+
+
+def test_every_public_name_resolves():
+    for name in ex.__all__:
+        assert getattr(ex, name) is not None, name
+
+
+def test_star_import_exports_exactly_all():
+    namespace: dict = {}
+    exec("from explainer import *", namespace)
+    assert sorted(k for k in namespace if not k.startswith("__")) == PUBLIC
+
+
+def test_error_tree_is_as_documented():
+    assert issubclass(ex.InputError, ex.ExplainerError) and issubclass(ex.InputError, ValueError)
+    assert issubclass(ex.UnknownMethodError, ex.ExplainerError) and issubclass(ex.UnknownMethodError, KeyError)
+    assert issubclass(ex.ModelError, ex.ExplainerError) and issubclass(ex.ModelError, RuntimeError)
+    assert issubclass(ex.StoreError, ex.ExplainerError) and issubclass(ex.StoreError, OSError)
+
+
+def test_public_functions_have_docstrings():
+    for name in ex.__all__:
+        obj = getattr(ex, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_list_methods_names_aliases_modalities_and_descriptions():
+    methods = ex.list_methods()
+    assert [m.name for m in methods] == sorted(m.name for m in methods)
+    for m in methods:
+        assert m.description and set(m.modalities) <= {"image", "tabular"}
+        for alias in m.aliases:
+            assert ex.get_method(alias) is ex.get_method(m.name)
+    table = str(methods)
+    assert table.splitlines()[0].split() == ["name", "aliases", "modalities", "description"]
+    assert "integrated_gradients" in table and "<table>" in methods._repr_html_()
+
+
+def test_register_method_refuses_a_duplicate_name():
+    with pytest.raises(ValueError, match="already registered"):
+        ex.register_method("ig")(lambda model, inputs, target, *, runtime: None)
