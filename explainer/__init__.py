@@ -8,6 +8,7 @@
 from .api import explain, explain_many
 from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
 from .explanation import Explanation, load_explanation
+from .metrics import Scores, evaluate
 from .model import Model, wrap
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
 from .report.html import report
@@ -24,9 +25,11 @@ __all__ = [
     "MethodResult",
     "Model",
     "ModelError",
+    "Scores",
     "StoreError",
     "UnknownMethodError",
     "compare",
+    "evaluate",
     "explain",
     "explain_many",
     "get_method",

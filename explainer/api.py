@@ -93,7 +93,7 @@ def explain(model: Model | torch.nn.Module, inputs: Any, method: str = "integrat
     return Explanation(method=info.name, attributions=result.attributions.detach().cpu(), inputs=x.detach().cpu(),
                        targets=targets.cpu(), scores=model.to_scores(out).detach().cpu(), class_names=model.class_names,
                        modality=model.modality, params=used, extras=dict(result.extras), manifest=manifest,
-                       feature_names=names)
+                       feature_names=names, call_params=dict(params))
 
 
 def explain_many(model: Model | torch.nn.Module, inputs: Any, methods: Sequence[str] | Mapping[str, Mapping[str, Any]],

@@ -49,6 +49,9 @@ class Explanation:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     feature_names: tuple[str, ...] | None = None
+    # The exact keyword arguments the method was called with (tensors included), so that
+    # trust scores can re-run it; kept in memory only (a saved file keeps ``params``).
+    call_params: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -69,11 +72,14 @@ class Explanation:
     # -- persistence --------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write one ``.npz`` file (arrays plus a JSON header), atomically. Returns the path."""
+        is_array = lambda v: isinstance(v, torch.Tensor | np.ndarray)  # noqa: E731
         arrays = {"attributions": self.attributions, "inputs": self.inputs, "targets": self.targets,
-                  "scores": self.scores, **{f"extra__{k}": v for k, v in self.extras.items()}}
+                  "scores": self.scores, **{f"extra__{k}": v for k, v in self.extras.items()},
+                  **{f"call__{k}": torch.as_tensor(v) for k, v in self.call_params.items() if is_array(v)}}
         header = {"schema_version": SCHEMA_VERSION, "method": self.method, "modality": self.modality,
                   "class_names": self.class_names, "feature_names": self.feature_names,
                   "params": self.params, "manifest": self.manifest,
+                  "call_params": {k: v for k, v in self.call_params.items() if not is_array(v)},
                   "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in arrays.items()}}
         buf = io.BytesIO()
         np.savez_compressed(buf, header=np.array(json.dumps(header, default=_json_default)),
@@ -167,8 +173,10 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
         method=header["method"], attributions=arrays.pop("attributions"), inputs=arrays.pop("inputs"),
         targets=arrays.pop("targets"), scores=arrays.pop("scores"), class_names=tuple_or_none(header["class_names"]),
         modality=header["modality"], params=header["params"],
-        extras={k.removeprefix("extra__"): v for k, v in arrays.items()}, manifest=header["manifest"],
-        feature_names=tuple_or_none(header.get("feature_names")),
+        extras={k.removeprefix("extra__"): v for k, v in arrays.items() if k.startswith("extra__")},
+        manifest=header["manifest"], feature_names=tuple_or_none(header.get("feature_names")),
+        call_params={**header.get("call_params", {}),
+                     **{k.removeprefix("call__"): v for k, v in arrays.items() if k.startswith("call__")}},
     )
 
 

@@ -128,6 +128,20 @@ def _sections(explanations: list[Explanation], max_samples: int, section_titles:
     return sections
 
 
+def _trust(scores: Any) -> list | None:
+    """Trust blocks from ``ex.evaluate`` scores (several Scores objects may be given)."""
+    from ..metrics.scores import Scores
+    from .trust import trust_blocks
+
+    if scores is None:
+        return None
+    items = [scores] if isinstance(scores, Scores) else list(scores)
+    if not all(isinstance(s, Scores) for s in items):
+        raise InputError(describe("`scores`", "the result of ex.evaluate(...) (or a list of them)",
+                                  f"{type(scores).__name__}", "Pass scores=ex.evaluate(explanations, model)."))
+    return [block for s in items for block in trust_blocks(s)]
+
+
 def render_fragment(explanations: list[Explanation], max_samples: int = 8) -> str:
     """HTML fragment (no <html>) for notebooks."""
     return _ENV.get_template("fragment.html.j2").render(sections=_sections(explanations, max_samples, None, figures=False))
@@ -138,8 +152,9 @@ def render_report(explanations: Any, title: str = "explainer report", scores: An
     """The full report page as a string (see :func:`report`)."""
     exps = _as_explanations(explanations)
     sections = _sections(exps, max_samples, section_titles, labels, scale)
+    trust = _trust(scores)
     return _ENV.get_template("report.html.j2").render(
-        title=str(title), sections=sections, scores=scores, versions=exps[0].manifest.get("versions", {}),
+        title=str(title), sections=sections, trust=trust, trust_settings=getattr(scores, "settings", {}), versions=exps[0].manifest.get("versions", {}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         manifests=[(e.method, e.manifest) for e in exps],
     )

@@ -1,0 +1,190 @@
+"""``ex.evaluate``: trust scores for explanations, as a tidy table with verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._checks import check_choice, check_int
+from .._runtime import Runtime, parse_bytes
+from ..errors import InputError, describe
+from ..explanation import Explanation
+from ..model import Model, wrap
+from ..registry import get_method
+from ..report.heatmap import spec_for
+from .agreement import method_agreement
+from .faithfulness import FILLS, auc, feature_scores, fill_reference, infidelity, perturbation_curves
+from .localization import pointing_game, relevance_mass
+from .robustness import max_sensitivity
+from .sanity import randomization_similarity
+from .scores import Scores
+
+__all__ = ["evaluate", "METRIC_GROUPS"]
+
+METRIC_GROUPS = ("faithfulness", "infidelity", "robustness", "randomization", "localization", "completeness", "agreement")
+
+
+def _metric_set(metrics: str | Sequence[str]) -> set[str]:
+    if metrics == "default" or metrics == "all":
+        return set(METRIC_GROUPS)
+    chosen = [metrics] if isinstance(metrics, str) else list(metrics)
+    for m in chosen:
+        check_choice(m, "metrics", ("default", *METRIC_GROUPS))
+    return set(METRIC_GROUPS) if "default" in chosen else set(chosen)
+
+
+def _call_params(exp: Explanation) -> dict[str, Any]:
+    missing = [k for k, v in exp.params.items() if isinstance(v, str) and v.startswith("tensor(") and k not in exp.call_params]
+    if missing:
+        raise InputError(describe(f"Parameters {missing} of the {exp.method} explanation", "the tensors it was computed with",
+                                  "only their shapes (the explanation was loaded from a file saved by an older version)",
+                                  "Recompute the explanation, or pass params={method: {name: tensor}} to ex.evaluate."))
+    return dict(exp.call_params)
+
+
+def _masks(masks: Any, n: int) -> dict[str, torch.Tensor]:
+    if masks is None:
+        return {}
+    items = masks.items() if isinstance(masks, Mapping) else [("mask", masks)]
+    out = {}
+    for name, value in items:
+        t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value).bool()
+        if t.ndim != 3 or len(t) != n:
+            raise InputError(describe(f"`masks` ({name})", f"a (N={n}, H, W) boolean tensor", f"shape {tuple(t.shape)}",
+                                      "Pass one ground-truth mask per explained image."))
+        out[str(name)] = t
+    return out
+
+
+def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | torch.nn.Module,
+             metrics: str | Sequence[str] = "default", masks: Any = None, seed: int = 0, *,
+             features: str = "superpixels", n_segments: int = 48, fill: str = "blur", steps: int = 20,
+             n_perturb: int = 8, randomization: str = "cascading", params: Mapping[str, Mapping[str, Any]] | None = None,
+             progress: bool = True, memory_budget: int | str | None = None) -> Scores:
+    """Trust scores: how far each explanation can be believed.
+
+    Args:
+        explanations: explanations of the same model (several methods on the same inputs
+            are also compared with each other).
+        model: the model they explain (its fingerprint must match); never changed: the
+            randomization check works on a copy.
+        metrics: "default" (all groups that apply) or a list of METRIC_GROUPS.
+        masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions.
+        seed: seeds every random choice (orderings, perturbations, randomized weights).
+        features: "superpixels" (SLIC, shared by all methods, ``n_segments``) or "pixels" for
+            deletion/insertion on images; tabular data always uses columns.
+        fill: value of removed features: "blur", "mean" or "zeros".
+        steps: points of the deletion/insertion curves (minus one).
+        n_perturb: perturbations for infidelity and max-sensitivity.
+        randomization: "cascading" or "independent" layer randomization.
+        params: per-method parameters to re-run a loaded explanation (e.g. its background).
+
+    Returns:
+        :class:`~explainer.metrics.scores.Scores`: tidy rows, curves and verdicts.
+    """
+    exps = [explanations] if isinstance(explanations, Explanation) else list(explanations)
+    if not exps or not all(isinstance(e, Explanation) for e in exps):
+        raise InputError(describe("`explanations`", "Explanation objects", repr(explanations), "Pass the result of ex.explain(...)."))
+    model = wrap(model)
+    chosen = _metric_set(metrics)
+    check_choice(features, "features", ("superpixels", "pixels"))
+    check_choice(fill, "fill", FILLS)
+    check_choice(randomization, "randomization", ("cascading", "independent"))
+    steps, n_perturb, n_segments = check_int(steps, "steps", 2), check_int(n_perturb, "n_perturb"), check_int(n_segments, "n_segments", 2)
+    fingerprint = model.fingerprint()
+    for e in exps:
+        if e.manifest.get("model", {}).get("fingerprint", fingerprint) != fingerprint:
+            raise InputError(describe("`model`", f"the model the explanations were computed with (fingerprint {e.manifest['model']['fingerprint']})",
+                                      f"a model with fingerprint {fingerprint}", "Pass the same trained model (weights) as used by ex.explain."))
+    runtime = Runtime(False, 0 if memory_budget is None else parse_bytes(memory_budget))
+    scores = Scores(settings={"features": features, "n_segments": n_segments, "fill": fill, "steps": steps,
+                              "n_perturb": n_perturb, "randomization": randomization, "seed": seed})
+    segment_cache: dict[int, torch.Tensor | None] = {}
+    bar = tqdm(total=len(exps), desc="evaluate", disable=None if progress else True, leave=False, delay=0.5)
+    for exp in exps:
+        info = get_method(exp.method)
+        call = {**_call_params(exp), **dict((params or {}).get(exp.method, {}))}
+
+        def explain_fn(m: Model, x: torch.Tensor, t: torch.Tensor, _info=info, _call=call) -> torch.Tensor:
+            return _info.func(m, x, t, runtime=runtime, **_call).attributions
+
+        x, t, attr = exp.inputs.to(model.device), exp.targets, exp.attributions.to(model.device)
+        gen = torch.Generator().manual_seed(seed)
+        with model.evaluating():
+            if "faithfulness" in chosen:
+                _faithfulness(model, exp, x, t, attr, scores, segment_cache, features, n_segments, fill, steps, gen, runtime)
+            if "infidelity" in chosen:
+                noise_scale = 0.1 * float(x.std())
+                scores.add(exp.method, "infidelity", infidelity(model, x, t, attr, n_perturb, noise_scale, gen, runtime))
+            if "robustness" in chosen:
+                radius = 0.02 * float(x.max() - x.min())
+                sens = max_sensitivity(lambda xs, ts: explain_fn(model, xs, ts.to(xs.device)), x, t, attr, radius, n_perturb, gen)
+                scores.add(exp.method, "max_sensitivity", sens)
+        if "randomization" in chosen:
+            signed = spec_for(exp.method, exp.params).signed
+            steps_out = randomization_similarity(model, x, t.to(x.device), attr, explain_fn, randomization, seed, signed)
+            if steps_out:
+                last = steps_out[-1] if randomization == "cascading" else min(steps_out, key=lambda s: np.nanmean(s["spearman"]))
+                scores.add(exp.method, "randomization_spearman", last["spearman"])
+                scores.add(exp.method, "randomization_ssim", last["ssim"])
+                scores.randomization[exp.method] = [{"layer": s["layer"], "spearman": float(np.nanmean(s["spearman"])),
+                                                     "ssim": float(np.nanmean(s["ssim"])) if not np.isnan(s["ssim"]).all() else None}
+                                                    for s in steps_out]
+        if "localization" in chosen and exp.modality == "image":
+            for name, mk in _masks(masks, len(exp)).items():
+                scores.add(exp.method, "relevance_mass", relevance_mass(exp.attributions, mk), mask=name)
+                scores.add(exp.method, "mask_fraction", mk.flatten(1).float().mean(1), mask=name)
+                scores.add(exp.method, "pointing_game", pointing_game(exp.attributions, mk), mask=name)
+        if "completeness" in chosen and "relative_gap" in exp.extras:
+            scores.add(exp.method, "completeness_gap", exp.extras["relative_gap"])
+        bar.update(1)
+    bar.close()
+    if "agreement" in chosen:
+        _agreement(exps, scores)
+    return scores
+
+
+def _faithfulness(model, exp, x, t, attr, scores, cache, features, n_segments, fill, steps, gen, runtime) -> None:
+    from ..methods.segmentation import superpixels
+
+    segments = None
+    if exp.modality == "image" and features == "superpixels":
+        key = id(exp.inputs)
+        if key not in cache:
+            cache[key] = torch.stack([superpixels(img, n_segments) for img in exp.inputs])
+        segments = cache[key]
+    feat, ids = feature_scores(attr.cpu(), segments)
+    reference = fill_reference(x, fill)
+    curves = {}
+    for mode in ("deletion", "insertion"):
+        for order in ("morf", "random"):
+            c = perturbation_curves(model, x, t, feat, ids, reference, mode, order, steps, gen, runtime)
+            curves[mode if order == "morf" else f"{mode}_random"] = c
+    curves["deletion_lerf"] = perturbation_curves(model, x, t, feat, ids, reference, "deletion", "lerf", steps, gen, runtime)
+    a = {k: auc(v) for k, v in curves.items()}
+    m = exp.method
+    scores.add(m, "deletion_auc", a["deletion"])
+    scores.add(m, "deletion_random_auc", a["deletion_random"])
+    scores.add(m, "deletion_gain", a["deletion_random"] - a["deletion"])
+    scores.add(m, "deletion_lerf_auc", a["deletion_lerf"])
+    scores.add(m, "insertion_auc", a["insertion"])
+    scores.add(m, "insertion_random_auc", a["insertion_random"])
+    scores.add(m, "insertion_gain", a["insertion"] - a["insertion_random"])
+    scores.curves[m] = {k: v.numpy() for k, v in curves.items()}
+
+
+def _agreement(exps: list[Explanation], scores: Scores) -> None:
+    from ..report.html import group_by_inputs
+
+    for group in group_by_inputs(exps):
+        if len(group) < 2:
+            continue
+        maps = [e.attributions.abs().sum(1).numpy() if e.modality == "image" else e.attributions.numpy() for e in group]
+        for k, e in enumerate(group):
+            others = [maps[j] for j in range(len(group)) if j != k]
+            pair = [method_agreement([maps[k], o]) for o in others]
+            scores.add(e.method, "agreement", np.mean(pair, axis=0))
