@@ -63,7 +63,8 @@ def _masks(masks: Any, n: int) -> dict[str, torch.Tensor]:
 def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | torch.nn.Module,
              metrics: str | Sequence[str] = "default", masks: Any = None, seed: int = 0, *,
              features: str = "superpixels", n_segments: int = 48, fill: str = "blur", steps: int = 20,
-             n_perturb: int = 8, randomization: str = "cascading", params: Mapping[str, Mapping[str, Any]] | None = None,
+             n_perturb: int = 16, n_sensitivity: int = 4, randomization: str = "cascading",
+             randomization_steps: int | None = 4, params: Mapping[str, Mapping[str, Any]] | None = None,
              progress: bool = True, memory_budget: int | str | None = None) -> Scores:
     """Trust scores: how far each explanation can be believed.
 
@@ -79,8 +80,11 @@ def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | t
             deletion/insertion on images; tabular data always uses columns.
         fill: value of removed features: "blur", "mean" or "zeros".
         steps: points of the deletion/insertion curves (minus one).
-        n_perturb: perturbations for infidelity and max-sensitivity.
+        n_perturb: perturbations for infidelity (forward passes only: cheap).
+        n_sensitivity: perturbations for max-sensitivity (each re-runs the method).
         randomization: "cascading" or "independent" layer randomization.
+        randomization_steps: score at most this many randomization steps, evenly spaced and
+            always including the fully randomized model (None: every layer).
         params: per-method parameters to re-run a loaded explanation (e.g. its background).
 
     Returns:
@@ -95,14 +99,18 @@ def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | t
     check_choice(fill, "fill", FILLS)
     check_choice(randomization, "randomization", ("cascading", "independent"))
     steps, n_perturb, n_segments = check_int(steps, "steps", 2), check_int(n_perturb, "n_perturb"), check_int(n_segments, "n_segments", 2)
+    n_sensitivity = check_int(n_sensitivity, "n_sensitivity")
+    if randomization_steps is not None:
+        randomization_steps = check_int(randomization_steps, "randomization_steps", 2)
     fingerprint = model.fingerprint()
     for e in exps:
         if e.manifest.get("model", {}).get("fingerprint", fingerprint) != fingerprint:
             raise InputError(describe("`model`", f"the model the explanations were computed with (fingerprint {e.manifest['model']['fingerprint']})",
                                       f"a model with fingerprint {fingerprint}", "Pass the same trained model (weights) as used by ex.explain."))
     runtime = Runtime(False, 0 if memory_budget is None else parse_bytes(memory_budget))
-    scores = Scores(settings={"features": features, "n_segments": n_segments, "fill": fill, "steps": steps,
-                              "n_perturb": n_perturb, "randomization": randomization, "seed": seed})
+    scores = Scores(settings={"model": model.name, "features": features, "n_segments": n_segments, "fill": fill, "steps": steps,
+                              "n_perturb": n_perturb, "n_sensitivity": n_sensitivity, "randomization": randomization,
+                              "randomization_steps": randomization_steps, "seed": seed})
     segment_cache: dict[int, torch.Tensor | None] = {}
     bar = tqdm(total=len(exps), desc="evaluate", disable=None if progress else True, leave=False, delay=0.5)
     for exp in exps:
@@ -122,11 +130,12 @@ def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | t
                 scores.add(exp.method, "infidelity", infidelity(model, x, t, attr, n_perturb, noise_scale, gen, runtime))
             if "robustness" in chosen:
                 radius = 0.02 * float(x.max() - x.min())
-                sens = max_sensitivity(lambda xs, ts: explain_fn(model, xs, ts.to(xs.device)), x, t, attr, radius, n_perturb, gen)
+                sens = max_sensitivity(lambda xs, ts: explain_fn(model, xs, ts.to(xs.device)), x, t, attr, radius, n_sensitivity, gen)
                 scores.add(exp.method, "max_sensitivity", sens)
         if "randomization" in chosen:
             signed = spec_for(exp.method, exp.params).signed
-            steps_out = randomization_similarity(model, x, t.to(x.device), attr, explain_fn, randomization, seed, signed)
+            steps_out = randomization_similarity(model, x, t.to(x.device), attr, explain_fn, randomization, seed, signed,
+                                                 randomization_steps)
             if steps_out:
                 last = steps_out[-1] if randomization == "cascading" else min(steps_out, key=lambda s: np.nanmean(s["spearman"]))
                 scores.add(exp.method, "randomization_spearman", last["spearman"])

@@ -28,7 +28,7 @@ from torch import nn
 from ..model import Model
 from .agreement import spearman
 
-__all__ = ["parameterized_layers", "randomized_copies", "ssim_abs", "randomization_similarity"]
+__all__ = ["parameterized_layers", "checkpoints", "randomized_copies", "ssim_abs", "randomization_similarity"]
 
 
 def parameterized_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -45,22 +45,34 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
         p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * (std or 0.1))
 
 
-def randomized_copies(model: Model, mode: str = "cascading", seed: int = 0):
+def checkpoints(n_layers: int, max_steps: int | None) -> list[int]:
+    """Which of the L randomization steps to score: all, or ``max_steps`` evenly spaced ones
+    that always include the first (output layer) and the last (fully randomized)."""
+    if max_steps is None or n_layers <= max_steps:
+        return list(range(n_layers))
+    return sorted({round(k * (n_layers - 1) / (max_steps - 1)) for k in range(max_steps)})
+
+
+def randomized_copies(model: Model, mode: str = "cascading", seed: int = 0, max_steps: int | None = None):
     """Yield ``(layer_name, Model)`` with randomized weights, never touching ``model``.
 
     ``cascading``: the top k layers randomized for k = 1..L (output side first).
-    ``independent``: one layer at a time.
+    ``independent``: one layer at a time. ``max_steps`` limits the steps yielded (the
+    cascade still randomizes every layer in between).
     """
     gen = torch.Generator().manual_seed(seed)
     layers = [name for name, _ in parameterized_layers(model.net)]
+    keep = set(checkpoints(len(layers), max_steps))
     cascade = copy.deepcopy(model.net).cpu()
-    for name in reversed(layers):
+    for k, name in enumerate(reversed(layers)):
         if mode == "cascading":
             _randomize(dict(cascade.named_modules())[name], gen)
             net = cascade
         else:
             net = copy.deepcopy(model.net).cpu()
             _randomize(dict(net.named_modules())[name], gen)
+        if k not in keep:
+            continue
         yield name, Model(net.to(model.device), model.class_names, model.modality, model.output, model.name)
 
 
@@ -78,19 +90,21 @@ def ssim_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def randomization_similarity(model: Model, inputs: torch.Tensor, targets: torch.Tensor, attributions: torch.Tensor,
                              explain_fn: Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor],
-                             mode: str = "cascading", seed: int = 0, signed: bool = True) -> list[dict]:
+                             mode: str = "cascading", seed: int = 0, signed: bool = True,
+                             max_steps: int | None = 4) -> list[dict]:
     """Similarity of original and randomized-model attributions, per randomization step.
 
     Args:
         explain_fn: ``(model, inputs, targets) -> attributions`` (same method and parameters).
         signed: compare signed maps (signed methods) or absolute values (absolute methods).
+        max_steps: score at most this many randomization steps (None: every layer).
 
     Returns:
         One dict per step: ``layer``, ``spearman`` (N,), ``ssim`` (N,) (NaN for tabular).
     """
     base = attributions.detach().cpu().numpy()
     steps = []
-    for layer, randomized in randomized_copies(model, mode, seed):
+    for layer, randomized in randomized_copies(model, mode, seed, max_steps):
         with randomized.evaluating():
             moved = explain_fn(randomized, inputs, targets).detach().cpu().numpy()
         rho = spearman(base, moved, absolute=not signed)

@@ -142,6 +142,13 @@ def _trust(scores: Any) -> list | None:
     return [block for s in items for block in trust_blocks(s)]
 
 
+def _first_settings(scores: Any) -> dict:
+    if scores is None:
+        return {}
+    first = scores if hasattr(scores, "settings") else next(iter(scores), None)
+    return dict(getattr(first, "settings", {}))
+
+
 def render_fragment(explanations: list[Explanation], max_samples: int = 8) -> str:
     """HTML fragment (no <html>) for notebooks."""
     return _ENV.get_template("fragment.html.j2").render(sections=_sections(explanations, max_samples, None, figures=False))
@@ -154,7 +161,7 @@ def render_report(explanations: Any, title: str = "explainer report", scores: An
     sections = _sections(exps, max_samples, section_titles, labels, scale)
     trust = _trust(scores)
     return _ENV.get_template("report.html.j2").render(
-        title=str(title), sections=sections, trust=trust, trust_settings=getattr(scores, "settings", {}), versions=exps[0].manifest.get("versions", {}),
+        title=str(title), sections=sections, trust=trust, trust_settings=_first_settings(scores), versions=exps[0].manifest.get("versions", {}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         manifests=[(e.method, e.manifest) for e in exps],
     )

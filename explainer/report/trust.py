@@ -15,6 +15,7 @@ __all__ = ["TrustBlock", "trust_blocks"]
 @dataclass(frozen=True)
 class TrustBlock:
     method: str
+    model: str
     verdicts: tuple[Verdict, ...]
     metrics: tuple[dict, ...]  # {"metric", "mean", "std", "better", "meaning"}
     curves_uri: str | None
@@ -74,6 +75,6 @@ def trust_blocks(scores: Scores) -> list[TrustBlock]:
             rows.append({"metric": r["metric"], "mean": r["mean"], "std": r["std"], "better": better, "meaning": meaning})
         curves = scores.curves.get(m)
         steps = scores.randomization.get(m)
-        blocks.append(TrustBlock(m, tuple(v for v in verdicts if v.method == m), tuple(rows),
+        blocks.append(TrustBlock(m, str(scores.settings.get("model", "")), tuple(v for v in verdicts if v.method == m), tuple(rows),
                                  _curves_png(curves, m) if curves else None, _randomization_png(steps) if steps else None))
     return blocks
