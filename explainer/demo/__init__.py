@@ -1,0 +1,17 @@
+"""Embedded demo data and models: synthetic shapes with a watermark shortcut, and tabular data."""
+
+from explainer.demo.cnn import DemoCNN, load_demo_cnn
+from explainer.demo.shapes import CLASS_NAMES, ShapesData, make_shapes
+from explainer.demo.tabular import TabularData, TabularMLP, load_tabular_data, load_tabular_mlp
+
+__all__ = [
+    "CLASS_NAMES",
+    "DemoCNN",
+    "ShapesData",
+    "TabularData",
+    "TabularMLP",
+    "load_demo_cnn",
+    "load_tabular_data",
+    "load_tabular_mlp",
+    "make_shapes",
+]
