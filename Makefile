@@ -36,14 +36,18 @@ demo: setup
 
 # pytest exits 5 when it collects no test: that is not a failure of the project.
 test: setup browser
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -m "not slow" --nbmake tests notebooks $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 test-all: setup browser
-	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q --nbmake tests notebooks $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: setup
 	$(VENV)/bin/ruff check explainer tests
 	$(VENV)/bin/ruff format --check explainer tests
+
+# Every benchmark side by side with captum/shap in one run -> reports/bench.json, bench.html.
+bench: setup
+	$(PY) -m benchmarks.run_all --out reports
 
 train: setup
 	$(PY) -m explainer.demo.train

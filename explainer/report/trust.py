@@ -48,7 +48,7 @@ def _randomization_png(steps: list[dict]) -> str:
     fig = _figure(figsize=(3.2, 2.0))
     ax = fig.subplots()
     x = np.arange(len(steps))
-    ax.plot(x, [s["spearman"] for s in steps], marker="o", ms=3, label="Spearman |attr|", color="#7a5195")
+    ax.plot(x, [s["spearman"] for s in steps], marker="o", ms=3, label="Spearman rank corr.", color="#7a5195")
     if all(s["ssim"] is not None for s in steps):
         ax.plot(x, [s["ssim"] for s in steps], marker="s", ms=3, label="SSIM", color="#ef5675")
     ax.axhline(0.5, color="#999", lw=0.6, ls="--")
