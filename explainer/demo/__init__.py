@@ -1,6 +1,7 @@
 """Embedded demo data and models: synthetic shapes with a watermark shortcut, and tabular data."""
 
 from explainer.demo.cnn import DemoCNN, load_demo_cnn
+from explainer.demo.masks import watermark_masks
 from explainer.demo.shapes import CLASS_NAMES, ShapesData, make_shapes
 from explainer.demo.tabular import TabularData, TabularMLP, load_tabular_data, load_tabular_mlp
 
@@ -14,4 +15,5 @@ __all__ = [
     "load_tabular_data",
     "load_tabular_mlp",
     "make_shapes",
+    "watermark_masks",
 ]
