@@ -70,3 +70,30 @@ def test_tabular_report_shows_feature_bars(tmp_path):
     html = ex.report(exp, path=tmp_path / "t.html").read_text()
     assert "plain" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert html.count('class="bar-row"') == 2 * 4
+
+
+def test_report_of_32_samples_and_3_methods_stays_under_5_mb(tmp_path):
+    from explainer.demo import CLASS_NAMES, load_demo_cnn, make_shapes
+
+    data = make_shapes(32, split="test", seed=7)
+    model = ex.wrap(load_demo_cnn(), class_names=CLASS_NAMES)
+    exps = ex.explain_many(model, data.images, {"saliency": {}, "integrated_gradients": {"n_steps": 8},
+                                                "gradient_x_input": {}}, progress=False)
+    path = ex.report(exps, path=tmp_path / "big.html", labels=data.labels.tolist())
+    html = path.read_text()
+    assert html.count('class="sample"') == 32
+    assert path.stat().st_size < 5 * 2**20
+
+
+def test_shared_scale_is_accepted_and_unknown_scale_refused(image_explanations, tmp_path):
+    assert ex.report(image_explanations, path=tmp_path / "s.html", scale="shared").exists()
+    with pytest.raises(ex.InputError, match="scale"):
+        ex.report(image_explanations, path=tmp_path / "x.html", scale="global")
+
+
+def test_misclassified_samples_are_marked_for_the_filter(image_explanations, tmp_path):
+    preds = image_explanations[0].predictions.tolist()
+    labels = [(p + 1) % 3 if i == 0 else p for i, p in enumerate(preds)]
+    html = ex.report(image_explanations, path=tmp_path / "m.html", labels=labels).read_text()
+    assert html.count('data-correct="false"') == 1 and html.count('data-correct="true"') == 2
+    assert "misclassified only" in html
