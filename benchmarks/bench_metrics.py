@@ -54,13 +54,15 @@ def run(quick: bool = False) -> dict:
     out["explainer_infidelity_s"] = round(time.perf_counter() - t, 3)
 
     def saliency(inputs, target):
-        return ex.explain(model, inputs, "saliency", target=target, progress=False).attributions
+        as_tuple = isinstance(inputs, tuple)  # captum passes (and expects back) a tuple on its first call
+        attr = ex.explain(model, inputs[0] if as_tuple else inputs, "saliency", target=target, progress=False).attributions
+        return (attr,) if as_tuple else attr
 
     t = time.perf_counter()
     captum_sensitivity_max(saliency, data.images, n_perturb_samples=8, target=exps[0].targets, max_examples_per_batch=8 * n)
     out["captum_sensitivity_max_saliency_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    ex.evaluate([exps[0]], model, metrics=["robustness"], progress=False)
+    ex.evaluate([exps[0]], model, metrics=["robustness"], n_sensitivity=8, progress=False)
     out["explainer_max_sensitivity_saliency_s"] = round(time.perf_counter() - t, 3)
     return out
 
