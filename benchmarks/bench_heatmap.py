@@ -24,7 +24,9 @@ def run(n: int = 32, size: int = 224, seed: int = 0) -> dict:
     from explainer.report.heatmap import encode_png, render_overlay, spec_for
 
     rng = np.random.default_rng(seed)
-    attrs = rng.normal(size=(n, 3, size, size)).astype(np.float32)  # channels-first, like our tensors
+    attrs = rng.normal(size=(n, 3, size, size)).astype(
+        np.float32
+    )  # channels-first, like our tensors
     images = rng.random((n, 3, size, size)).astype(np.float32)
     spec = spec_for("integrated_gradients")
 
@@ -32,8 +34,13 @@ def run(n: int = 32, size: int = 224, seed: int = 0) -> dict:
         return encode_png(render_overlay(im, a, spec))
 
     def captum(a, im):
-        fig, _ = viz.visualize_image_attr(a.transpose(1, 2, 0), im.transpose(1, 2, 0), method="blended_heat_map",
-                                          sign="all", use_pyplot=False)
+        fig, _ = viz.visualize_image_attr(
+            a.transpose(1, 2, 0),
+            im.transpose(1, 2, 0),
+            method="blended_heat_map",
+            sign="all",
+            use_pyplot=False,
+        )
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         plt.close(fig)
@@ -48,7 +55,9 @@ def run(n: int = 32, size: int = 224, seed: int = 0) -> dict:
             fn(a, im)
             times.append(time.perf_counter() - t)
         out[f"{name}_ms_per_image"] = 1e3 * float(np.median(times))
-    out["speedup_vs_captum"] = out["captum_visualize_image_attr_ms_per_image"] / out["explainer_ms_per_image"]
+    out["speedup_vs_captum"] = (
+        out["captum_visualize_image_attr_ms_per_image"] / out["explainer_ms_per_image"]
+    )
     return out
 
 

@@ -13,7 +13,9 @@ def _table(rows: list[dict]) -> str:
         return ""
     keys = list(dict.fromkeys(k for r in rows for k in r))
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in keys)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k, ''))}</td>" for k in keys) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(r.get(k, ''))}</td>" for k in keys) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -59,8 +61,14 @@ def _section(name: str, result: dict) -> str:
         parts.append(f"<pre class='err'>{html.escape(result['traceback'])}</pre>")
         return "".join(parts)
     if "headline" in result:
-        parts.append("<ul>" + "".join(f"<li>{html.escape(str(h))}</li>" for h in result["headline"]) + "</ul>")
-    scalars = {k: v for k, v in result.items() if not isinstance(v, dict | list) and k != "headline"}
+        parts.append(
+            "<ul>"
+            + "".join(f"<li>{html.escape(str(h))}</li>" for h in result["headline"])
+            + "</ul>"
+        )
+    scalars = {
+        k: v for k, v in result.items() if not isinstance(v, dict | list) and k != "headline"
+    }
     if scalars:
         parts.append(_table([scalars]))
     for key, value in result.items():
@@ -69,7 +77,10 @@ def _section(name: str, result: dict) -> str:
         if isinstance(value, list) and value and isinstance(value[0], dict):
             parts.append(f"<h3>{html.escape(key)}</h3>" + _table(value))
         elif isinstance(value, dict):
-            flat = [{"key": k, **v} if isinstance(v, dict) else {"key": k, "value": v} for k, v in value.items()]
+            flat = [
+                {"key": k, **v} if isinstance(v, dict) else {"key": k, "value": v}
+                for k, v in value.items()
+            ]
             parts.append(f"<h3>{html.escape(key)}</h3>" + _table(flat))
     if isinstance(result.get("curves"), dict):
         parts.append(_plot(result["curves"]))
@@ -77,11 +88,17 @@ def _section(name: str, result: dict) -> str:
 
 
 def render(results: dict) -> str:
-    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2rem auto;padding:0 1rem;color:#222}"
-             "table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}td,th{border-bottom:1px solid #eee;padding:2px 8px;text-align:left}"
-             "figure{display:inline-block;margin:.5rem}code{font-size:.75rem}.err{color:#b3261e}")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2rem auto;padding:0 1rem;color:#222}"
+        "table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}td,th{border-bottom:1px solid #eee;padding:2px 8px;text-align:left}"
+        "figure{display:inline-block;margin:.5rem}code{font-size:.75rem}.err{color:#b3261e}"
+    )
     body = "".join(_section(k, v) for k, v in results["benchmarks"].items())
-    mach = _table([{k: v for k, v in results["machine"].items() if k != "versions"}]) + _table([results["machine"]["versions"]])
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>explainer benchmarks</title>"
-            f"<style>{style}</style></head><body><h1>explainer benchmarks</h1><p>{html.escape(results['started'])}"
-            f"{' (quick)' if results['quick'] else ''}. Ratios are measured in the same run.</p>{mach}{body}</body></html>")
+    mach = _table([{k: v for k, v in results["machine"].items() if k != "versions"}]) + _table(
+        [results["machine"]["versions"]]
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>explainer benchmarks</title>"
+        f"<style>{style}</style></head><body><h1>explainer benchmarks</h1><p>{html.escape(results['started'])}"
+        f"{' (quick)' if results['quick'] else ''}. Ratios are measured in the same run.</p>{mach}{body}</body></html>"
+    )

@@ -26,7 +26,11 @@ def run(quick: bool = False) -> dict:
     n = 8 if quick else 32
     data = make_shapes(n, split="test", seed=5)
     model = ex.wrap(load_demo_cnn(), class_names=CLASS_NAMES)
-    methods = {"saliency": {}, "integrated_gradients": {"n_steps": 32}, "kernel_shap": {"n_samples": 256}}
+    methods = {
+        "saliency": {},
+        "integrated_gradients": {"n_steps": 32},
+        "kernel_shap": {"n_samples": 256},
+    }
     exps = ex.explain_many(model, data.images, methods, progress=False)
     out: dict = {"n_images": n, "methods": list(methods), "seconds_by_group": {}}
     for group in METRIC_GROUPS:
@@ -47,19 +51,36 @@ def run(quick: bool = False) -> dict:
         return noise, inputs - noise
 
     t = time.perf_counter()
-    captum_infidelity(model.net.eval(), perturb, data.images, ig.attributions, target=ig.targets, n_perturb_samples=8)
+    captum_infidelity(
+        model.net.eval(),
+        perturb,
+        data.images,
+        ig.attributions,
+        target=ig.targets,
+        n_perturb_samples=8,
+    )
     out["captum_infidelity_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     ex.evaluate([ig], model, metrics=["infidelity"], progress=False)
     out["explainer_infidelity_s"] = round(time.perf_counter() - t, 3)
 
     def saliency(inputs, target):
-        as_tuple = isinstance(inputs, tuple)  # captum passes (and expects back) a tuple on its first call
-        attr = ex.explain(model, inputs[0] if as_tuple else inputs, "saliency", target=target, progress=False).attributions
+        as_tuple = isinstance(
+            inputs, tuple
+        )  # captum passes (and expects back) a tuple on its first call
+        attr = ex.explain(
+            model, inputs[0] if as_tuple else inputs, "saliency", target=target, progress=False
+        ).attributions
         return (attr,) if as_tuple else attr
 
     t = time.perf_counter()
-    captum_sensitivity_max(saliency, data.images, n_perturb_samples=8, target=exps[0].targets, max_examples_per_batch=8 * n)
+    captum_sensitivity_max(
+        saliency,
+        data.images,
+        n_perturb_samples=8,
+        target=exps[0].targets,
+        max_examples_per_batch=8 * n,
+    )
     out["captum_sensitivity_max_saliency_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     ex.evaluate([exps[0]], model, metrics=["robustness"], n_sensitivity=8, progress=False)

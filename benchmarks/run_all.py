@@ -24,9 +24,14 @@ BENCHMARKS = ("heatmap", "shap", "ig", "memory", "metrics")
 def machine() -> dict:
     from explainer.api import library_versions
 
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "versions": library_versions(),
-            "device": "cpu"}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": library_versions(),
+        "device": "cpu",
+    }
     if torch.cuda.is_available():
         info["device"] = torch.cuda.get_device_name(0)
     return info
@@ -39,13 +44,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    results: dict = {"machine": machine(), "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "benchmarks": {}}
+    results: dict = {
+        "machine": machine(),
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "benchmarks": {},
+    }
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
         start = time.perf_counter()
         try:
             module = importlib.import_module(f"benchmarks.bench_{name}")
-            results["benchmarks"][name] = module.run(quick=args.quick) if name != "heatmap" else module.run(n=8 if args.quick else 32)
+            results["benchmarks"][name] = (
+                module.run(quick=args.quick)
+                if name != "heatmap"
+                else module.run(n=8 if args.quick else 32)
+            )
         except Exception as err:  # a failing benchmark is recorded, the others still run
             results["benchmarks"][name] = {"error": repr(err), "traceback": traceback.format_exc()}
         results["benchmarks"][name]["_seconds"] = round(time.perf_counter() - start, 1)

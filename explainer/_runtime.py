@@ -19,8 +19,17 @@ from tqdm.auto import tqdm
 from .errors import InputError, describe
 from .model import Model
 
-__all__ = ["Runtime", "default_memory_budget", "parse_bytes", "chunk_size", "chunks", "progress_bar",
-           "input_gradients", "bytes_per_sample", "seeded_generator"]
+__all__ = [
+    "Runtime",
+    "default_memory_budget",
+    "parse_bytes",
+    "chunk_size",
+    "chunks",
+    "progress_bar",
+    "input_gradients",
+    "bytes_per_sample",
+    "seeded_generator",
+]
 
 _UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
@@ -47,8 +56,14 @@ def parse_bytes(value: Any) -> int:
         m = re.fullmatch(r"\s*([0-9.]+)\s*([KMG]I?B|B)?\s*", value.upper())
         if m:
             return int(float(m.group(1)) * _UNITS[m.group(2) or ""])
-    raise InputError(describe("`memory_budget`", 'a positive number of bytes or a string like "512MB"',
-                              repr(value), 'Pass e.g. memory_budget="1GB", or None for the default.'))
+    raise InputError(
+        describe(
+            "`memory_budget`",
+            'a positive number of bytes or a string like "512MB"',
+            repr(value),
+            'Pass e.g. memory_budget="1GB", or None for the default.',
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,9 @@ class Runtime:
 
 # Per network (weakly held, so a dead network's entry cannot be reused by a new one that
 # gets the same id), then per sample shape and dtype.
-_PER_SAMPLE_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
+_PER_SAMPLE_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, int]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def bytes_per_sample(model: Model, sample: torch.Tensor) -> int:
@@ -86,7 +103,11 @@ def bytes_per_sample(model: Model, sample: torch.Tensor) -> int:
         return t
 
     sizes = []
-    with model.evaluating(), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with (
+        model.evaluating(),
+        torch.enable_grad(),
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+    ):
         for n in (1, 2):
             saved.append(0)
             x = sample[None].expand(n, *sample.shape).clone().requires_grad_(True)
@@ -97,7 +118,9 @@ def bytes_per_sample(model: Model, sample: torch.Tensor) -> int:
     return cache[key]
 
 
-def chunk_size(model: Model, sample: torch.Tensor, runtime: Runtime, extra_bytes_per_row: int = 0) -> int:
+def chunk_size(
+    model: Model, sample: torch.Tensor, runtime: Runtime, extra_bytes_per_row: int = 0
+) -> int:
     """How many rows of ``sample``'s shape fit into the memory budget at once (>= 1)."""
     per = bytes_per_sample(model, sample) + extra_bytes_per_row
     return max(1, runtime.budget // per)
@@ -112,11 +135,19 @@ def chunks(total: int, size: int) -> Iterator[slice]:
 def progress_bar(total: int, desc: str, runtime: Runtime):
     """A tqdm bar: off when ``progress=False``, quiet when stderr is not a terminal, and
     only shown for work that lasts more than half a second."""
-    return tqdm(total=total, desc=desc, disable=None if runtime.progress else True, leave=False,
-                delay=0.5, unit="rows")
+    return tqdm(
+        total=total,
+        desc=desc,
+        disable=None if runtime.progress else True,
+        leave=False,
+        delay=0.5,
+        unit="rows",
+    )
 
 
-def input_gradients(model: Model, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def input_gradients(
+    model: Model, x: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of each row's target output with respect to its input, and the outputs.
 
     Rows are independent in eval mode, so the gradient of the summed selected outputs is
@@ -138,5 +169,3 @@ def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> to
     gen = torch.Generator(device=device)
     gen.manual_seed(0 if seed is None else int(seed))
     return gen
-
-

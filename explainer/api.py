@@ -33,9 +33,17 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def explain(model: Model | torch.nn.Module, inputs: Any, method: str = "integrated_gradients", target: Any = "predicted",
-            *, progress: bool = True, memory_budget: int | str | None = None,
-            feature_names: Sequence[str] | None = None, **params: Any) -> Explanation:
+def explain(
+    model: Model | torch.nn.Module,
+    inputs: Any,
+    method: str = "integrated_gradients",
+    target: Any = "predicted",
+    *,
+    progress: bool = True,
+    memory_budget: int | str | None = None,
+    feature_names: Sequence[str] | None = None,
+    **params: Any,
+) -> Explanation:
     """Explain ``model``'s decision on ``inputs`` with one attribution method.
 
     Args:
@@ -69,35 +77,71 @@ def explain(model: Model | torch.nn.Module, inputs: Any, method: str = "integrat
     info = get_method(method)
     info.check_params(params)
     if model.modality not in info.modalities:
-        raise InputError(describe("`method`", f"a method for {model.modality} models", f"{info.name} ({', '.join(info.modalities)})",
-                                  "See ex.list_methods() for the methods of each modality."))
-    runtime = Runtime(progress=bool(progress), memory_budget=0 if memory_budget is None else parse_bytes(memory_budget))
+        raise InputError(
+            describe(
+                "`method`",
+                f"a method for {model.modality} models",
+                f"{info.name} ({', '.join(info.modalities)})",
+                "See ex.list_methods() for the methods of each modality.",
+            )
+        )
+    runtime = Runtime(
+        progress=bool(progress),
+        memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
+    )
     start = time.perf_counter()
     with model.evaluating():
         x = as_inputs(model, inputs)
         with torch.no_grad():
             out = model.forward(x)
         targets = as_targets(model, target, out).to(x.device)
-        names = check_feature_names(feature_names, x.shape[1]) if model.modality == "tabular" else None
+        names = (
+            check_feature_names(feature_names, x.shape[1]) if model.modality == "tabular" else None
+        )
         result = info.func(model, x, targets, runtime=runtime, **params)
     if tuple(result.attributions.shape) != tuple(x.shape):
-        raise RuntimeError(f"method {info.name} returned shape {tuple(result.attributions.shape)} for inputs {tuple(x.shape)}")
+        raise RuntimeError(
+            f"method {info.name} returned shape {tuple(result.attributions.shape)} for inputs {tuple(x.shape)}"
+        )
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
     manifest = {
-        "schema_version": SCHEMA_VERSION, "versions": library_versions(), "seed": used.get("seed"),
-        "model": {"name": model.name, "fingerprint": model.fingerprint(), "parameters": model.n_parameters,
-                  "output": model.output},
-        "input_shape": list(x.shape), "duration_s": round(time.perf_counter() - start, 4), "device": str(x.device),
+        "schema_version": SCHEMA_VERSION,
+        "versions": library_versions(),
+        "seed": used.get("seed"),
+        "model": {
+            "name": model.name,
+            "fingerprint": model.fingerprint(),
+            "parameters": model.n_parameters,
+            "output": model.output,
+        },
+        "input_shape": list(x.shape),
+        "duration_s": round(time.perf_counter() - start, 4),
+        "device": str(x.device),
         "memory_budget": runtime.budget,
     }
-    return Explanation(method=info.name, attributions=result.attributions.detach().cpu(), inputs=x.detach().cpu(),
-                       targets=targets.cpu(), scores=model.to_scores(out).detach().cpu(), class_names=model.class_names,
-                       modality=model.modality, params=used, extras=dict(result.extras), manifest=manifest,
-                       feature_names=names, call_params=dict(params))
+    return Explanation(
+        method=info.name,
+        attributions=result.attributions.detach().cpu(),
+        inputs=x.detach().cpu(),
+        targets=targets.cpu(),
+        scores=model.to_scores(out).detach().cpu(),
+        class_names=model.class_names,
+        modality=model.modality,
+        params=used,
+        extras=dict(result.extras),
+        manifest=manifest,
+        feature_names=names,
+        call_params=dict(params),
+    )
 
 
-def explain_many(model: Model | torch.nn.Module, inputs: Any, methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
-                 target: Any = "predicted", **common: Any) -> list[Explanation]:
+def explain_many(
+    model: Model | torch.nn.Module,
+    inputs: Any,
+    methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    target: Any = "predicted",
+    **common: Any,
+) -> list[Explanation]:
     """Explain the same inputs with several methods.
 
     Args:
@@ -109,5 +153,14 @@ def explain_many(model: Model | torch.nn.Module, inputs: Any, methods: Sequence[
     """
     spec = methods if isinstance(methods, Mapping) else {m: {} for m in methods}
     if not spec:
-        raise InputError(describe("`methods`", "at least one method name", "nothing", 'Pass e.g. methods=["saliency"].'))
-    return [explain(model, inputs, name, target, **common, **dict(opts)) for name, opts in spec.items()]
+        raise InputError(
+            describe(
+                "`methods`",
+                "at least one method name",
+                "nothing",
+                'Pass e.g. methods=["saliency"].',
+            )
+        )
+    return [
+        explain(model, inputs, name, target, **common, **dict(opts)) for name, opts in spec.items()
+    ]

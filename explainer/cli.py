@@ -11,8 +11,12 @@ import typer
 
 from .errors import ExplainerError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Explain PyTorch models: attributions, heatmaps and self-contained HTML reports.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Explain PyTorch models: attributions, heatmaps and self-contained HTML reports.",
+)
 
 
 def _friendly(fn):
@@ -42,7 +46,9 @@ def methods() -> None:
 @app.command()
 @_friendly
 def demo(
-    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path("reports/demo.html"),
+    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path(
+        "reports/demo.html"
+    ),
     n_images: Annotated[int, typer.Option(min=1, max=64, help="Demo images to explain.")] = 8,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -56,8 +62,12 @@ def demo(
 @app.command()
 @_friendly
 def report(
-    files: Annotated[list[Path], typer.Argument(help="Saved explanations (.npz from Explanation.save).")],
-    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path("reports/report.html"),
+    files: Annotated[
+        list[Path], typer.Argument(help="Saved explanations (.npz from Explanation.save).")
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path(
+        "reports/report.html"
+    ),
     title: Annotated[str, typer.Option(help="Report title.")] = "explainer report",
 ) -> None:
     """Build one self-contained HTML report from saved explanations."""

@@ -57,8 +57,10 @@ class Explanation:
         return len(self.inputs)
 
     def __repr__(self) -> str:
-        return (f"Explanation(method={self.method!r}, samples={len(self)}, shape={tuple(self.inputs.shape[1:])}, "
-                f"modality={self.modality!r})")
+        return (
+            f"Explanation(method={self.method!r}, samples={len(self)}, shape={tuple(self.inputs.shape[1:])}, "
+            f"modality={self.modality!r})"
+        )
 
     @property
     def predictions(self) -> torch.Tensor:
@@ -73,17 +75,33 @@ class Explanation:
     def save(self, path: str | os.PathLike) -> Path:
         """Write one ``.npz`` file (arrays plus a JSON header), atomically. Returns the path."""
         is_array = lambda v: isinstance(v, torch.Tensor | np.ndarray)  # noqa: E731
-        arrays = {"attributions": self.attributions, "inputs": self.inputs, "targets": self.targets,
-                  "scores": self.scores, **{f"extra__{k}": v for k, v in self.extras.items()},
-                  **{f"call__{k}": torch.as_tensor(v) for k, v in self.call_params.items() if is_array(v)}}
-        header = {"schema_version": SCHEMA_VERSION, "method": self.method, "modality": self.modality,
-                  "class_names": self.class_names, "feature_names": self.feature_names,
-                  "params": self.params, "manifest": self.manifest,
-                  "call_params": {k: v for k, v in self.call_params.items() if not is_array(v)},
-                  "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in arrays.items()}}
+        arrays = {
+            "attributions": self.attributions,
+            "inputs": self.inputs,
+            "targets": self.targets,
+            "scores": self.scores,
+            **{f"extra__{k}": v for k, v in self.extras.items()},
+            **{
+                f"call__{k}": torch.as_tensor(v) for k, v in self.call_params.items() if is_array(v)
+            },
+        }
+        header = {
+            "schema_version": SCHEMA_VERSION,
+            "method": self.method,
+            "modality": self.modality,
+            "class_names": self.class_names,
+            "feature_names": self.feature_names,
+            "params": self.params,
+            "manifest": self.manifest,
+            "call_params": {k: v for k, v in self.call_params.items() if not is_array(v)},
+            "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in arrays.items()},
+        }
         buf = io.BytesIO()
-        np.savez_compressed(buf, header=np.array(json.dumps(header, default=_json_default)),
-                            **{k: _to_numpy(v) for k, v in arrays.items()})
+        np.savez_compressed(
+            buf,
+            header=np.array(json.dumps(header, default=_json_default)),
+            **{k: _to_numpy(v) for k, v in arrays.items()},
+        )
         return atomic_write_bytes(Path(path), buf.getvalue())
 
     # -- views --------------------------------------------------------------------------
@@ -101,14 +119,22 @@ class Explanation:
         """
         from .report import figures
 
-        kinds = {"samples": lambda: figures.plot_explanation(self, max_samples=max_samples, top=top),
-                 "importance": lambda: figures.plot_global_importance(self, top=top),
-                 "beeswarm": lambda: figures.plot_beeswarm(self, top=top),
-                 "waterfall": lambda: figures.plot_waterfall(self, index=index, top=top)}
+        kinds = {
+            "samples": lambda: figures.plot_explanation(self, max_samples=max_samples, top=top),
+            "importance": lambda: figures.plot_global_importance(self, top=top),
+            "beeswarm": lambda: figures.plot_beeswarm(self, top=top),
+            "waterfall": lambda: figures.plot_waterfall(self, index=index, top=top),
+        }
         if kind not in kinds or (kind != "samples" and self.modality != "tabular"):
             allowed = list(kinds) if self.modality == "tabular" else ["samples"]
-            raise InputError(describe("`kind`", f"one of {allowed} for {self.modality} explanations", repr(kind),
-                                      'Use kind="samples".'))
+            raise InputError(
+                describe(
+                    "`kind`",
+                    f"one of {allowed} for {self.modality} explanations",
+                    repr(kind),
+                    'Use kind="samples".',
+                )
+            )
         return kinds[kind]()
 
     def _repr_html_(self) -> str:
@@ -159,24 +185,50 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
             header = json.loads(str(data["header"]))
             arrays = {k: torch.from_numpy(data[k].copy()) for k in data.files if k != "header"}
     except FileNotFoundError as err:
-        raise StoreError(describe("Explanation file", "an existing .npz written by Explanation.save", str(path),
-                                  "Check the path.")) from err
+        raise StoreError(
+            describe(
+                "Explanation file",
+                "an existing .npz written by Explanation.save",
+                str(path),
+                "Check the path.",
+            )
+        ) from err
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        raise StoreError(describe("Explanation file", "a .npz written by Explanation.save", f"{path} ({err})",
-                                  "Re-create it with exp.save(path).")) from err
+        raise StoreError(
+            describe(
+                "Explanation file",
+                "a .npz written by Explanation.save",
+                f"{path} ({err})",
+                "Re-create it with exp.save(path).",
+            )
+        ) from err
     version = header.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise StoreError(describe("Explanation schema version", str(SCHEMA_VERSION), repr(version),
-                                  "Re-create the file with this version of explainer."))
+        raise StoreError(
+            describe(
+                "Explanation schema version",
+                str(SCHEMA_VERSION),
+                repr(version),
+                "Re-create the file with this version of explainer.",
+            )
+        )
     tuple_or_none = lambda v: tuple(v) if v is not None else None  # noqa: E731
     return Explanation(
-        method=header["method"], attributions=arrays.pop("attributions"), inputs=arrays.pop("inputs"),
-        targets=arrays.pop("targets"), scores=arrays.pop("scores"), class_names=tuple_or_none(header["class_names"]),
-        modality=header["modality"], params=header["params"],
+        method=header["method"],
+        attributions=arrays.pop("attributions"),
+        inputs=arrays.pop("inputs"),
+        targets=arrays.pop("targets"),
+        scores=arrays.pop("scores"),
+        class_names=tuple_or_none(header["class_names"]),
+        modality=header["modality"],
+        params=header["params"],
         extras={k.removeprefix("extra__"): v for k, v in arrays.items() if k.startswith("extra__")},
-        manifest=header["manifest"], feature_names=tuple_or_none(header.get("feature_names")),
-        call_params={**header.get("call_params", {}),
-                     **{k.removeprefix("call__"): v for k, v in arrays.items() if k.startswith("call__")}},
+        manifest=header["manifest"],
+        feature_names=tuple_or_none(header.get("feature_names")),
+        call_params={
+            **header.get("call_params", {}),
+            **{k.removeprefix("call__"): v for k, v in arrays.items() if k.startswith("call__")},
+        },
     )
 
 
@@ -186,6 +238,12 @@ def check_feature_names(names: Any, n_features: int) -> tuple[str, ...] | None:
         return None
     names = tuple(str(n) for n in names)
     if len(names) != n_features:
-        raise InputError(describe("`feature_names`", f"{n_features} names (one per column)", f"{len(names)}",
-                                  "Pass one name per input column."))
+        raise InputError(
+            describe(
+                "`feature_names`",
+                f"{n_features} names (one per column)",
+                f"{len(names)}",
+                "Pass one name per input column.",
+            )
+        )
     return names

@@ -45,20 +45,42 @@ class Model:
     ) -> None:
         if not isinstance(net, nn.Module):
             raise InputError(
-                describe("`net`", "a torch.nn.Module", type(net).__name__,
-                         "Pass the network itself, e.g. ex.wrap(my_cnn).")
+                describe(
+                    "`net`",
+                    "a torch.nn.Module",
+                    type(net).__name__,
+                    "Pass the network itself, e.g. ex.wrap(my_cnn).",
+                )
             )
         if modality not in _MODALITIES:
-            raise InputError(describe("`modality`", f"one of {_MODALITIES}", repr(modality),
-                                      'Use modality="image" for (N, C, H, W) inputs or "tabular" for (N, features).'))
+            raise InputError(
+                describe(
+                    "`modality`",
+                    f"one of {_MODALITIES}",
+                    repr(modality),
+                    'Use modality="image" for (N, C, H, W) inputs or "tabular" for (N, features).',
+                )
+            )
         if output not in _OUTPUTS:
-            raise InputError(describe("`output`", f"one of {_OUTPUTS}", repr(output),
-                                      'Use output="probabilities" when the network ends in a softmax.'))
+            raise InputError(
+                describe(
+                    "`output`",
+                    f"one of {_OUTPUTS}",
+                    repr(output),
+                    'Use output="probabilities" when the network ends in a softmax.',
+                )
+            )
         if class_names is not None:
             class_names = tuple(str(c) for c in class_names)
             if len(set(class_names)) != len(class_names):
-                raise InputError(describe("`class_names`", "unique names", repr(class_names),
-                                          "Give every class a distinct name."))
+                raise InputError(
+                    describe(
+                        "`class_names`",
+                        "unique names",
+                        repr(class_names),
+                        "Give every class a distinct name.",
+                    )
+                )
         self.net = net
         self.class_names: tuple[str, ...] | None = class_names
         self.modality = modality
@@ -67,8 +89,10 @@ class Model:
 
     def __repr__(self) -> str:
         classes = len(self.class_names) if self.class_names else "?"
-        return (f"Model({self.name}, modality={self.modality!r}, output={self.output!r}, "
-                f"classes={classes}, params={self.n_parameters:,})")
+        return (
+            f"Model({self.name}, modality={self.modality!r}, output={self.output!r}, "
+            f"classes={classes}, params={self.n_parameters:,})"
+        )
 
     # -- facts about the network -------------------------------------------------------
     @property
@@ -134,16 +158,24 @@ class Model:
             ) from err
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ModelError(describe(
-                "Model output", f"a tensor of shape (batch={x.shape[0]}, classes)", f"{got}",
-                "Wrap the network so it returns one row of class scores per sample "
-                "(e.g. flatten the head, or select the logits from a tuple/dict output).",
-            ))
+            raise ModelError(
+                describe(
+                    "Model output",
+                    f"a tensor of shape (batch={x.shape[0]}, classes)",
+                    f"{got}",
+                    "Wrap the network so it returns one row of class scores per sample "
+                    "(e.g. flatten the head, or select the logits from a tuple/dict output).",
+                )
+            )
         if self.class_names is not None and out.shape[1] != len(self.class_names):
-            raise ModelError(describe(
-                "Model output", f"{len(self.class_names)} classes (one per class name)",
-                f"{out.shape[1]}", "Pass class_names with one entry per output column.",
-            ))
+            raise ModelError(
+                describe(
+                    "Model output",
+                    f"{len(self.class_names)} classes (one per class name)",
+                    f"{out.shape[1]}",
+                    "Pass class_names with one entry per output column.",
+                )
+            )
         return out
 
     def to_scores(self, out: torch.Tensor) -> torch.Tensor:
@@ -160,8 +192,11 @@ class Model:
         """Index of a class name; raises InputError listing the names if unknown."""
         names = self.class_names or ()
         if label not in names:
-            hint = (f"Known class names: {list(names)}." if names else
-                    "This model has no class names: pass class_names to ex.wrap or use an integer.")
+            hint = (
+                f"Known class names: {list(names)}."
+                if names
+                else "This model has no class names: pass class_names to ex.wrap or use an integer."
+            )
             raise InputError(describe("`target`", "a known class name", repr(label), hint))
         return names.index(label)
 
@@ -195,6 +230,11 @@ def wrap(
     if isinstance(net, Model):
         if all(v is None for v in (class_names, modality, output, name)):
             return net
-        return Model(net.net, class_names if class_names is not None else net.class_names,
-                     modality or net.modality, output or net.output, name or net.name)
+        return Model(
+            net.net,
+            class_names if class_names is not None else net.class_names,
+            modality or net.modality,
+            output or net.output,
+            name or net.name,
+        )
     return Model(net, class_names, modality or "image", output or "logits", name)

@@ -16,7 +16,14 @@ import torch
 
 from .errors import InputError, UnknownMethodError, describe
 
-__all__ = ["MethodResult", "MethodInfo", "register_method", "get_method", "list_methods", "MethodList"]
+__all__ = [
+    "MethodResult",
+    "MethodInfo",
+    "register_method",
+    "get_method",
+    "list_methods",
+    "MethodList",
+]
 
 _RESERVED = ("model", "inputs", "target", "runtime")
 
@@ -55,9 +62,14 @@ class MethodInfo:
         if unknown:
             close = difflib.get_close_matches(unknown[0], self.defaults, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise InputError(describe(f"Parameter {unknown[0]!r} for method {self.name!r}",
-                                      f"one of {list(self.defaults)}", f"{unknown}",
-                                      f"Remove it or use an accepted name.{hint}"))
+            raise InputError(
+                describe(
+                    f"Parameter {unknown[0]!r} for method {self.name!r}",
+                    f"one of {list(self.defaults)}",
+                    f"{unknown}",
+                    f"Remove it or use an accepted name.{hint}",
+                )
+            )
 
 
 class MethodList(list):
@@ -65,16 +77,24 @@ class MethodList(list):
 
     def __str__(self) -> str:
         rows = [("name", "aliases", "modalities", "description")]
-        rows += [(m.name, ", ".join(m.aliases) or "-", ", ".join(m.modalities), m.description) for m in self]
+        rows += [
+            (m.name, ", ".join(m.aliases) or "-", ", ".join(m.modalities), m.description)
+            for m in self
+        ]
         width = [max(len(r[i]) for r in rows) for i in range(3)]
-        return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}" for r in rows)
+        return "\n".join(
+            f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}" for r in rows
+        )
 
     def _repr_html_(self) -> str:
         from html import escape
 
         head = "<tr><th>name</th><th>aliases</th><th>modalities</th><th>description</th></tr>"
-        body = "".join(f"<tr><td>{escape(m.name)}</td><td>{escape(', '.join(m.aliases))}</td>"
-                       f"<td>{escape(', '.join(m.modalities))}</td><td>{escape(m.description)}</td></tr>" for m in self)
+        body = "".join(
+            f"<tr><td>{escape(m.name)}</td><td>{escape(', '.join(m.aliases))}</td>"
+            f"<td>{escape(', '.join(m.modalities))}</td><td>{escape(m.description)}</td></tr>"
+            for m in self
+        )
         return f"<table>{head}{body}</table>"
 
 
@@ -82,8 +102,12 @@ _REGISTRY: dict[str, MethodInfo] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register_method(name: str, aliases: Sequence[str] = (), modalities: Sequence[str] = ("image", "tabular"),
-                    description: str | None = None) -> Callable:
+def register_method(
+    name: str,
+    aliases: Sequence[str] = (),
+    modalities: Sequence[str] = ("image", "tabular"),
+    description: str | None = None,
+) -> Callable:
     """Decorator registering ``fn`` as attribution method ``name``.
 
     The description defaults to the first line of the docstring. Accepted parameters are the
@@ -95,11 +119,20 @@ def register_method(name: str, aliases: Sequence[str] = (), modalities: Sequence
             if key in _REGISTRY or key in _ALIASES:
                 raise ValueError(f"attribution method name {key!r} is already registered")
         sig = inspect.signature(fn)
-        defaults = {p.name: p.default for p in sig.parameters.values()
-                    if p.kind is p.KEYWORD_ONLY and p.name not in _RESERVED}
+        defaults = {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.name not in _RESERVED
+        }
         doc = (fn.__doc__ or "").strip().splitlines()
-        info = MethodInfo(name, fn, tuple(aliases), tuple(modalities),
-                          description or (doc[0] if doc else name), defaults)
+        info = MethodInfo(
+            name,
+            fn,
+            tuple(aliases),
+            tuple(modalities),
+            description or (doc[0] if doc else name),
+            defaults,
+        )
         _REGISTRY[name] = info
         for alias in aliases:
             _ALIASES[alias] = name
@@ -111,14 +144,22 @@ def register_method(name: str, aliases: Sequence[str] = (), modalities: Sequence
 def get_method(name: str) -> MethodInfo:
     """Look up a method by name or alias; unknown names raise UnknownMethodError."""
     if not isinstance(name, str):
-        raise UnknownMethodError(describe("`method`", "a method name (str)", repr(name), "See ex.list_methods()."))
+        raise UnknownMethodError(
+            describe("`method`", "a method name (str)", repr(name), "See ex.list_methods().")
+        )
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY:
         known = sorted([*_REGISTRY, *_ALIASES])
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f"Did you mean {close[0]!r}? " if close else ""
-        raise UnknownMethodError(describe("`method`", f"one of {sorted(_REGISTRY)}", repr(name),
-                                          f"{hint}ex.list_methods() shows every method."))
+        raise UnknownMethodError(
+            describe(
+                "`method`",
+                f"one of {sorted(_REGISTRY)}",
+                repr(name),
+                f"{hint}ex.list_methods() shows every method.",
+            )
+        )
     return _REGISTRY[key]
 
 

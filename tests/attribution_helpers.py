@@ -43,8 +43,13 @@ class SmallCNN(nn.Module):
     def __init__(self, n_classes: int = N_CLASSES, dropout: float = 0.0) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(3, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(2),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(32, n_classes))
 
@@ -55,10 +60,16 @@ class SmallCNN(nn.Module):
 class TabularMLP(nn.Module):
     """(N, 6) -> (N, 3) logits: a nonlinear tabular model with in-place ReLU and Dropout."""
 
-    def __init__(self, n_features: int = N_FEATURES, n_classes: int = N_CLASSES, dropout: float = 0.0) -> None:
+    def __init__(
+        self, n_features: int = N_FEATURES, n_classes: int = N_CLASSES, dropout: float = 0.0
+    ) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_features, 12), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(12, n_classes))
+        self.body = nn.Sequential(
+            nn.Linear(n_features, 12),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(12, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -67,7 +78,9 @@ class TabularMLP(nn.Module):
 def make_cnn(seed: int = 0, dropout: float = 0.0) -> SmallCNN:
     net = init_parameters(SmallCNN(dropout=dropout), seed, scale=2.0).eval()
     bn = net.features[1]
-    with torch.no_grad():  # a trained-looking BatchNorm: a forward in train mode would change its buffers
+    with (
+        torch.no_grad()
+    ):  # a trained-looking BatchNorm: a forward in train mode would change its buffers
         bn.weight.fill_(1.0)
         bn.bias.zero_()
         bn.running_mean.copy_(torch.linspace(-0.2, 0.2, 6))
@@ -96,7 +109,9 @@ def make_images(n: int, seed: int = 1, shape: tuple[int, ...] = IMAGE_SHAPE) -> 
     superpixels (on pixel noise it merges everything into one)."""
     c, h, w = shape
     coarse = torch.rand((n, c, 4, 4), generator=seeded(seed))
-    return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.nn.functional.interpolate(
+        coarse, size=(h, w), mode="bilinear", align_corners=False
+    )
 
 
 def make_rows(n: int, seed: int = 1, n_features: int = N_FEATURES) -> torch.Tensor:
@@ -112,8 +127,11 @@ def method_params(method: str, modality: str) -> dict[str, Any]:
         "gradient_shap": {"background": background, "n_samples": 8},
         "deep_shap": {"background": background},
         # Budgets below 2^M, so that kernel_shap samples coalitions (M = 6 columns; ~8 superpixels).
-        "kernel_shap": ({"n_samples": 24, "n_segments": 12} if modality == "image"
-                        else {"n_samples": 24, "background": background}),
+        "kernel_shap": (
+            {"n_samples": 24, "n_segments": 12}
+            if modality == "image"
+            else {"n_samples": 24, "background": background}
+        ),
     }
     return dict(params.get(method, {}))
 
@@ -140,10 +158,21 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # -- model state snapshots (the "a method never leaves the model changed" contract) ------
 
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-              "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
-GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                "_global_backward_pre_hooks")
+HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks_with_kwargs",
+)
+GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
 
 
 def model_state(net: nn.Module) -> dict[str, Any]:
@@ -153,12 +182,26 @@ def model_state(net: nn.Module) -> dict[str, Any]:
     modules = list(net.named_modules())
     return {
         "training": [(name, m.training) for name, m in modules],
-        "inplace": [(name, m.inplace) for name, m in modules if isinstance(getattr(m, "inplace", None), bool)],
+        "inplace": [
+            (name, m.inplace)
+            for name, m in modules
+            if isinstance(getattr(m, "inplace", None), bool)
+        ],
         "requires_grad": [(name, p.requires_grad) for name, p in net.named_parameters()],
-        "grad": [(name, None if p.grad is None else p.grad.clone()) for name, p in net.named_parameters()],
-        "hooks": [(name, attr, dict(getattr(m, attr))) for name, m in modules for attr in HOOK_DICTS
-                  if hasattr(m, attr)],
-        "global_hooks": [(attr, dict(getattr(module_mod, attr))) for attr in GLOBAL_HOOKS if hasattr(module_mod, attr)],
+        "grad": [
+            (name, None if p.grad is None else p.grad.clone()) for name, p in net.named_parameters()
+        ],
+        "hooks": [
+            (name, attr, dict(getattr(m, attr)))
+            for name, m in modules
+            for attr in HOOK_DICTS
+            if hasattr(m, attr)
+        ],
+        "global_hooks": [
+            (attr, dict(getattr(module_mod, attr)))
+            for attr in GLOBAL_HOOKS
+            if hasattr(module_mod, attr)
+        ],
         "state_dict": {k: v.clone() for k, v in net.state_dict().items()},
     }
 
@@ -188,5 +231,3 @@ def dress_up(net: nn.Module) -> nn.Module:
     last.register_forward_pre_hook(lambda module, args: None)
     last.register_full_backward_hook(lambda module, grad_in, grad_out: None)
     return net
-
-

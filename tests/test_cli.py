@@ -32,7 +32,9 @@ def test_report_builds_html_from_saved_explanations(tmp_path):
 
 
 def test_bad_file_prints_one_line_error_without_traceback(tmp_path):
-    result = runner.invoke(app, ["report", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r.html")])
+    result = runner.invoke(
+        app, ["report", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r.html")]
+    )
     assert result.exit_code == 2
     assert "error:" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r.html").exists()
@@ -49,6 +51,11 @@ def test_demo_writes_self_contained_report(tmp_path):
 
 
 def test_cli_runs_as_a_real_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "explainer.cli", "methods"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "explainer.cli", "methods"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "integrated_gradients" in proc.stdout

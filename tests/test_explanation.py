@@ -27,14 +27,23 @@ FEATURES = [f"f{i}" for i in range(6)]
 @pytest.fixture(scope="module")
 def image_exp():
     model = ex.wrap(make_cnn(), class_names=CLASSES)
-    return ex.explain(model, make_images(2), "integrated_gradients", target=[0, 2], n_steps=8, progress=False)
+    return ex.explain(
+        model, make_images(2), "integrated_gradients", target=[0, 2], n_steps=8, progress=False
+    )
 
 
 @pytest.fixture(scope="module")
 def tabular_exp():
     model = ex.wrap(make_mlp(), modality="tabular", class_names=CLASSES)
-    return ex.explain(model, make_rows(3), "kernel_shap", background=make_rows(5, seed=4), n_samples=20,
-                      feature_names=FEATURES, progress=False)
+    return ex.explain(
+        model,
+        make_rows(3),
+        "kernel_shap",
+        background=make_rows(5, seed=4),
+        n_samples=20,
+        feature_names=FEATURES,
+        progress=False,
+    )
 
 
 def assert_same_explanation(a: ex.Explanation, b: ex.Explanation) -> None:
@@ -110,8 +119,9 @@ def test_save_leaves_no_temp_files(image_exp, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
 
 
-def test_save_replaces_an_existing_file_only_when_the_new_write_completes(image_exp, tabular_exp, tmp_path,
-                                                                          monkeypatch):
+def test_save_replaces_an_existing_file_only_when_the_new_write_completes(
+    image_exp, tabular_exp, tmp_path, monkeypatch
+):
     path = tabular_exp.save(tmp_path / "run.npz")
     old = path.read_bytes()
 
@@ -160,21 +170,25 @@ def test_repr_html_of_a_tabular_explanation_is_html(tabular_exp):
 
 # -- targets ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def named_model(cnn):
     return ex.wrap(cnn, class_names=CLASSES)
 
 
-@pytest.mark.parametrize(("target", "expected"), [
-    (1, [1, 1, 1]),
-    ([2, 0, 1], [2, 0, 1]),
-    (torch.tensor([1, 2, 0]), [1, 2, 0]),
-    (np.array([0, 0, 2]), [0, 0, 2]),
-    (torch.tensor(2), [2, 2, 2]),
-    (np.int64(1), [1, 1, 1]),
-    ("dog", [1, 1, 1]),
-    (["fish", "cat", "dog"], [2, 0, 1]),
-])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (1, [1, 1, 1]),
+        ([2, 0, 1], [2, 0, 1]),
+        (torch.tensor([1, 2, 0]), [1, 2, 0]),
+        (np.array([0, 0, 2]), [0, 0, 2]),
+        (torch.tensor(2), [2, 2, 2]),
+        (np.int64(1), [1, 1, 1]),
+        ("dog", [1, 1, 1]),
+        (["fish", "cat", "dog"], [2, 0, 1]),
+    ],
+)
 def test_target_accepts_int_list_tensor_class_name_and_list_of_names(named_model, target, expected):
     exp = ex.explain(named_model, make_images(3), "saliency", target=target, progress=False)
     assert exp.targets.tolist() == expected and exp.targets.dtype == torch.long
@@ -192,15 +206,23 @@ def test_target_predicted_explains_the_argmax_class(named_model):
 
 def test_explanations_for_different_targets_differ(named_model):
     x = make_images(2)
-    a = ex.explain(named_model, x, "saliency", target=0, absolute=False, progress=False).attributions
-    b = ex.explain(named_model, x, "saliency", target=1, absolute=False, progress=False).attributions
+    a = ex.explain(
+        named_model, x, "saliency", target=0, absolute=False, progress=False
+    ).attributions
+    b = ex.explain(
+        named_model, x, "saliency", target=1, absolute=False, progress=False
+    ).attributions
     assert not torch.allclose(a, b)
 
 
 def test_probabilities_output_is_kept_as_scores():
     net = torch.nn.Sequential(make_mlp(), torch.nn.Softmax(dim=1))
-    exp = ex.explain(ex.wrap(net, modality="tabular", output="probabilities"), make_rows(2), "saliency",
-                     progress=False)
+    exp = ex.explain(
+        ex.wrap(net, modality="tabular", output="probabilities"),
+        make_rows(2),
+        "saliency",
+        progress=False,
+    )
     with torch.no_grad():
         torch.testing.assert_close(exp.scores, net(make_rows(2)))
 
@@ -219,6 +241,7 @@ def test_feature_names_must_match_the_columns():
 
 
 # -- wrap and explain_many -------------------------------------------------------------------
+
 
 def test_wrap_is_idempotent_and_changes_only_what_is_asked():
     net = make_cnn()
@@ -241,15 +264,21 @@ def test_explain_restores_the_state_of_a_wrapped_and_of_a_bare_network():
 
 def test_explain_many_returns_one_explanation_per_method_in_order(named_model):
     x = make_images(2)
-    exps = ex.explain_many(named_model, x, ["saliency", "ig", "gradient_x_input"], target=1, progress=False)
+    exps = ex.explain_many(
+        named_model, x, ["saliency", "ig", "gradient_x_input"], target=1, progress=False
+    )
     assert [e.method for e in exps] == ["saliency", "integrated_gradients", "gradient_x_input"]
     assert all(e.attributions.shape == x.shape and e.targets.tolist() == [1, 1] for e in exps)
 
 
 def test_explain_many_takes_per_method_options(named_model):
     x = make_images(2)
-    exps = ex.explain_many(named_model, x, {"ig": {"n_steps": 3}, "gradient_shap": {"background": make_images(2, 5)}},
-                           progress=False)
+    exps = ex.explain_many(
+        named_model,
+        x,
+        {"ig": {"n_steps": 3}, "gradient_shap": {"background": make_images(2, 5)}},
+        progress=False,
+    )
     assert exps[0].params["n_steps"] == 3 and exps[1].method == "gradient_shap"
     single = ex.explain(named_model, x, "ig", n_steps=3, progress=False)
     assert torch.equal(exps[0].attributions, single.attributions)

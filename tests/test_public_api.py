@@ -52,7 +52,9 @@ def test_star_import_exports_exactly_all():
 
 def test_error_tree_is_as_documented():
     assert issubclass(ex.InputError, ex.ExplainerError) and issubclass(ex.InputError, ValueError)
-    assert issubclass(ex.UnknownMethodError, ex.ExplainerError) and issubclass(ex.UnknownMethodError, KeyError)
+    assert issubclass(ex.UnknownMethodError, ex.ExplainerError) and issubclass(
+        ex.UnknownMethodError, KeyError
+    )
     assert issubclass(ex.ModelError, ex.ExplainerError) and issubclass(ex.ModelError, RuntimeError)
     assert issubclass(ex.StoreError, ex.ExplainerError) and issubclass(ex.StoreError, OSError)
 

@@ -24,12 +24,18 @@ IMAGE_METHODS = {
 
 def tabular_methods(background: torch.Tensor) -> dict[str, dict]:
     """Tabular methods; the SHAP reference is a sample of training rows."""
-    return {"kernel_shap": {"background": background, "n_samples": 256, "seed": 0},
-            "integrated_gradients": {"n_steps": 64, "baselines": background.mean(0, keepdim=True)}}
+    return {
+        "kernel_shap": {"background": background, "n_samples": 256, "seed": 0},
+        "integrated_gradients": {"n_steps": 64, "baselines": background.mean(0, keepdim=True)},
+    }
 
 
-def run_demo(out: str | Path = "reports/demo.html", n_images: int = 8, progress: bool = True,
-             trust: bool = True) -> tuple[Path, float]:
+def run_demo(
+    out: str | Path = "reports/demo.html",
+    n_images: int = 8,
+    progress: bool = True,
+    trust: bool = True,
+) -> tuple[Path, float]:
     """Explain demo images (half clean, half carrying the watermark shortcut) with saliency,
     integrated gradients and kernel SHAP, and breast-cancer rows with kernel SHAP and IG;
     score them (``trust=True``) and write one self-contained report.
@@ -46,22 +52,53 @@ def run_demo(out: str | Path = "reports/demo.html", n_images: int = 8, progress:
     images = torch.cat([clean.images, marked.images[:n_marked]])
     labels = torch.cat([clean.labels, marked.labels[:n_marked]])
     object_masks = torch.cat([clean.masks, marked.masks[:n_marked]])
-    cnn = wrap(load_demo_cnn(), class_names=CLASS_NAMES, modality="image", name="DemoCNN (synthetic shapes)")
+    cnn = wrap(
+        load_demo_cnn(),
+        class_names=CLASS_NAMES,
+        modality="image",
+        name="DemoCNN (synthetic shapes)",
+    )
     image_exps = explain_many(cnn, images, IMAGE_METHODS, target="predicted", progress=progress)
 
     tab = load_tabular_data()
-    mlp = wrap(load_tabular_mlp(), class_names=tab.class_names, modality="tabular", name="TabularMLP (breast cancer)")
+    mlp = wrap(
+        load_tabular_mlp(),
+        class_names=tab.class_names,
+        modality="tabular",
+        name="TabularMLP (breast cancer)",
+    )
     rows = tab.x_test[:16]
-    tab_exps = explain_many(mlp, rows, tabular_methods(tab.x_train[:25]), target="predicted",
-                            progress=progress, feature_names=tab.feature_names)
+    tab_exps = explain_many(
+        mlp,
+        rows,
+        tabular_methods(tab.x_train[:25]),
+        target="predicted",
+        progress=progress,
+        feature_names=tab.feature_names,
+    )
     scores = None
     if trust:
         masks = {"object": object_masks, "watermark": watermark_masks(labels)}
-        scores = [evaluate(image_exps, cnn, masks=masks, seed=0, progress=progress),
-                  evaluate(tab_exps, mlp, metrics=["faithfulness", "randomization", "completeness", "agreement"],
-                           seed=0, progress=progress)]
-    path = report(image_exps + tab_exps, path=out, title="explainer demo", scores=scores,
-                  labels=[labels.tolist(), tab.y_test[: len(rows)].tolist()],
-                  section_titles=[f"Synthetic shapes: {n_images - n_marked} clean test images, then {n_marked} with the "
-                                  "watermark shortcut added", "Breast cancer (tabular)"])
+        scores = [
+            evaluate(image_exps, cnn, masks=masks, seed=0, progress=progress),
+            evaluate(
+                tab_exps,
+                mlp,
+                metrics=["faithfulness", "randomization", "completeness", "agreement"],
+                seed=0,
+                progress=progress,
+            ),
+        ]
+    path = report(
+        image_exps + tab_exps,
+        path=out,
+        title="explainer demo",
+        scores=scores,
+        labels=[labels.tolist(), tab.y_test[: len(rows)].tolist()],
+        section_titles=[
+            f"Synthetic shapes: {n_images - n_marked} clean test images, then {n_marked} with the "
+            "watermark shortcut added",
+            "Breast cancer (tabular)",
+        ],
+    )
     return path, time.perf_counter() - start

@@ -38,5 +38,7 @@ def method_agreement(maps: Sequence[np.ndarray]) -> np.ndarray:
     n = len(maps[0])
     if len(maps) < 2:
         return np.full(n, np.nan)
-    pairs = [spearman_abs(maps[a], maps[b]) for a in range(len(maps)) for b in range(a + 1, len(maps))]
+    pairs = [
+        spearman_abs(maps[a], maps[b]) for a in range(len(maps)) for b in range(a + 1, len(maps))
+    ]
     return np.mean(pairs, axis=0)

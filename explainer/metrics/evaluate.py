@@ -17,7 +17,14 @@ from ..model import Model, wrap
 from ..registry import get_method
 from ..report.heatmap import spec_for
 from .agreement import method_agreement
-from .faithfulness import FILLS, auc, feature_scores, fill_reference, infidelity, perturbation_curves
+from .faithfulness import (
+    FILLS,
+    auc,
+    feature_scores,
+    fill_reference,
+    infidelity,
+    perturbation_curves,
+)
 from .localization import pointing_game, relevance_mass
 from .robustness import max_sensitivity
 from .sanity import randomization_similarity
@@ -25,7 +32,15 @@ from .scores import Scores
 
 __all__ = ["evaluate", "METRIC_GROUPS"]
 
-METRIC_GROUPS = ("faithfulness", "infidelity", "robustness", "randomization", "localization", "completeness", "agreement")
+METRIC_GROUPS = (
+    "faithfulness",
+    "infidelity",
+    "robustness",
+    "randomization",
+    "localization",
+    "completeness",
+    "agreement",
+)
 
 
 def _metric_set(metrics: str | Sequence[str]) -> set[str]:
@@ -38,11 +53,20 @@ def _metric_set(metrics: str | Sequence[str]) -> set[str]:
 
 
 def _call_params(exp: Explanation) -> dict[str, Any]:
-    missing = [k for k, v in exp.params.items() if isinstance(v, str) and v.startswith("tensor(") and k not in exp.call_params]
+    missing = [
+        k
+        for k, v in exp.params.items()
+        if isinstance(v, str) and v.startswith("tensor(") and k not in exp.call_params
+    ]
     if missing:
-        raise InputError(describe(f"Parameters {missing} of the {exp.method} explanation", "the tensors it was computed with",
-                                  "only their shapes (the explanation was loaded from a file saved by an older version)",
-                                  "Recompute the explanation, or pass params={method: {name: tensor}} to ex.evaluate."))
+        raise InputError(
+            describe(
+                f"Parameters {missing} of the {exp.method} explanation",
+                "the tensors it was computed with",
+                "only their shapes (the explanation was loaded from a file saved by an older version)",
+                "Recompute the explanation, or pass params={method: {name: tensor}} to ex.evaluate.",
+            )
+        )
     return dict(exp.call_params)
 
 
@@ -52,20 +76,41 @@ def _masks(masks: Any, n: int) -> dict[str, torch.Tensor]:
     items = masks.items() if isinstance(masks, Mapping) else [("mask", masks)]
     out = {}
     for name, value in items:
-        t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value).bool()
+        t = torch.as_tensor(
+            np.asarray(value) if not isinstance(value, torch.Tensor) else value
+        ).bool()
         if t.ndim != 3 or len(t) != n:
-            raise InputError(describe(f"`masks` ({name})", f"a (N={n}, H, W) boolean tensor", f"shape {tuple(t.shape)}",
-                                      "Pass one ground-truth mask per explained image."))
+            raise InputError(
+                describe(
+                    f"`masks` ({name})",
+                    f"a (N={n}, H, W) boolean tensor",
+                    f"shape {tuple(t.shape)}",
+                    "Pass one ground-truth mask per explained image.",
+                )
+            )
         out[str(name)] = t
     return out
 
 
-def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | torch.nn.Module,
-             metrics: str | Sequence[str] = "default", masks: Any = None, seed: int = 0, *,
-             features: str = "superpixels", n_segments: int = 48, fill: str = "blur", steps: int = 20,
-             n_perturb: int = 16, n_sensitivity: int = 4, randomization: str = "cascading",
-             randomization_steps: int | None = 4, params: Mapping[str, Mapping[str, Any]] | None = None,
-             progress: bool = True, memory_budget: int | str | None = None) -> Scores:
+def evaluate(
+    explanations: Explanation | Sequence[Explanation],
+    model: Model | torch.nn.Module,
+    metrics: str | Sequence[str] = "default",
+    masks: Any = None,
+    seed: int = 0,
+    *,
+    features: str = "superpixels",
+    n_segments: int = 48,
+    fill: str = "blur",
+    steps: int = 20,
+    n_perturb: int = 16,
+    n_sensitivity: int = 4,
+    randomization: str = "cascading",
+    randomization_steps: int | None = 4,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    memory_budget: int | str | None = None,
+) -> Scores:
     """Trust scores: how far each explanation can be believed.
 
     Args:
@@ -92,62 +137,144 @@ def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | t
     """
     exps = [explanations] if isinstance(explanations, Explanation) else list(explanations)
     if not exps or not all(isinstance(e, Explanation) for e in exps):
-        raise InputError(describe("`explanations`", "Explanation objects", repr(explanations), "Pass the result of ex.explain(...)."))
+        raise InputError(
+            describe(
+                "`explanations`",
+                "Explanation objects",
+                repr(explanations),
+                "Pass the result of ex.explain(...).",
+            )
+        )
     model = wrap(model)
     chosen = _metric_set(metrics)
     check_choice(features, "features", ("superpixels", "pixels"))
     check_choice(fill, "fill", FILLS)
     check_choice(randomization, "randomization", ("cascading", "independent"))
-    steps, n_perturb, n_segments = check_int(steps, "steps", 2), check_int(n_perturb, "n_perturb"), check_int(n_segments, "n_segments", 2)
+    steps, n_perturb, n_segments = (
+        check_int(steps, "steps", 2),
+        check_int(n_perturb, "n_perturb"),
+        check_int(n_segments, "n_segments", 2),
+    )
     n_sensitivity = check_int(n_sensitivity, "n_sensitivity")
     if randomization_steps is not None:
         randomization_steps = check_int(randomization_steps, "randomization_steps", 2)
     fingerprint = model.fingerprint()
     for e in exps:
         if e.manifest.get("model", {}).get("fingerprint", fingerprint) != fingerprint:
-            raise InputError(describe("`model`", f"the model the explanations were computed with (fingerprint {e.manifest['model']['fingerprint']})",
-                                      f"a model with fingerprint {fingerprint}", "Pass the same trained model (weights) as used by ex.explain."))
+            raise InputError(
+                describe(
+                    "`model`",
+                    f"the model the explanations were computed with (fingerprint {e.manifest['model']['fingerprint']})",
+                    f"a model with fingerprint {fingerprint}",
+                    "Pass the same trained model (weights) as used by ex.explain.",
+                )
+            )
     runtime = Runtime(False, 0 if memory_budget is None else parse_bytes(memory_budget))
-    scores = Scores(settings={"model": model.name, "features": features, "n_segments": n_segments, "fill": fill, "steps": steps,
-                              "n_perturb": n_perturb, "n_sensitivity": n_sensitivity, "randomization": randomization,
-                              "randomization_steps": randomization_steps, "seed": seed})
+    scores = Scores(
+        settings={
+            "model": model.name,
+            "features": features,
+            "n_segments": n_segments,
+            "fill": fill,
+            "steps": steps,
+            "n_perturb": n_perturb,
+            "n_sensitivity": n_sensitivity,
+            "randomization": randomization,
+            "randomization_steps": randomization_steps,
+            "seed": seed,
+        }
+    )
     segment_cache: dict[int, torch.Tensor | None] = {}
-    bar = tqdm(total=len(exps), desc="evaluate", disable=None if progress else True, leave=False, delay=0.5)
+    bar = tqdm(
+        total=len(exps), desc="evaluate", disable=None if progress else True, leave=False, delay=0.5
+    )
     for exp in exps:
         info = get_method(exp.method)
         call = {**_call_params(exp), **dict((params or {}).get(exp.method, {}))}
 
-        def explain_fn(m: Model, x: torch.Tensor, t: torch.Tensor, _info=info, _call=call) -> torch.Tensor:
+        def explain_fn(
+            m: Model, x: torch.Tensor, t: torch.Tensor, _info=info, _call=call
+        ) -> torch.Tensor:
             return _info.func(m, x, t, runtime=runtime, **_call).attributions
 
         x, t, attr = exp.inputs.to(model.device), exp.targets, exp.attributions.to(model.device)
         gen = torch.Generator().manual_seed(seed)
         with model.evaluating():
             if "faithfulness" in chosen:
-                _faithfulness(model, exp, x, t, attr, scores, segment_cache, features, n_segments, fill, steps, gen, runtime)
+                _faithfulness(
+                    model,
+                    exp,
+                    x,
+                    t,
+                    attr,
+                    scores,
+                    segment_cache,
+                    features,
+                    n_segments,
+                    fill,
+                    steps,
+                    gen,
+                    runtime,
+                )
             if "infidelity" in chosen:
                 noise_scale = 0.1 * float(x.std())
-                scores.add(exp.method, "infidelity", infidelity(model, x, t, attr, n_perturb, noise_scale, gen, runtime))
+                scores.add(
+                    exp.method,
+                    "infidelity",
+                    infidelity(model, x, t, attr, n_perturb, noise_scale, gen, runtime),
+                )
             if "robustness" in chosen:
                 radius = 0.02 * float(x.max() - x.min())
-                sens = max_sensitivity(lambda xs, ts: explain_fn(model, xs, ts.to(xs.device)), x, t, attr, radius, n_sensitivity, gen)
+                sens = max_sensitivity(
+                    lambda xs, ts: explain_fn(model, xs, ts.to(xs.device)),
+                    x,
+                    t,
+                    attr,
+                    radius,
+                    n_sensitivity,
+                    gen,
+                )
                 scores.add(exp.method, "max_sensitivity", sens)
         if "randomization" in chosen:
             signed = spec_for(exp.method, exp.params).signed
-            steps_out = randomization_similarity(model, x, t.to(x.device), attr, explain_fn, randomization, seed, signed,
-                                                 randomization_steps)
+            steps_out = randomization_similarity(
+                model,
+                x,
+                t.to(x.device),
+                attr,
+                explain_fn,
+                randomization,
+                seed,
+                signed,
+                randomization_steps,
+            )
             if steps_out:
-                last = steps_out[-1] if randomization == "cascading" else min(steps_out, key=lambda s: np.nanmean(s["spearman"]))
+                last = (
+                    steps_out[-1]
+                    if randomization == "cascading"
+                    else min(steps_out, key=lambda s: np.nanmean(s["spearman"]))
+                )
                 scores.add(exp.method, "randomization_spearman", last["spearman"])
                 scores.add(exp.method, "randomization_ssim", last["ssim"])
-                scores.randomization[exp.method] = [{"layer": s["layer"], "spearman": float(np.nanmean(s["spearman"])),
-                                                     "ssim": float(np.nanmean(s["ssim"])) if not np.isnan(s["ssim"]).all() else None}
-                                                    for s in steps_out]
+                scores.randomization[exp.method] = [
+                    {
+                        "layer": s["layer"],
+                        "spearman": float(np.nanmean(s["spearman"])),
+                        "ssim": float(np.nanmean(s["ssim"]))
+                        if not np.isnan(s["ssim"]).all()
+                        else None,
+                    }
+                    for s in steps_out
+                ]
         if "localization" in chosen and exp.modality == "image":
             for name, mk in _masks(masks, len(exp)).items():
-                scores.add(exp.method, "relevance_mass", relevance_mass(exp.attributions, mk), mask=name)
+                scores.add(
+                    exp.method, "relevance_mass", relevance_mass(exp.attributions, mk), mask=name
+                )
                 scores.add(exp.method, "mask_fraction", mk.flatten(1).float().mean(1), mask=name)
-                scores.add(exp.method, "pointing_game", pointing_game(exp.attributions, mk), mask=name)
+                scores.add(
+                    exp.method, "pointing_game", pointing_game(exp.attributions, mk), mask=name
+                )
         if "completeness" in chosen and "relative_gap" in exp.extras:
             scores.add(exp.method, "completeness_gap", exp.extras["relative_gap"])
         bar.update(1)
@@ -157,7 +284,9 @@ def evaluate(explanations: Explanation | Sequence[Explanation], model: Model | t
     return scores
 
 
-def _faithfulness(model, exp, x, t, attr, scores, cache, features, n_segments, fill, steps, gen, runtime) -> None:
+def _faithfulness(
+    model, exp, x, t, attr, scores, cache, features, n_segments, fill, steps, gen, runtime
+) -> None:
     from ..methods.segmentation import superpixels
 
     segments = None
@@ -171,9 +300,13 @@ def _faithfulness(model, exp, x, t, attr, scores, cache, features, n_segments, f
     curves = {}
     for mode in ("deletion", "insertion"):
         for order in ("morf", "random"):
-            c = perturbation_curves(model, x, t, feat, ids, reference, mode, order, steps, gen, runtime)
+            c = perturbation_curves(
+                model, x, t, feat, ids, reference, mode, order, steps, gen, runtime
+            )
             curves[mode if order == "morf" else f"{mode}_random"] = c
-    curves["deletion_lerf"] = perturbation_curves(model, x, t, feat, ids, reference, "deletion", "lerf", steps, gen, runtime)
+    curves["deletion_lerf"] = perturbation_curves(
+        model, x, t, feat, ids, reference, "deletion", "lerf", steps, gen, runtime
+    )
     a = {k: auc(v) for k, v in curves.items()}
     m = exp.method
     scores.add(m, "deletion_auc", a["deletion"])
@@ -192,7 +325,10 @@ def _agreement(exps: list[Explanation], scores: Scores) -> None:
     for group in group_by_inputs(exps):
         if len(group) < 2:
             continue
-        maps = [e.attributions.abs().sum(1).numpy() if e.modality == "image" else e.attributions.numpy() for e in group]
+        maps = [
+            e.attributions.abs().sum(1).numpy() if e.modality == "image" else e.attributions.numpy()
+            for e in group
+        ]
         for k, e in enumerate(group):
             others = [maps[j] for j in range(len(group)) if j != k]
             pair = [method_agreement([maps[k], o]) for o in others]

@@ -37,7 +37,9 @@ def fill_reference(inputs: torch.Tensor, fill: str = "blur") -> torch.Tensor:
     return gaussian_blur(inputs, sigma=max(inputs.shape[2:]) / 8)
 
 
-def feature_scores(attributions: torch.Tensor, segments: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_scores(
+    attributions: torch.Tensor, segments: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature relevance and the feature id of every spatial position.
 
     Images: features are pixels (channels summed) or, with ``segments`` (N, H, W), superpixels
@@ -61,7 +63,8 @@ def feature_scores(attributions: torch.Tensor, segments: torch.Tensor | None = N
     for i in range(n):  # a handful of segments per image: a scatter per sample is cheap
         present = torch.unique(ids[i])
         scores[i, present] = torch.zeros(len(present), dtype=torch.float64).index_add_(
-            0, torch.searchsorted(present, ids[i].reshape(-1)), maps[i].reshape(-1))
+            0, torch.searchsorted(present, ids[i].reshape(-1)), maps[i].reshape(-1)
+        )
     return scores, ids
 
 
@@ -78,10 +81,19 @@ def _orders(scores: torch.Tensor, order: str, generator: torch.Generator | None)
 
 
 @torch.no_grad()
-def perturbation_curves(model: Model, inputs: torch.Tensor, targets: torch.Tensor, scores: torch.Tensor,
-                        ids: torch.Tensor, reference: torch.Tensor, mode: str = "deletion", order: str = "morf",
-                        steps: int = 20, generator: torch.Generator | None = None,
-                        runtime: Runtime = Runtime()) -> torch.Tensor:
+def perturbation_curves(
+    model: Model,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    scores: torch.Tensor,
+    ids: torch.Tensor,
+    reference: torch.Tensor,
+    mode: str = "deletion",
+    order: str = "morf",
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    runtime: Runtime = Runtime(),
+) -> torch.Tensor:
     """Target probability after removing (deletion) or restoring (insertion) a growing share
     of features in the given order.
 
@@ -106,13 +118,17 @@ def perturbation_curves(model: Model, inputs: torch.Tensor, targets: torch.Tenso
     for part in chunks(rows_total, size):  # row r is step r // N of sample r % N
         r = torch.arange(part.start, part.stop)
         step, sample = r // n, r % n
-        changed = rank[sample] < cut[sample, step].view(-1, *([1] * (rank.ndim - 1)))  # (rows, ...spatial)
+        changed = rank[sample] < cut[sample, step].view(
+            -1, *([1] * (rank.ndim - 1))
+        )  # (rows, ...spatial)
         if inputs.ndim == 4:
             changed = changed[:, None]
         removed = changed if mode == "deletion" else ~changed
         x = torch.where(removed, reference[sample], inputs[sample])
         probs = model.to_scores(model.forward(x.to(inputs.device)))
-        out[part] = probs.gather(1, targets[sample].to(probs.device)[:, None]).squeeze(1).double().cpu()
+        out[part] = (
+            probs.gather(1, targets[sample].to(probs.device)[:, None]).squeeze(1).double().cpu()
+        )
     return out.reshape(steps + 1, n).T
 
 
@@ -123,9 +139,17 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def infidelity(model: Model, inputs: torch.Tensor, targets: torch.Tensor, attributions: torch.Tensor,
-               n_perturb: int = 32, stdev: float = 0.1, generator: torch.Generator | None = None,
-               runtime: Runtime = Runtime(), noise: torch.Tensor | None = None) -> torch.Tensor:
+def infidelity(
+    model: Model,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    attributions: torch.Tensor,
+    n_perturb: int = 32,
+    stdev: float = 0.1,
+    generator: torch.Generator | None = None,
+    runtime: Runtime = Runtime(),
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Infidelity (Yeh et al. 2019): E_I[(I . attr - (f(x) - f(x - I)))^2], I ~ N(0, stdev^2).
 
     Same definition as captum's ``infidelity`` with ``normalize=False`` on the target
@@ -140,7 +164,9 @@ def infidelity(model: Model, inputs: torch.Tensor, targets: torch.Tensor, attrib
     """
     n = len(inputs)
     if noise is None:
-        noise = torch.randn((n_perturb, *inputs.shape), generator=generator, dtype=inputs.dtype) * stdev
+        noise = (
+            torch.randn((n_perturb, *inputs.shape), generator=generator, dtype=inputs.dtype) * stdev
+        )
     noise = noise.to(inputs.device)
     f_x = model.forward(inputs).gather(1, targets[:, None].to(inputs.device)).squeeze(1)
     flat = (inputs[None] - noise).reshape(-1, *inputs.shape[1:])  # (P * N, ...)

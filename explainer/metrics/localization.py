@@ -23,15 +23,21 @@ def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor) -> torch.Ten
     pos = positive_map(attributions)
     total = pos.flatten(1).sum(1)
     inside = (pos * masks.double()).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-300), torch.full_like(total, float("nan")))
+    return torch.where(
+        total > 0, inside / total.clamp_min(1e-300), torch.full_like(total, float("nan"))
+    )
 
 
-def pointing_game(attributions: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
+def pointing_game(
+    attributions: torch.Tensor, masks: torch.Tensor, tolerance: int = 0
+) -> torch.Tensor:
     """1.0 where the maximum of the channel-summed map lies in the (dilated) mask, else 0.0 -> (N,)."""
     heat = attributions.sum(1).double()
     n, h, w = heat.shape
     hit_mask = masks.float()
     if tolerance > 0:
-        hit_mask = F.max_pool2d(hit_mask[:, None], 2 * tolerance + 1, stride=1, padding=tolerance)[:, 0]
+        hit_mask = F.max_pool2d(hit_mask[:, None], 2 * tolerance + 1, stride=1, padding=tolerance)[
+            :, 0
+        ]
     idx = heat.reshape(n, -1).argmax(1)
     return hit_mask.reshape(n, -1).gather(1, idx[:, None]).squeeze(1).double()

@@ -15,10 +15,17 @@ import torch
 __all__ = ["max_sensitivity"]
 
 
-def max_sensitivity(explain_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inputs: torch.Tensor,
-                    targets: torch.Tensor, attributions: torch.Tensor, radius: float = 0.02, n_perturb: int = 8,
-                    generator: torch.Generator | None = None, normalize: bool = True,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:
+def max_sensitivity(
+    explain_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    attributions: torch.Tensor,
+    radius: float = 0.02,
+    n_perturb: int = 8,
+    generator: torch.Generator | None = None,
+    normalize: bool = True,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Max-sensitivity per sample (N,).
 
     Args:
@@ -29,10 +36,14 @@ def max_sensitivity(explain_fn: Callable[[torch.Tensor, torch.Tensor], torch.Ten
     """
     n = len(inputs)
     if noise is None:
-        noise = (torch.rand((n_perturb, *inputs.shape), generator=generator, dtype=inputs.dtype) * 2 - 1) * radius
+        noise = (
+            torch.rand((n_perturb, *inputs.shape), generator=generator, dtype=inputs.dtype) * 2 - 1
+        ) * radius
     noise = noise.to(inputs.device)
     perturbed = (inputs[None] + noise).reshape(-1, *inputs.shape[1:])  # (P * N, ...)
-    moved = explain_fn(perturbed, targets.repeat(len(noise))).reshape(len(noise), n, -1).double().cpu()
+    moved = (
+        explain_fn(perturbed, targets.repeat(len(noise))).reshape(len(noise), n, -1).double().cpu()
+    )
     base = attributions.reshape(1, n, -1).double().cpu()
     diff = (moved - base).norm(dim=2)  # (P, N)
     if normalize:

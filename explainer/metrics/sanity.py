@@ -28,13 +28,22 @@ from torch import nn
 from ..model import Model
 from .agreement import spearman
 
-__all__ = ["parameterized_layers", "checkpoints", "randomized_copies", "ssim_abs", "randomization_similarity"]
+__all__ = [
+    "parameterized_layers",
+    "checkpoints",
+    "randomized_copies",
+    "ssim_abs",
+    "randomization_similarity",
+]
 
 
 def parameterized_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """Leaf modules that own parameters, in registration (≈ forward) order."""
-    return [(name, m) for name, m in net.named_modules()
-            if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    return [
+        (name, m)
+        for name, m in net.named_modules()
+        if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+    ]
 
 
 @torch.no_grad()
@@ -53,7 +62,9 @@ def checkpoints(n_layers: int, max_steps: int | None) -> list[int]:
     return sorted({round(k * (n_layers - 1) / (max_steps - 1)) for k in range(max_steps)})
 
 
-def randomized_copies(model: Model, mode: str = "cascading", seed: int = 0, max_steps: int | None = None):
+def randomized_copies(
+    model: Model, mode: str = "cascading", seed: int = 0, max_steps: int | None = None
+):
     """Yield ``(layer_name, Model)`` with randomized weights, never touching ``model``.
 
     ``cascading``: the top k layers randomized for k = 1..L (output side first).
@@ -73,7 +84,12 @@ def randomized_copies(model: Model, mode: str = "cascading", seed: int = 0, max_
             _randomize(dict(net.named_modules())[name], gen)
         if k not in keep:
             continue
-        yield name, Model(net.to(model.device), model.class_names, model.modality, model.output, model.name)
+        yield (
+            name,
+            Model(
+                net.to(model.device), model.class_names, model.modality, model.output, model.name
+            ),
+        )
 
 
 def ssim_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,14 +100,25 @@ def ssim_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         x = x / x.max() if x.max() > 0 else x
         y = y / y.max() if y.max() > 0 else y
         win = min(7, *x.shape) // 2 * 2 + 1 if min(x.shape) >= 3 else 3
-        out[i] = structural_similarity(x, y, data_range=1.0, win_size=win) if min(x.shape) >= 3 else np.nan
+        out[i] = (
+            structural_similarity(x, y, data_range=1.0, win_size=win)
+            if min(x.shape) >= 3
+            else np.nan
+        )
     return out
 
 
-def randomization_similarity(model: Model, inputs: torch.Tensor, targets: torch.Tensor, attributions: torch.Tensor,
-                             explain_fn: Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor],
-                             mode: str = "cascading", seed: int = 0, signed: bool = True,
-                             max_steps: int | None = 4) -> list[dict]:
+def randomization_similarity(
+    model: Model,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    attributions: torch.Tensor,
+    explain_fn: Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor],
+    mode: str = "cascading",
+    seed: int = 0,
+    signed: bool = True,
+    max_steps: int | None = 4,
+) -> list[dict]:
     """Similarity of original and randomized-model attributions, per randomization step.
 
     Args:

@@ -16,29 +16,66 @@ __all__ = ["Scores", "Verdict", "METRIC_INFO", "THRESHOLDS"]
 
 # metric -> (higher_is_better, category, one-line meaning)
 METRIC_INFO: dict[str, tuple[bool | None, str, str]] = {
-    "deletion_auc": (False, "faithfulness", "target probability AUC while deleting most-relevant-first"),
+    "deletion_auc": (
+        False,
+        "faithfulness",
+        "target probability AUC while deleting most-relevant-first",
+    ),
     "deletion_random_auc": (False, "faithfulness", "the same with a random order (reference)"),
     "deletion_gain": (True, "faithfulness", "random AUC minus MoRF AUC: > 0 beats random"),
-    "deletion_lerf_auc": (True, "faithfulness", "AUC deleting least-relevant-first (should stay high)"),
-    "insertion_auc": (True, "faithfulness", "target probability AUC while inserting most-relevant-first"),
+    "deletion_lerf_auc": (
+        True,
+        "faithfulness",
+        "AUC deleting least-relevant-first (should stay high)",
+    ),
+    "insertion_auc": (
+        True,
+        "faithfulness",
+        "target probability AUC while inserting most-relevant-first",
+    ),
     "insertion_random_auc": (True, "faithfulness", "the same with a random order (reference)"),
     "insertion_gain": (True, "faithfulness", "MoRF AUC minus random AUC: > 0 beats random"),
     "infidelity": (False, "faithfulness", "E[(I.attr - (f(x) - f(x - I)))^2], Yeh et al. 2019"),
-    "max_sensitivity": (False, "robustness", "max relative change of the map under small input noise"),
-    "randomization_spearman": (False, "sanity", "rank correlation with the fully randomized model's map (signed maps: signed ranks)"),
+    "max_sensitivity": (
+        False,
+        "robustness",
+        "max relative change of the map under small input noise",
+    ),
+    "randomization_spearman": (
+        False,
+        "sanity",
+        "rank correlation with the fully randomized model's map (signed maps: signed ranks)",
+    ),
     "randomization_ssim": (False, "sanity", "SSIM with the fully randomized model's map"),
     "relevance_mass": (True, "localization", "share of positive relevance inside the mask"),
-    "mask_fraction": (None, "localization", "share of the image the mask covers (uniform-map baseline)"),
+    "mask_fraction": (
+        None,
+        "localization",
+        "share of the image the mask covers (uniform-map baseline)",
+    ),
     "pointing_game": (True, "localization", "1 if the most relevant pixel is inside the mask"),
-    "completeness_gap": (False, "completeness", "|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)|"),
-    "agreement": (True, "agreement", "mean Spearman rank correlation of |attr| with the other methods"),
+    "completeness_gap": (
+        False,
+        "completeness",
+        "|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)|",
+    ),
+    "agreement": (
+        True,
+        "agreement",
+        "mean Spearman rank correlation of |attr| with the other methods",
+    ),
 }
 
 # Pass thresholds, stated once. Randomization: Adebayo et al. report rank correlations near
 # 0 for methods that pass; we fail a method whose map keeps rho >= 0.5 with a random model.
 # Faithfulness: the mean gain over random ordering must exceed 0.01 (one point of
 # probability-AUC) and two standard errors of the per-sample gains, for deletion and insertion.
-THRESHOLDS = {"randomization_spearman": 0.5, "max_sensitivity": 0.5, "completeness_gap": 0.05, "gain": 0.01}
+THRESHOLDS = {
+    "randomization_spearman": 0.5,
+    "max_sensitivity": 0.5,
+    "completeness_gap": 0.05,
+    "gain": 0.01,
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,9 @@ class Scores:
 
     def add(self, method: str, metric: str, values: Any, mask: str | None = None) -> None:
         for i, v in enumerate(np.asarray(values, dtype=float).reshape(-1)):
-            self.rows.append({"sample": i, "method": method, "metric": metric, "value": float(v), "mask": mask})
+            self.rows.append(
+                {"sample": i, "method": method, "metric": metric, "value": float(v), "mask": mask}
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -82,8 +121,13 @@ class Scores:
 
     def values(self, method: str, metric: str, mask: str | None = None) -> np.ndarray:
         """Per-sample values of one metric for one method."""
-        return np.array([r["value"] for r in self.rows if r["method"] == method and r["metric"] == metric
-                         and r["mask"] == mask])
+        return np.array(
+            [
+                r["value"]
+                for r in self.rows
+                if r["method"] == method and r["metric"] == metric and r["mask"] == mask
+            ]
+        )
 
     def mean(self, method: str, metric: str, mask: str | None = None) -> float:
         v = self.values(method, metric, mask)
@@ -99,15 +143,28 @@ class Scores:
             v = v[~np.isnan(v)]
             higher, category, _ = METRIC_INFO.get(metric, (None, "other", ""))
             name = metric if mask is None else f"{metric}[{mask}]"
-            out.append({"method": method, "metric": name, "category": category, "mean": float(v.mean()) if len(v) else math.nan,
-                        "std": float(v.std()) if len(v) else math.nan, "n": len(v), "higher_is_better": higher})
+            out.append(
+                {
+                    "method": method,
+                    "metric": name,
+                    "category": category,
+                    "mean": float(v.mean()) if len(v) else math.nan,
+                    "std": float(v.std()) if len(v) else math.nan,
+                    "n": len(v),
+                    "higher_is_better": higher,
+                }
+            )
         return out
 
     def verdicts(self) -> list[Verdict]:
         """Plain-language pass/fail per method and check (see THRESHOLDS)."""
         out = []
         for m in self.methods:
-            out += _faithfulness_verdict(self, m) + _sanity_verdict(self, m) + _robustness_verdict(self, m)
+            out += (
+                _faithfulness_verdict(self, m)
+                + _sanity_verdict(self, m)
+                + _robustness_verdict(self, m)
+            )
             out += _completeness_verdict(self, m) + _localization_verdicts(self, m)
         return out
 
@@ -121,8 +178,10 @@ class Scores:
     def _repr_html_(self) -> str:
         head = "<tr><th>method</th><th>check</th><th>verdict</th></tr>"
         icon = {True: "✔ passes", False: "✘ fails", None: "ℹ"}
-        body = "".join(f"<tr><td>{escape(v.method)}</td><td>{escape(v.check)}</td><td>{icon[v.passed]}: {escape(v.text)}</td></tr>"
-                       for v in self.verdicts())
+        body = "".join(
+            f"<tr><td>{escape(v.method)}</td><td>{escape(v.check)}</td><td>{icon[v.passed]}: {escape(v.text)}</td></tr>"
+            for v in self.verdicts()
+        )
         return f"<table>{head}{body}</table>"
 
     def __repr__(self) -> str:
@@ -141,12 +200,16 @@ def _faithfulness_verdict(s: Scores, m: str) -> list[Verdict]:
         return mean > max(THRESHOLDS["gain"], 2 * se)
 
     passed = clear("deletion_gain", d) and clear("insertion_gain", i)
-    text = (f"deleting its most relevant features lowers the target probability faster than a random order "
-            f"(AUC {s.mean(m, 'deletion_auc'):.3f} vs {s.mean(m, 'deletion_random_auc'):.3f}: better than random by {d:.3f}; "
-            f"{share:.0%} of samples), insertion better by {i:.3f}")
+    text = (
+        f"deleting its most relevant features lowers the target probability faster than a random order "
+        f"(AUC {s.mean(m, 'deletion_auc'):.3f} vs {s.mean(m, 'deletion_random_auc'):.3f}: better than random by {d:.3f}; "
+        f"{share:.0%} of samples), insertion better by {i:.3f}"
+    )
     if not passed:
-        text = (f"no clear advantage over a random ordering (deletion gain {d:+.3f}, insertion gain {i:+.3f}; "
-                f"needs > {THRESHOLDS['gain']} and two standard errors): the map may not point at what the model uses")
+        text = (
+            f"no clear advantage over a random ordering (deletion gain {d:+.3f}, insertion gain {i:+.3f}; "
+            f"needs > {THRESHOLDS['gain']} and two standard errors): the map may not point at what the model uses"
+        )
     return [Verdict(m, "faithfulness (deletion/insertion vs random)", passed, text)]
 
 
@@ -157,10 +220,22 @@ def _sanity_verdict(s: Scores, m: str) -> list[Verdict]:
     ssim = s.mean(m, "randomization_ssim")
     extra = "" if math.isnan(ssim) else f", SSIM {ssim:.2f}"
     if rho < limit:
-        return [Verdict(m, "model randomization sanity check", True,
-                        f"passes the randomization sanity check: the map changes when the weights are randomized (ρ = {rho:.2f}{extra})")]
-    return [Verdict(m, "model randomization sanity check", False,
-                    f"attribution barely changes when weights are randomized (ρ = {rho:.2f}{extra}): do not trust this map")]
+        return [
+            Verdict(
+                m,
+                "model randomization sanity check",
+                True,
+                f"passes the randomization sanity check: the map changes when the weights are randomized (ρ = {rho:.2f}{extra})",
+            )
+        ]
+    return [
+        Verdict(
+            m,
+            "model randomization sanity check",
+            False,
+            f"attribution barely changes when weights are randomized (ρ = {rho:.2f}{extra}): do not trust this map",
+        )
+    ]
 
 
 def _robustness_verdict(s: Scores, m: str) -> list[Verdict]:
@@ -169,7 +244,14 @@ def _robustness_verdict(s: Scores, m: str) -> list[Verdict]:
     v = s.mean(m, "max_sensitivity")
     passed = v < THRESHOLDS["max_sensitivity"]
     word = "stable" if passed else "unstable"
-    return [Verdict(m, "robustness (max-sensitivity)", passed, f"{word} under small input noise: the map moves by up to {v:.0%} of its norm")]
+    return [
+        Verdict(
+            m,
+            "robustness (max-sensitivity)",
+            passed,
+            f"{word} under small input noise: the map moves by up to {v:.0%} of its norm",
+        )
+    ]
 
 
 def _completeness_verdict(s: Scores, m: str) -> list[Verdict]:
@@ -177,17 +259,28 @@ def _completeness_verdict(s: Scores, m: str) -> list[Verdict]:
         return []
     v = float(np.nanmedian(s.values(m, "completeness_gap")))
     passed = v < THRESHOLDS["completeness_gap"]
-    text = (f"attributions add up to the output change (median gap {v:.2%})" if passed else
-            f"attributions miss {v:.1%} of the output change: increase n_steps or use tolerance=")
+    text = (
+        f"attributions add up to the output change (median gap {v:.2%})"
+        if passed
+        else f"attributions miss {v:.1%} of the output change: increase n_steps or use tolerance="
+    )
     return [Verdict(m, "completeness", passed, text)]
 
 
 def _localization_verdicts(s: Scores, m: str) -> list[Verdict]:
     out = []
-    for mask in dict.fromkeys(r["mask"] for r in s.rows if r["method"] == m and r["metric"] == "relevance_mass"):
+    for mask in dict.fromkeys(
+        r["mask"] for r in s.rows if r["method"] == m and r["metric"] == "relevance_mass"
+    ):
         mass, area = s.mean(m, "relevance_mass", mask), s.mean(m, "mask_fraction", mask)
         hits = s.mean(m, "pointing_game", mask)
-        out.append(Verdict(m, f"localization ({mask})", None,
-                           f"{mass:.0%} of the positive evidence lies on the {mask} (which covers {area:.0%} of the image); "
-                           f"the peak is on it for {hits:.0%} of samples"))
+        out.append(
+            Verdict(
+                m,
+                f"localization ({mask})",
+                None,
+                f"{mass:.0%} of the positive evidence lies on the {mask} (which covers {area:.0%} of the image); "
+                f"the peak is on it for {hits:.0%} of samples",
+            )
+        )
     return out

@@ -11,8 +11,14 @@ import numpy as np
 from ..explanation import Explanation
 from .heatmap import image_to_rgb, render_overlay, spec_for
 
-__all__ = ["plot_explanation", "plot_comparison", "plot_global_importance", "plot_waterfall", "plot_beeswarm",
-           "figure_png"]
+__all__ = [
+    "plot_explanation",
+    "plot_comparison",
+    "plot_global_importance",
+    "plot_waterfall",
+    "plot_beeswarm",
+    "figure_png",
+]
 
 POS, NEG = "#c0392b", "#2c6fbb"
 
@@ -45,10 +51,16 @@ def plot_comparison(explanations: Sequence[Explanation], max_samples: int = 8):
         image = first.inputs[i].numpy()
         pred = int(first.predictions[i])
         axes[i, 0].imshow(image_to_rgb(image))
-        axes[i, 0].set_title(f"{first.class_label(pred)} (p={float(first.scores[i, pred]):.2f})", fontsize=9)
+        axes[i, 0].set_title(
+            f"{first.class_label(pred)} (p={float(first.scores[i, pred]):.2f})", fontsize=9
+        )
         for j, exp in enumerate(explanations, start=1):
-            axes[i, j].imshow(render_overlay(image, exp.attributions[i].numpy(), spec_for(exp.method, exp.params)))
-            axes[i, j].set_title(f"{exp.method} → {exp.class_label(int(exp.targets[i]))}", fontsize=8)
+            axes[i, j].imshow(
+                render_overlay(image, exp.attributions[i].numpy(), spec_for(exp.method, exp.params))
+            )
+            axes[i, j].set_title(
+                f"{exp.method} → {exp.class_label(int(exp.targets[i]))}", fontsize=8
+            )
         for ax in axes[i]:
             ax.set_axis_off()
     return fig
@@ -76,18 +88,23 @@ def plot_waterfall(exp: Explanation, index: int = 0, top: int = 10):
     a = exp.attributions[index].numpy().astype(float)
     order = np.argsort(-np.abs(a))
     shown, rest = order[:top], order[top:]
-    steps = [(names[j], a[j]) for j in shown] + ([(f"{len(rest)} other features", a[rest].sum())] if len(rest) else [])
+    steps = [(names[j], a[j]) for j in shown] + (
+        [(f"{len(rest)} other features", a[rest].sum())] if len(rest) else []
+    )
     total = a.sum()
     fig = _figure(figsize=(5.5, 0.3 * len(steps) + 1.2))
     ax = fig.subplots()
     start = -total  # relative to the sample's output at 0
-    for k, (name, value) in enumerate(reversed(steps)):
+    for k, (_name, value) in enumerate(reversed(steps)):
         ax.barh(k, value, left=start, color=POS if value >= 0 else NEG)
         ax.text(start + value, k, f" {value:+.3g}", va="center", fontsize=7)
         start += value
     ax.set_yticks(range(len(steps)), [s[0] for s in reversed(steps)], fontsize=7)
     ax.axvline(0, color="#444", lw=0.8)
-    ax.set_xlabel(f"output relative to f(x) (sample {index}, class {exp.class_label(int(exp.targets[index]))})", fontsize=8)
+    ax.set_xlabel(
+        f"output relative to f(x) (sample {index}, class {exp.class_label(int(exp.targets[index]))})",
+        fontsize=8,
+    )
     return fig
 
 
@@ -104,7 +121,15 @@ def plot_beeswarm(exp: Explanation, top: int = 12, seed: int = 0):
         v = vals[:, j]
         span = v.max() - v.min()
         colour = (v - v.min()) / span if span > 0 else np.full_like(v, 0.5)
-        ax.scatter(attr[:, j], k + rng.uniform(-0.25, 0.25, len(v)), c=colour, cmap="coolwarm", s=10, vmin=0, vmax=1)
+        ax.scatter(
+            attr[:, j],
+            k + rng.uniform(-0.25, 0.25, len(v)),
+            c=colour,
+            cmap="coolwarm",
+            s=10,
+            vmin=0,
+            vmax=1,
+        )
     ax.set_yticks(range(len(order)), [names[j] for j in order], fontsize=7)
     ax.axvline(0, color="#444", lw=0.8)
     ax.set_xlabel(f"{exp.method} attribution (colour: feature value, low → high)", fontsize=8)
@@ -125,9 +150,13 @@ def plot_explanation(exp: Explanation, max_samples: int = 8, top: int = 10):
     for i, ax in enumerate(fig.subplots(1, n, squeeze=False)[0]):
         a = exp.attributions[i].numpy()
         order = np.argsort(-np.abs(a))[:top][::-1]
-        ax.barh([names[j] for j in order], a[order], color=[POS if a[j] >= 0 else NEG for j in order])
+        ax.barh(
+            [names[j] for j in order], a[order], color=[POS if a[j] >= 0 else NEG for j in order]
+        )
         ax.axvline(0, color="#444", lw=0.8)
         pred = int(exp.predictions[i])
-        ax.set_title(f"sample {i}: {exp.class_label(pred)} (p={float(exp.scores[i, pred]):.2f})", fontsize=9)
+        ax.set_title(
+            f"sample {i}: {exp.class_label(pred)} (p={float(exp.scores[i, pred]):.2f})", fontsize=9
+        )
         ax.tick_params(labelsize=7)
     return fig

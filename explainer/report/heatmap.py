@@ -15,9 +15,25 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["REDUCTIONS", "HeatmapSpec", "spec_for", "reduce_channels", "percentile_scale", "shared_scale",
-           "normalize_signed", "normalize_absolute", "colormap_lut", "colorize", "image_to_rgb", "overlay",
-           "segment_boundaries", "encode_png", "png_data_uri", "render_overlay", "colorbar_rgb"]
+__all__ = [
+    "REDUCTIONS",
+    "HeatmapSpec",
+    "spec_for",
+    "reduce_channels",
+    "percentile_scale",
+    "shared_scale",
+    "normalize_signed",
+    "normalize_absolute",
+    "colormap_lut",
+    "colorize",
+    "image_to_rgb",
+    "overlay",
+    "segment_boundaries",
+    "encode_png",
+    "png_data_uri",
+    "render_overlay",
+    "colorbar_rgb",
+]
 
 REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
 SIGNED_CMAP, ABSOLUTE_CMAP = "RdBu_r", "inferno"
@@ -49,8 +65,10 @@ def spec_for(method: str, params: dict | None = None, percentile: float = 99.0) 
     channels (Simonyan et al.'s choice); signed methods sum channels on a diverging map."""
     params = params or {}
     absolute = (method == "saliency" and params.get("absolute", True)) or (
-        method == "smoothgrad" and params.get("base", "saliency") == "saliency"
-        and (params.get("base_params") or {}).get("absolute", True))
+        method == "smoothgrad"
+        and params.get("base", "saliency") == "saliency"
+        and (params.get("base_params") or {}).get("absolute", True)
+    )
     if absolute:
         return HeatmapSpec("max_abs", False, percentile, ABSOLUTE_CMAP)
     return HeatmapSpec("sum", True, percentile, SIGNED_CMAP)
@@ -97,7 +115,9 @@ def colormap_lut(name: str) -> np.ndarray:
     """A matplotlib colormap sampled once into a (256, 3) uint8 table."""
     import matplotlib
 
-    return np.round(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+    return np.round(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(
+        np.uint8
+    )
 
 
 def colorize(normalized: np.ndarray, signed: bool, cmap: str | None = None) -> np.ndarray:
@@ -122,7 +142,9 @@ def image_to_rgb(image: np.ndarray) -> np.ndarray:
     return ((img - lo) / (hi - lo) if hi > lo else np.zeros_like(img))[..., :3]
 
 
-def overlay(rgb: np.ndarray, colored: np.ndarray, strength: np.ndarray, alpha: float = 0.75) -> np.ndarray:
+def overlay(
+    rgb: np.ndarray, colored: np.ndarray, strength: np.ndarray, alpha: float = 0.75
+) -> np.ndarray:
     """Blend ``colored`` (H, W, 3) uint8 over a greyed image, weight ``alpha * strength``.
 
     Weak attributions leave the image visible; greying lets the colours stand out.
@@ -148,7 +170,12 @@ def segment_boundaries(segments: np.ndarray) -> np.ndarray:
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data))
+        + tag
+        + data
+        + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    )
 
 
 def encode_png(rgb: np.ndarray, upscale: int = 1, compress_level: int = 1) -> bytes:
@@ -169,8 +196,12 @@ def encode_png(rgb: np.ndarray, upscale: int = 1, compress_level: int = 1) -> by
     raw[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), compress_level)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), compress_level))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def png_data_uri(png: bytes) -> str:
@@ -178,8 +209,14 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def render_overlay(image: np.ndarray, heat: np.ndarray, spec: HeatmapSpec, scale: float | None = None,
-                   alpha: float = 0.75, segments: np.ndarray | None = None) -> np.ndarray:
+def render_overlay(
+    image: np.ndarray,
+    heat: np.ndarray,
+    spec: HeatmapSpec,
+    scale: float | None = None,
+    alpha: float = 0.75,
+    segments: np.ndarray | None = None,
+) -> np.ndarray:
     """One (H, W) map (or (C, H, W) attribution, reduced by ``spec``) over its (C, H, W)
     image -> (H, W, 3) uint8. ``segments`` draws superpixel boundaries on top."""
     if heat.ndim == 3:

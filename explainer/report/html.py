@@ -44,8 +44,17 @@ class Section:
     def methods(self) -> list[dict[str, Any]]:
         out = []
         for e in self.explanations:
-            drawing = spec_for(e.method, e.params).describe() if e.modality == "image" else "bars, signed"
-            out.append({"name": e.method, "params": e.params, "duration_s": e.manifest.get("duration_s"), "drawing": drawing})
+            drawing = (
+                spec_for(e.method, e.params).describe() if e.modality == "image" else "bars, signed"
+            )
+            out.append(
+                {
+                    "name": e.method,
+                    "params": e.params,
+                    "duration_s": e.manifest.get("duration_s"),
+                    "drawing": drawing,
+                }
+            )
         return out
 
     @property
@@ -75,8 +84,14 @@ def _as_explanations(items: Any) -> list[Explanation]:
     items = [items] if isinstance(items, Explanation | str | os.PathLike) else list(items)
     out = [load_explanation(e) if isinstance(e, str | os.PathLike) else e for e in items]
     if not out or not all(isinstance(e, Explanation) for e in out):
-        raise InputError(describe("`explanations`", "one or more Explanation objects or saved .npz paths",
-                                  f"{[type(e).__name__ for e in out] or 'nothing'}", "Pass the result of ex.explain(...)."))
+        raise InputError(
+            describe(
+                "`explanations`",
+                "one or more Explanation objects or saved .npz paths",
+                f"{[type(e).__name__ for e in out] or 'nothing'}",
+                "Pass the result of ex.explain(...).",
+            )
+        )
     return out
 
 
@@ -91,24 +106,45 @@ def _labels_for(labels: Any, k: int, n: int) -> list[int] | None:
             return None
     values = [int(v) for v in seq]
     if len(values) < n:
-        raise InputError(describe("`labels`", f"at least {n} true classes for this group of samples", f"{len(values)}",
-                                  "Pass one label per explained sample (or one list per group)."))
+        raise InputError(
+            describe(
+                "`labels`",
+                f"at least {n} true classes for this group of samples",
+                f"{len(values)}",
+                "Pass one label per explained sample (or one list per group).",
+            )
+        )
     return values
 
 
 def _tabular_figures(exp: Explanation) -> tuple[tuple[str, str], ...]:
     from .figures import figure_png, plot_beeswarm, plot_global_importance, plot_waterfall
 
-    figs = [("Global importance (mean |attribution|)", plot_global_importance(exp)),
-            ("Summary: each dot one sample (colour = feature value)", plot_beeswarm(exp)),
-            ("Waterfall of sample 0", plot_waterfall(exp, 0))]
+    figs = [
+        ("Global importance (mean |attribution|)", plot_global_importance(exp)),
+        ("Summary: each dot one sample (colour = feature value)", plot_beeswarm(exp)),
+        ("Waterfall of sample 0", plot_waterfall(exp, 0)),
+    ]
     return tuple((caption, png_data_uri(figure_png(fig))) for caption, fig in figs)
 
 
-def _sections(explanations: list[Explanation], max_samples: int, section_titles: Sequence[str] | None,
-              labels: Any = None, scale: str = "sample", figures: bool = True) -> list[Section]:
+def _sections(
+    explanations: list[Explanation],
+    max_samples: int,
+    section_titles: Sequence[str] | None,
+    labels: Any = None,
+    scale: str = "sample",
+    figures: bool = True,
+) -> list[Section]:
     if scale not in SCALES:
-        raise InputError(describe("`scale`", f"one of {list(SCALES)}", repr(scale), 'Use scale="shared" to compare magnitudes.'))
+        raise InputError(
+            describe(
+                "`scale`",
+                f"one of {list(SCALES)}",
+                repr(scale),
+                'Use scale="shared" to compare magnitudes.',
+            )
+        )
     sections = []
     for k, group in enumerate(group_by_inputs(explanations)):
         first = group[0]
@@ -117,14 +153,20 @@ def _sections(explanations: list[Explanation], max_samples: int, section_titles:
         lab = _labels_for(labels, k, n)
         default = f"{first.manifest.get('model', {}).get('name', 'model')} ({modality})"
         title = section_titles[k] if section_titles and k < len(section_titles) else default
-        classes = tuple(first.class_names or sorted({first.class_label(int(p)) for p in first.predictions}))
+        classes = tuple(
+            first.class_names or sorted({first.class_label(int(p)) for p in first.predictions})
+        )
         if modality == "image":
             rows, legends = image_rows(group, labels=lab, max_samples=max_samples, scale=scale)
-            sections.append(Section(title, modality, tuple(group), tuple(rows), tuple(legends), classes=classes))
+            sections.append(
+                Section(title, modality, tuple(group), tuple(rows), tuple(legends), classes=classes)
+            )
         else:
             rows = tabular_rows(first, labels=lab, max_samples=max_samples, others=group[1:])
             figs = tuple(fig for e in group for fig in _tabular_figures(e)) if figures else ()
-            sections.append(Section(title, modality, tuple(group), tuple(rows), figures=figs, classes=classes))
+            sections.append(
+                Section(title, modality, tuple(group), tuple(rows), figures=figs, classes=classes)
+            )
     return sections
 
 
@@ -137,8 +179,14 @@ def _trust(scores: Any) -> list | None:
         return None
     items = [scores] if isinstance(scores, Scores) else list(scores)
     if not all(isinstance(s, Scores) for s in items):
-        raise InputError(describe("`scores`", "the result of ex.evaluate(...) (or a list of them)",
-                                  f"{type(scores).__name__}", "Pass scores=ex.evaluate(explanations, model)."))
+        raise InputError(
+            describe(
+                "`scores`",
+                "the result of ex.evaluate(...) (or a list of them)",
+                f"{type(scores).__name__}",
+                "Pass scores=ex.evaluate(explanations, model).",
+            )
+        )
     return [block for s in items for block in trust_blocks(s)]
 
 
@@ -151,25 +199,45 @@ def _first_settings(scores: Any) -> dict:
 
 def render_fragment(explanations: list[Explanation], max_samples: int = 8) -> str:
     """HTML fragment (no <html>) for notebooks."""
-    return _ENV.get_template("fragment.html.j2").render(sections=_sections(explanations, max_samples, None, figures=False))
+    return _ENV.get_template("fragment.html.j2").render(
+        sections=_sections(explanations, max_samples, None, figures=False)
+    )
 
 
-def render_report(explanations: Any, title: str = "explainer report", scores: Any = None, max_samples: int = 64,
-                  section_titles: Sequence[str] | None = None, labels: Any = None, scale: str = "sample") -> str:
+def render_report(
+    explanations: Any,
+    title: str = "explainer report",
+    scores: Any = None,
+    max_samples: int = 64,
+    section_titles: Sequence[str] | None = None,
+    labels: Any = None,
+    scale: str = "sample",
+) -> str:
     """The full report page as a string (see :func:`report`)."""
     exps = _as_explanations(explanations)
     sections = _sections(exps, max_samples, section_titles, labels, scale)
     trust = _trust(scores)
     return _ENV.get_template("report.html.j2").render(
-        title=str(title), sections=sections, trust=trust, trust_settings=_first_settings(scores), versions=exps[0].manifest.get("versions", {}),
+        title=str(title),
+        sections=sections,
+        trust=trust,
+        trust_settings=_first_settings(scores),
+        versions=exps[0].manifest.get("versions", {}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         manifests=[(e.method, e.manifest) for e in exps],
     )
 
 
-def report(explanations: Any, path: str | os.PathLike = "reports/report.html", title: str = "explainer report",
-           scores: Any = None, max_samples: int = 64, section_titles: Sequence[str] | None = None,
-           labels: Any = None, scale: str = "sample") -> Path:
+def report(
+    explanations: Any,
+    path: str | os.PathLike = "reports/report.html",
+    title: str = "explainer report",
+    scores: Any = None,
+    max_samples: int = 64,
+    section_titles: Sequence[str] | None = None,
+    labels: Any = None,
+    scale: str = "sample",
+) -> Path:
     """Write ONE self-contained HTML file (images and scripts inline, no network) atomically.
 
     Args:
@@ -189,6 +257,13 @@ def report(explanations: Any, path: str | os.PathLike = "reports/report.html", t
     Returns:
         The path written.
     """
-    html = render_report(explanations, title=title, scores=scores, max_samples=max_samples,
-                         section_titles=section_titles, labels=labels, scale=scale)
+    html = render_report(
+        explanations,
+        title=title,
+        scores=scores,
+        max_samples=max_samples,
+        section_titles=section_titles,
+        labels=labels,
+        scale=scale,
+    )
     return atomic_write_bytes(Path(path), html.encode("utf-8"))

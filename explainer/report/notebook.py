@@ -26,8 +26,14 @@ class Comparison:
     def __init__(self, explanations: Sequence[Explanation], max_samples: int = 8) -> None:
         self.explanations = list(explanations)
         if not self.explanations or not all(isinstance(e, Explanation) for e in self.explanations):
-            raise InputError(describe("`explanations`", "one or more Explanation objects", repr(explanations),
-                                      "Pass the result of ex.explain_many(...)."))
+            raise InputError(
+                describe(
+                    "`explanations`",
+                    "one or more Explanation objects",
+                    repr(explanations),
+                    "Pass the result of ex.explain_many(...).",
+                )
+            )
         self.max_samples = max_samples
 
     def __repr__(self) -> str:

@@ -10,8 +10,18 @@ from PIL import Image
 
 from ..explanation import Explanation
 from ..metrics.agreement import method_agreement
-from .heatmap import (HeatmapSpec, colorbar_rgb, encode_png, image_to_rgb, percentile_scale, png_data_uri,
-                      reduce_channels, render_overlay, shared_scale, spec_for)
+from .heatmap import (
+    HeatmapSpec,
+    colorbar_rgb,
+    encode_png,
+    image_to_rgb,
+    percentile_scale,
+    png_data_uri,
+    reduce_channels,
+    render_overlay,
+    shared_scale,
+    spec_for,
+)
 
 __all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "MAX_THUMB"]
 
@@ -48,20 +58,30 @@ def _thumb(rgb: np.ndarray) -> str:
     h, w = rgb.shape[:2]
     if max(h, w) > MAX_THUMB:
         f = MAX_THUMB / max(h, w)
-        rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.LANCZOS))
+        rgb = np.asarray(
+            Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.LANCZOS)
+        )
     return png_data_uri(encode_png(rgb))
 
 
 def _caption(exp: Explanation, i: int, labels: Sequence[int] | None) -> dict:
     pred = int(exp.predictions[i])
     label = None if labels is None else int(labels[i])
-    return {"predicted": exp.class_label(pred), "target": exp.class_label(int(exp.targets[i])),
-            "label": None if label is None else exp.class_label(label), "probability": float(exp.scores[i, pred]),
-            "correct": None if label is None else pred == label}
+    return {
+        "predicted": exp.class_label(pred),
+        "target": exp.class_label(int(exp.targets[i])),
+        "label": None if label is None else exp.class_label(label),
+        "probability": float(exp.scores[i, pred]),
+        "correct": None if label is None else pred == label,
+    }
 
 
-def image_rows(explanations: Sequence[Explanation], labels: Sequence[int] | None = None, max_samples: int = 64,
-               scale: str = "sample") -> tuple[list[SampleRow], list[MethodLegend]]:
+def image_rows(
+    explanations: Sequence[Explanation],
+    labels: Sequence[int] | None = None,
+    max_samples: int = 64,
+    scale: str = "sample",
+) -> tuple[list[SampleRow], list[MethodLegend]]:
     """One row per sample: the input, then one overlay per explanation (same inputs).
 
     Args:
@@ -71,7 +91,10 @@ def image_rows(explanations: Sequence[Explanation], labels: Sequence[int] | None
     first = explanations[0]
     n = min(len(first), max_samples)
     specs = [spec_for(e.method, e.params) for e in explanations]
-    maps = [reduce_channels(e.attributions[:n].numpy(), s.reduction) for e, s in zip(explanations, specs, strict=True)]
+    maps = [
+        reduce_channels(e.attributions[:n].numpy(), s.reduction)
+        for e, s in zip(explanations, specs, strict=True)
+    ]
     scales = [percentile_scale(m, s.percentile) for m, s in zip(maps, specs, strict=True)]
     if scale == "shared":
         common = shared_scale(scales)
@@ -82,17 +105,31 @@ def image_rows(explanations: Sequence[Explanation], labels: Sequence[int] | None
         image = first.inputs[i].numpy()
         panels = [Panel("input", _thumb(np.rint(image_to_rgb(image) * 255).astype(np.uint8)))]
         for exp, spec, heat, sc in zip(explanations, specs, maps, scales, strict=True):
-            segments = exp.extras["segments"][i].numpy() if "segments" in exp.extras and exp.extras["segments"].ndim == 3 else None
+            segments = (
+                exp.extras["segments"][i].numpy()
+                if "segments" in exp.extras and exp.extras["segments"].ndim == 3
+                else None
+            )
             rgb = render_overlay(image, heat[i], spec, scale=float(sc[i]), segments=segments)
             panels.append(Panel(exp.method, _thumb(rgb)))
         agree = None if np.isnan(agreement[i]) else float(agreement[i])
-        rows.append(SampleRow(i, panels=tuple(panels), agreement=agree, **_caption(first, i, labels)))
-    legends = [MethodLegend(e.method, s, png_data_uri(encode_png(colorbar_rgb(s)))) for e, s in zip(explanations, specs, strict=True)]
+        rows.append(
+            SampleRow(i, panels=tuple(panels), agreement=agree, **_caption(first, i, labels))
+        )
+    legends = [
+        MethodLegend(e.method, s, png_data_uri(encode_png(colorbar_rgb(s))))
+        for e, s in zip(explanations, specs, strict=True)
+    ]
     return rows, legends
 
 
-def tabular_rows(exp: Explanation, labels: Sequence[int] | None = None, max_samples: int = 64, top: int = 8,
-                 others: Sequence[Explanation] = ()) -> list[SampleRow]:
+def tabular_rows(
+    exp: Explanation,
+    labels: Sequence[int] | None = None,
+    max_samples: int = 64,
+    top: int = 8,
+    others: Sequence[Explanation] = (),
+) -> list[SampleRow]:
     """One row per sample with its ``top`` features by |attribution| as signed bars; the
     agreement column compares ``exp`` with ``others`` (same inputs)."""
     names = exp.feature_names or tuple(f"x{j}" for j in range(exp.inputs.shape[1]))

@@ -32,9 +32,17 @@ def _curves_png(curves: dict[str, np.ndarray], method: str) -> str:
         ax.plot(x, curves[mode].mean(0), color="#c0392b", label=f"{method} (most relevant first)")
         ax.plot(x, curves[f"{mode}_random"].mean(0), color="#888", ls="--", label="random order")
         if mode == "deletion" and "deletion_lerf" in curves:
-            ax.plot(x, curves["deletion_lerf"].mean(0), color="#2c6fbb", ls=":", label="least relevant first")
+            ax.plot(
+                x,
+                curves["deletion_lerf"].mean(0),
+                color="#2c6fbb",
+                ls=":",
+                label="least relevant first",
+            )
         ax.set_title(mode, fontsize=8)
-        ax.set_xlabel("fraction of features " + ("removed" if mode == "deletion" else "restored"), fontsize=7)
+        ax.set_xlabel(
+            "fraction of features " + ("removed" if mode == "deletion" else "restored"), fontsize=7
+        )
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=6)
     axes[0].set_ylabel("p(target)", fontsize=7)
@@ -48,7 +56,14 @@ def _randomization_png(steps: list[dict]) -> str:
     fig = _figure(figsize=(3.2, 2.0))
     ax = fig.subplots()
     x = np.arange(len(steps))
-    ax.plot(x, [s["spearman"] for s in steps], marker="o", ms=3, label="Spearman rank corr.", color="#7a5195")
+    ax.plot(
+        x,
+        [s["spearman"] for s in steps],
+        marker="o",
+        ms=3,
+        label="Spearman rank corr.",
+        color="#7a5195",
+    )
     if all(s["ssim"] is not None for s in steps):
         ax.plot(x, [s["ssim"] for s in steps], marker="s", ms=3, label="SSIM", color="#ef5675")
     ax.axhline(0.5, color="#999", lw=0.6, ls="--")
@@ -71,10 +86,28 @@ def trust_blocks(scores: Scores) -> list[TrustBlock]:
             if r["method"] != m:
                 continue
             higher, _, meaning = METRIC_INFO.get(r["metric"].split("[")[0], (None, "", ""))
-            better = "higher is better" if higher else ("lower is better" if higher is False else "")
-            rows.append({"metric": r["metric"], "mean": r["mean"], "std": r["std"], "better": better, "meaning": meaning})
+            better = (
+                "higher is better" if higher else ("lower is better" if higher is False else "")
+            )
+            rows.append(
+                {
+                    "metric": r["metric"],
+                    "mean": r["mean"],
+                    "std": r["std"],
+                    "better": better,
+                    "meaning": meaning,
+                }
+            )
         curves = scores.curves.get(m)
         steps = scores.randomization.get(m)
-        blocks.append(TrustBlock(m, str(scores.settings.get("model", "")), tuple(v for v in verdicts if v.method == m), tuple(rows),
-                                 _curves_png(curves, m) if curves else None, _randomization_png(steps) if steps else None))
+        blocks.append(
+            TrustBlock(
+                m,
+                str(scores.settings.get("model", "")),
+                tuple(v for v in verdicts if v.method == m),
+                tuple(rows),
+                _curves_png(curves, m) if curves else None,
+                _randomization_png(steps) if steps else None,
+            )
+        )
     return blocks

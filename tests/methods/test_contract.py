@@ -36,8 +36,15 @@ def run(model, x, method, modality, target=0, **overrides):
 
 
 def test_the_documented_methods_are_checked_for_both_modalities():
-    documented = ("saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "gradient_shap", "deep_shap",
-                  "kernel_shap")
+    documented = (
+        "saliency",
+        "gradient_x_input",
+        "smoothgrad",
+        "integrated_gradients",
+        "gradient_shap",
+        "deep_shap",
+        "kernel_shap",
+    )
     assert {(name, mod) for name in documented for mod in ("image", "tabular")} <= set(CASES)
 
 
@@ -74,8 +81,14 @@ class FailsOnCall(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        self.hooks_seen.append(sum(len(getattr(m, attr)) for m in self.net.modules() for attr in HOOK_DICTS
-                                   if hasattr(m, attr)))
+        self.hooks_seen.append(
+            sum(
+                len(getattr(m, attr))
+                for m in self.net.modules()
+                for attr in HOOK_DICTS
+                if hasattr(m, attr)
+            )
+        )
         if self.calls == self.fail_at:
             raise RuntimeError("forced failure inside the method")
         return self.net(x)
@@ -117,7 +130,9 @@ def test_deep_shap_removes_captums_hooks_when_the_forward_fails_while_they_are_a
     before = model_state(net)
     with pytest.raises(RuntimeError, match="forced failure"):
         run(ex.wrap(net, modality=modality), inputs_for(modality, 2), "deep_shap", modality)
-    assert net.hooks_seen[-1] > net.hooks_seen[0], "the failure happened with captum's hooks attached"
+    assert net.hooks_seen[-1] > net.hooks_seen[0], (
+        "the failure happened with captum's hooks attached"
+    )
     assert_same_state(before, model_state(net))
 
 
@@ -130,8 +145,11 @@ BAD_PARAMS = {
 }
 
 
-@pytest.mark.parametrize(("method", "modality"), [c for c in CASES if c[0] in BAD_PARAMS],
-                         ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] in BAD_PARAMS])
+@pytest.mark.parametrize(
+    ("method", "modality"),
+    [c for c in CASES if c[0] in BAD_PARAMS],
+    ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] in BAD_PARAMS],
+)
 def test_method_leaves_the_model_unchanged_when_a_parameter_is_rejected(method, modality):
     model = model_for(modality)
     net = dress_up(model.net)
@@ -153,8 +171,11 @@ def test_same_seed_gives_identical_results(method, modality):
         assert first.manifest["seed"] == 3 and first.params["seed"] == 3
 
 
-@pytest.mark.parametrize(("method", "modality"), [c for c in CASES if c[0] in SAMPLING_METHODS],
-                         ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] in SAMPLING_METHODS])
+@pytest.mark.parametrize(
+    ("method", "modality"),
+    [c for c in CASES if c[0] in SAMPLING_METHODS],
+    ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] in SAMPLING_METHODS],
+)
 def test_sampling_methods_give_different_results_for_different_seeds(method, modality):
     model = model_for(modality)
     x = inputs_for(modality, 2)
@@ -166,19 +187,26 @@ def test_sampling_methods_give_different_results_for_different_seeds(method, mod
 DETERMINISTIC = [c for c in CASES if c[0] not in SAMPLING_METHODS]
 
 
-@pytest.mark.parametrize(("method", "modality"), DETERMINISTIC,
-                         ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] not in SAMPLING_METHODS])
-def test_deterministic_methods_give_each_sample_the_same_result_alone_or_in_a_batch(method, modality):
+@pytest.mark.parametrize(
+    ("method", "modality"),
+    DETERMINISTIC,
+    ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] not in SAMPLING_METHODS],
+)
+def test_deterministic_methods_give_each_sample_the_same_result_alone_or_in_a_batch(
+    method, modality
+):
     model = model_for(modality)
     x = inputs_for(modality, 3)
     together = run(model, x, method, modality, target=[0, 1, 2]).attributions
     for i in range(3):
-        alone = run(model, x[i: i + 1], method, modality, target=i).attributions
+        alone = run(model, x[i : i + 1], method, modality, target=i).attributions
         torch.testing.assert_close(alone[0], together[i], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(("method", "modality"), CASES, ids=IDS)
-def test_model_left_in_train_mode_stays_in_train_mode_and_dropout_does_not_randomize(method, modality):
+def test_model_left_in_train_mode_stays_in_train_mode_and_dropout_does_not_randomize(
+    method, modality
+):
     model = model_for(modality, dropout=0.5)
     x = inputs_for(modality, 2)
     expected = run(model, x, method, modality).attributions  # model.net is in eval mode here
@@ -190,8 +218,11 @@ def test_model_left_in_train_mode_stays_in_train_mode_and_dropout_does_not_rando
     assert torch.equal(first, second)
 
 
-@pytest.mark.parametrize(("method", "modality"), [c for c in CASES if c[1] == "image"],
-                         ids=[i for c, i in zip(CASES, IDS, strict=True) if c[1] == "image"])
+@pytest.mark.parametrize(
+    ("method", "modality"),
+    [c for c in CASES if c[1] == "image"],
+    ids=[i for c, i in zip(CASES, IDS, strict=True) if c[1] == "image"],
+)
 def test_inplace_relu_model_works_and_keeps_its_inplace_flags(method, modality):
     model = model_for(modality)
     relus = [m for m in model.net.modules() if isinstance(m, nn.ReLU)]
@@ -204,8 +235,11 @@ def test_inplace_relu_model_works_and_keeps_its_inplace_flags(method, modality):
 BATCHING = ["integrated_gradients", "smoothgrad", "gradient_shap", "deep_shap", "kernel_shap"]
 
 
-@pytest.mark.parametrize(("method", "modality"), [c for c in CASES if c[0] in BATCHING],
-                         ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] in BATCHING])
+@pytest.mark.parametrize(
+    ("method", "modality"),
+    [c for c in CASES if c[0] in BATCHING],
+    ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] in BATCHING],
+)
 def test_tiny_memory_budget_gives_the_same_attributions_as_the_default(method, modality):
     model = model_for(modality)
     x = inputs_for(modality, 2)
@@ -225,9 +259,17 @@ def test_noisy_gradient_shap_does_not_depend_on_the_memory_budget():
 
 
 def test_methods_do_not_touch_the_global_random_state():
-    models = {modality: model_for(modality) for modality in ("image", "tabular")}  # layer init draws globally
+    models = {
+        modality: model_for(modality) for modality in ("image", "tabular")
+    }  # layer init draws globally
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
     for method, modality in CASES:
-        run(models[modality], inputs_for(modality, 1), method, modality, **({"seed": 5} if method in SAMPLING_METHODS else {}))
+        run(
+            models[modality],
+            inputs_for(modality, 1),
+            method,
+            modality,
+            **({"seed": 5} if method in SAMPLING_METHODS else {}),
+        )
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], numpy_state)

@@ -13,7 +13,13 @@ from torch import nn
 
 import explainer as ex
 from explainer.metrics import evaluate
-from explainer.metrics.faithfulness import auc, feature_scores, fill_reference, infidelity, perturbation_curves
+from explainer.metrics.faithfulness import (
+    auc,
+    feature_scores,
+    fill_reference,
+    infidelity,
+    perturbation_curves,
+)
 from explainer.metrics.localization import pointing_game, relevance_mass
 from explainer.metrics.robustness import max_sensitivity
 from explainer.metrics.sanity import randomization_similarity
@@ -32,10 +38,16 @@ def gains(model, x, t, attributions, fill="zeros", seed=0):
     scores, ids = feature_scores(attributions)
     gen = torch.Generator().manual_seed(seed)
     with model.evaluating():
-        curve = {(mode, order): auc(perturbation_curves(model, x, t, scores, ids, ref, mode, order, 10, gen))
-                 for mode in ("deletion", "insertion") for order in ("morf", "random")}
-    return (curve["deletion", "random"] - curve["deletion", "morf"]).mean().item(), \
-        (curve["insertion", "morf"] - curve["insertion", "random"]).mean().item()
+        curve = {
+            (mode, order): auc(
+                perturbation_curves(model, x, t, scores, ids, ref, mode, order, 10, gen)
+            )
+            for mode in ("deletion", "insertion")
+            for order in ("morf", "random")
+        }
+    return (curve["deletion", "random"] - curve["deletion", "morf"]).mean().item(), (
+        curve["insertion", "morf"] - curve["insertion", "random"]
+    ).mean().item()
 
 
 def test_perfect_linear_attribution_beats_random_ordering_and_random_attribution_does_not():
@@ -45,9 +57,13 @@ def test_perfect_linear_attribution_beats_random_ordering_and_random_attribution
     w = (net.weight[1] - net.weight[0]).detach()
     perfect = x * w  # exact contributions to the logit margin with a zero reference
     d_perfect, i_perfect = gains(model, x, t, perfect)
-    d_random, i_random = gains(model, x, t, torch.randn(256, 10, generator=torch.Generator().manual_seed(1)))
+    d_random, i_random = gains(
+        model, x, t, torch.randn(256, 10, generator=torch.Generator().manual_seed(1))
+    )
     assert d_perfect > 0.05 and i_perfect > 0.05
-    assert abs(d_random) < 0.02 and abs(i_random) < 0.02  # random attribution: no better than chance
+    assert (
+        abs(d_random) < 0.02 and abs(i_random) < 0.02
+    )  # random attribution: no better than chance
     assert d_perfect > d_random + 0.1
 
 
@@ -60,7 +76,9 @@ def test_curves_start_at_the_input_and_end_at_the_reference():
     with model.evaluating():
         d = perturbation_curves(model, x, t, scores, ids, ref, "deletion", "morf", 5)
         p_x, p_ref = model.predict(x)[:, 0], model.predict(ref)[:, 0]
-    assert torch.allclose(d[:, 0], p_x.double(), atol=1e-6) and torch.allclose(d[:, -1], p_ref.double(), atol=1e-6)
+    assert torch.allclose(d[:, 0], p_x.double(), atol=1e-6) and torch.allclose(
+        d[:, -1], p_ref.double(), atol=1e-6
+    )
 
 
 def test_superpixel_deletion_removes_whole_segments():
@@ -74,7 +92,9 @@ def test_superpixel_deletion_removes_whole_segments():
     assert scores.shape == (1, 2) and scores[0, 1] > scores[0, 0]
     ref = torch.zeros_like(x)
     with model.evaluating():
-        half = perturbation_curves(model, x, torch.tensor([0]), scores, ids, ref, "deletion", "morf", 2)
+        half = perturbation_curves(
+            model, x, torch.tensor([0]), scores, ids, ref, "deletion", "morf", 2
+        )
         x_half = x.clone()
         x_half[..., 2:] = 0
         expected = model.predict(x_half)[0, 0].item()
@@ -89,12 +109,16 @@ def test_infidelity_matches_captum_with_the_same_perturbations():
     t = torch.tensor([0, 1, 2, 1])
     attr = ex.explain(model, x, "integrated_gradients", target=t, progress=False).attributions
     p = 5
-    noise_captum = torch.randn(4 * p, 6, generator=torch.Generator().manual_seed(3)) * 0.1  # sample-major order
+    noise_captum = (
+        torch.randn(4 * p, 6, generator=torch.Generator().manual_seed(3)) * 0.1
+    )  # sample-major order
 
     def perturb(inputs):
         return noise_captum, inputs - noise_captum
 
-    theirs = captum_infidelity(net, perturb, x, attr, target=t, n_perturb_samples=p, max_examples_per_batch=4 * p)
+    theirs = captum_infidelity(
+        net, perturb, x, attr, target=t, n_perturb_samples=p, max_examples_per_batch=4 * p
+    )
     ours_noise = noise_captum.reshape(4, p, 6).transpose(0, 1)  # ours is perturbation-major
     with model.evaluating():
         ours = infidelity(model, x, t, attr, noise=ours_noise)
@@ -112,13 +136,31 @@ def test_max_sensitivity_matches_captum_with_the_same_perturbations():
 
     def explain_fn(inputs, target):
         as_tuple = isinstance(inputs, tuple)  # captum passes (and expects back) a tuple once
-        attr = ex.explain(model, inputs[0] if as_tuple else inputs, "saliency", target=target, absolute=False,
-                          progress=False).attributions
+        attr = ex.explain(
+            model,
+            inputs[0] if as_tuple else inputs,
+            "saliency",
+            target=target,
+            absolute=False,
+            progress=False,
+        ).attributions
         return (attr,) if as_tuple else attr
 
-    theirs = captum_sensitivity_max(explain_fn, x, perturb_func=lambda inputs, perturb_radius: tuple(i + noise_captum for i in inputs) if isinstance(inputs, tuple) else inputs + noise_captum,
-                                    n_perturb_samples=p, max_examples_per_batch=3 * p, target=t)
-    ours = max_sensitivity(explain_fn, x, t, explain_fn(x, t), noise=noise_captum.reshape(3, p, 6).transpose(0, 1))
+    theirs = captum_sensitivity_max(
+        explain_fn,
+        x,
+        perturb_func=lambda inputs, perturb_radius: (
+            tuple(i + noise_captum for i in inputs)
+            if isinstance(inputs, tuple)
+            else inputs + noise_captum
+        ),
+        n_perturb_samples=p,
+        max_examples_per_batch=3 * p,
+        target=t,
+    )
+    ours = max_sensitivity(
+        explain_fn, x, t, explain_fn(x, t), noise=noise_captum.reshape(3, p, 6).transpose(0, 1)
+    )
     assert torch.allclose(ours.float(), theirs.float(), rtol=1e-4)
 
 
@@ -146,7 +188,9 @@ def test_map_that_ignores_the_model_fails_the_randomization_check():
 def test_linear_model_ig_passes_every_check():
     model, _ = linear_model()
     x = torch.randn(48, 10)
-    exp = ex.explain(model, x, "integrated_gradients", target="predicted", n_steps=8, progress=False)
+    exp = ex.explain(
+        model, x, "integrated_gradients", target="predicted", n_steps=8, progress=False
+    )
     scores = evaluate(exp, model, progress=False, seed=0, fill="zeros")
     verdicts = {v.check: v.passed for v in scores.verdicts()}
     assert verdicts and all(verdicts.values()), scores.verdicts()
@@ -154,13 +198,22 @@ def test_linear_model_ig_passes_every_check():
 
 def test_evaluate_is_deterministic_and_never_changes_the_model():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 12 * 12, 3))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 12 * 12, 3)
+    )
     net.train()
     before = copy.deepcopy(net.state_dict())
     model = ex.wrap(net)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 12), torch.linspace(0, 1, 12), indexing="ij")
-    images = torch.stack([torch.stack([yy * (i + 1) / 4, xx, (yy + xx) / 2]) for i in range(4)]).clamp(0, 1)
-    exps = ex.explain_many(model, images, {"saliency": {}, "gradient_shap": {"background": images[:2], "n_samples": 8}}, progress=False)
+    images = torch.stack(
+        [torch.stack([yy * (i + 1) / 4, xx, (yy + xx) / 2]) for i in range(4)]
+    ).clamp(0, 1)
+    exps = ex.explain_many(
+        model,
+        images,
+        {"saliency": {}, "gradient_shap": {"background": images[:2], "n_samples": 8}},
+        progress=False,
+    )
     masks = torch.zeros(4, 12, 12, dtype=torch.bool)
     masks[:, 3:9, 3:9] = True
     a = evaluate(exps, model, masks=masks, seed=3, progress=False, n_segments=9)
@@ -169,8 +222,16 @@ def test_evaluate_is_deterministic_and_never_changes_the_model():
     assert net.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     metrics = {r["metric"] for r in a.rows}
-    assert {"deletion_gain", "insertion_gain", "infidelity", "max_sensitivity", "randomization_spearman",
-            "relevance_mass", "pointing_game", "agreement"} <= metrics
+    assert {
+        "deletion_gain",
+        "insertion_gain",
+        "infidelity",
+        "max_sensitivity",
+        "randomization_spearman",
+        "relevance_mass",
+        "pointing_game",
+        "agreement",
+    } <= metrics
 
 
 def test_evaluate_refuses_another_model():

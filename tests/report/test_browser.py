@@ -16,8 +16,16 @@ from torch import nn
 import explainer as ex
 
 CHROMIUM = os.environ.get("EXPLAINER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>", "plain"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports"
 
@@ -31,7 +39,9 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (part of the [dev] extra)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="pip install playwright (part of the [dev] extra)"
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield b
@@ -41,7 +51,9 @@ def browser():
 def open_page(browser, path: Path):
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     events = {"console_errors": [], "dialogs": [], "requests": [], "page_errors": []}
-    page.on("console", lambda m: events["console_errors"].append(m.text) if m.type == "error" else None)
+    page.on(
+        "console", lambda m: events["console_errors"].append(m.text) if m.type == "error" else None
+    )
     page.on("pageerror", lambda e: events["page_errors"].append(str(e)))
     page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
     page.on("request", lambda r: events["requests"].append(r.url))
@@ -54,14 +66,18 @@ def open_page(browser, path: Path):
 def demo_report(tmp_path_factory):
     from explainer.demo.run import run_demo
 
-    path, _ = run_demo(out=tmp_path_factory.mktemp("demo") / "demo.html", n_images=8, progress=False)
+    path, _ = run_demo(
+        out=tmp_path_factory.mktemp("demo") / "demo.html", n_images=8, progress=False
+    )
     return path
 
 
 def test_demo_report_loads_without_errors_and_every_image_decodes(browser, demo_report):
     page, events = open_page(browser, demo_report)
     # every image with a source (the zoom view's <img> gets one only when opened)
-    sizes = page.eval_on_selector_all("img[src]", "els => els.map(e => [e.complete, e.naturalWidth])")
+    sizes = page.eval_on_selector_all(
+        "img[src]", "els => els.map(e => [e.complete, e.naturalWidth])"
+    )
     assert len(sizes) >= 8 * 4 and all(done and width > 0 for done, width in sizes), sizes
     assert events["console_errors"] == [] and events["page_errors"] == []
     external = [u for u in events["requests"] if not u.startswith(("data:", "file:"))]
@@ -83,7 +99,9 @@ def test_demo_report_controls_enlarge_toggle_and_filter(browser, demo_report):
     page.locator("#zoom").click()
     assert not page.locator("#zoom").evaluate("z => z.classList.contains('open')")
     # toggle overlays -> originals and back
-    original_src = page.locator(f"{grid} tr.sample").first.locator("img.original").get_attribute("src")
+    original_src = (
+        page.locator(f"{grid} tr.sample").first.locator("img.original").get_attribute("src")
+    )
     page.locator(".controls[data-grid='grid-0'] .toggle-original").check()
     assert overlay.evaluate("i => i.src") == original_src
     page.locator(".controls[data-grid='grid-0'] .toggle-original").uncheck()
@@ -103,12 +121,21 @@ def test_demo_report_controls_enlarge_toggle_and_filter(browser, demo_report):
 
 def test_hostile_class_and_feature_names_show_literally_and_fire_no_dialog(browser, tmp_path):
     torch.manual_seed(0)
-    img_model = ex.wrap(nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)),
-                        class_names=HOSTILE, name=HOSTILE[1])
+    img_model = ex.wrap(
+        nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)),
+        class_names=HOSTILE,
+        name=HOSTILE[1],
+    )
     tab_model = ex.wrap(nn.Linear(3, 3), class_names=HOSTILE, modality="tabular")
-    exps = [ex.explain(img_model, torch.rand(2, 3, 8, 8), "saliency", progress=False),
-            ex.explain(tab_model, torch.randn(4, 3), "gradient_x_input", feature_names=HOSTILE, progress=False)]
-    path = ex.report(exps, path=tmp_path / "xss.html", title=HOSTILE[0], labels=[[0, 1], [0, 1, 2, 0]])
+    exps = [
+        ex.explain(img_model, torch.rand(2, 3, 8, 8), "saliency", progress=False),
+        ex.explain(
+            tab_model, torch.randn(4, 3), "gradient_x_input", feature_names=HOSTILE, progress=False
+        ),
+    ]
+    path = ex.report(
+        exps, path=tmp_path / "xss.html", title=HOSTILE[0], labels=[[0, 1], [0, 1, 2, 0]]
+    )
     page, events = open_page(browser, path)
     page.wait_for_timeout(300)
     assert events["dialogs"] == []

@@ -51,7 +51,9 @@ def test_all_zero_map_does_not_divide_by_zero():
     assert hm.percentile_scale(np.zeros((2, 3, 3))).tolist() == [1.0, 1.0]
 
 
-@pytest.mark.parametrize("how,expected", [("sum", -1.0), ("abs_sum", 5.0), ("l2", np.sqrt(13.0)), ("max_abs", 3.0)])
+@pytest.mark.parametrize(
+    "how,expected", [("sum", -1.0), ("abs_sum", 5.0), ("l2", np.sqrt(13.0)), ("max_abs", 3.0)]
+)
 def test_channel_reductions(how, expected):
     attr = np.array([2.0, -3.0, 0.0]).reshape(3, 1, 1)
     assert hm.reduce_channels(attr, how)[0, 0] == pytest.approx(expected)

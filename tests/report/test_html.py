@@ -16,7 +16,9 @@ HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>",
 @pytest.fixture()
 def image_explanations():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 3)
+    )
     model = ex.wrap(net, class_names=HOSTILE, modality="image", name="<b>net</b>")
     x = torch.rand(3, 3, 16, 16)
     return ex.explain_many(model, x, ["saliency", "integrated_gradients"], progress=False)
@@ -26,14 +28,18 @@ def test_report_is_one_offline_file_with_inline_images(image_explanations, tmp_p
     path = ex.report(image_explanations, path=tmp_path / "sub" / "r.html", title="run")
     html = path.read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert len(re.findall(r'<img class="thumb[^"]*" src="data:image/png;base64,', html)) == 3 * 3  # input + 2 methods per sample
+    assert (
+        len(re.findall(r'<img class="thumb[^"]*" src="data:image/png;base64,', html)) == 3 * 3
+    )  # input + 2 methods per sample
     resource_urls = re.findall(r'(?:src|href)\s*=\s*["\']?(https?:)', html)
     assert resource_urls == []
     assert "http://" not in html and "https://" not in html
 
 
 def test_user_strings_are_escaped_in_report(image_explanations, tmp_path):
-    html = ex.report(image_explanations, path=tmp_path / "r.html", title="<script>alert(2)</script>").read_text()
+    html = ex.report(
+        image_explanations, path=tmp_path / "r.html", title="<script>alert(2)</script>"
+    ).read_text()
     assert "<img src=x onerror" not in html
     assert "</script><script>alert(1)" not in html
     assert "<script>alert(2)" not in html
@@ -66,7 +72,13 @@ def test_report_from_saved_files_round_trips(image_explanations, tmp_path):
 def test_tabular_report_shows_feature_bars(tmp_path):
     net = nn.Linear(4, 2)
     model = ex.wrap(net, modality="tabular", class_names=["no", "yes"])
-    exp = ex.explain(model, torch.randn(2, 4), "gradient_x_input", feature_names=HOSTILE + ["plain"], progress=False)
+    exp = ex.explain(
+        model,
+        torch.randn(2, 4),
+        "gradient_x_input",
+        feature_names=HOSTILE + ["plain"],
+        progress=False,
+    )
     html = ex.report(exp, path=tmp_path / "t.html").read_text()
     assert "plain" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert html.count('class="bar-row"') == 2 * 4
@@ -77,8 +89,12 @@ def test_report_of_32_samples_and_3_methods_stays_under_5_mb(tmp_path):
 
     data = make_shapes(32, split="test", seed=7)
     model = ex.wrap(load_demo_cnn(), class_names=CLASS_NAMES)
-    exps = ex.explain_many(model, data.images, {"saliency": {}, "integrated_gradients": {"n_steps": 8},
-                                                "gradient_x_input": {}}, progress=False)
+    exps = ex.explain_many(
+        model,
+        data.images,
+        {"saliency": {}, "integrated_gradients": {"n_steps": 8}, "gradient_x_input": {}},
+        progress=False,
+    )
     path = ex.report(exps, path=tmp_path / "big.html", labels=data.labels.tolist())
     html = path.read_text()
     assert html.count('class="sample"') == 32
