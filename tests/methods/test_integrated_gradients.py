@@ -21,23 +21,42 @@ def setup():
     return net, ex.wrap(net, modality="image"), x
 
 
-@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_middle", "riemann_left", "riemann_right"])
+@pytest.mark.parametrize(
+    "rule", ["gausslegendre", "riemann_middle", "riemann_left", "riemann_right"]
+)
 @pytest.mark.parametrize("baseline", ["zeros", "tensor"])
 def test_ig_agrees_with_captum(setup, rule, baseline):
     net, model, x = setup
     b = torch.zeros(1, *x.shape[1:]) if baseline == "zeros" else make_images(1, seed=8) * 0.5
-    ours = ex.explain(model, x, "integrated_gradients", target=TARGETS, n_steps=32, rule=rule,
-                      baselines="zeros" if baseline == "zeros" else b, progress=False)
-    theirs, delta = IntegratedGradients(net).attribute(x, baselines=b, target=TARGETS, n_steps=32, method=rule,
-                                                       return_convergence_delta=True)
+    ours = ex.explain(
+        model,
+        x,
+        "integrated_gradients",
+        target=TARGETS,
+        n_steps=32,
+        rule=rule,
+        baselines="zeros" if baseline == "zeros" else b,
+        progress=False,
+    )
+    theirs, delta = IntegratedGradients(net).attribute(
+        x, baselines=b, target=TARGETS, n_steps=32, method=rule, return_convergence_delta=True
+    )
     diff = relative_l2(ours.attributions, theirs.detach())
     print(f"\nIG vs captum, rule={rule}, baseline={baseline}: relative L2 difference {diff:.2e}")
     assert diff <= 1e-5
-    torch.testing.assert_close(ours.extras["convergence_delta"], delta.detach().float(), rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(
+        ours.extras["convergence_delta"], delta.detach().float(), rtol=1e-3, atol=1e-5
+    )
 
 
 def test_quadrature_weights_sum_to_one_for_every_rule():
-    for rule in ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"):
+    for rule in (
+        "gausslegendre",
+        "riemann_trapezoid",
+        "riemann_middle",
+        "riemann_left",
+        "riemann_right",
+    ):
         for n in (2, 7, 64):
             nodes, weights = quadrature(rule, n)
             assert len(nodes) == len(weights) == n
@@ -50,8 +69,15 @@ class SmoothNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(4), nn.Flatten(),
-                                  nn.Linear(64, 8), nn.Softplus(), nn.Linear(8, 3))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.Tanh(),
+            nn.AvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(64, 8),
+            nn.Softplus(),
+            nn.Linear(8, 3),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -81,7 +107,9 @@ def test_convergence_delta_is_sum_of_attributions_minus_output_difference(setup)
         f_x, f_b = net(x)[torch.arange(3), TARGETS], net(b)[torch.arange(3), TARGETS]
     expected = exp.attributions.sum((1, 2, 3)) - (f_x - f_b)
     torch.testing.assert_close(exp.extras["convergence_delta"], expected, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(exp.extras["relative_gap"], expected.abs() / (f_x - f_b).abs(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        exp.extras["relative_gap"], expected.abs() / (f_x - f_b).abs(), rtol=1e-4, atol=1e-6
+    )
     assert exp.extras["convergence_delta"].shape == (3,)
 
 
@@ -89,7 +117,9 @@ def test_convergence_delta_is_sum_of_attributions_minus_output_difference(setup)
 def test_memory_bounded_batching_gives_identical_results(setup, budget):
     _, model, x = setup
     default = ex.explain(model, x, "ig", target=TARGETS, n_steps=12, progress=False)
-    bounded = ex.explain(model, x, "ig", target=TARGETS, n_steps=12, memory_budget=budget, progress=False)
+    bounded = ex.explain(
+        model, x, "ig", target=TARGETS, n_steps=12, memory_budget=budget, progress=False
+    )
     torch.testing.assert_close(bounded.attributions, default.attributions, rtol=1e-5, atol=1e-8)
 
 
@@ -107,19 +137,32 @@ def test_ig_chunks_the_step_expansion_by_the_memory_budget(setup):
     net, _, x = setup
     recorder = RecordsBatchSizes(net)
     ex.explain(recorder, x, "ig", target=TARGETS, n_steps=10, progress=False)
-    assert max(recorder.sizes) == 30  # the whole (steps x samples) expansion fits the default budget
+    assert (
+        max(recorder.sizes) == 30
+    )  # the whole (steps x samples) expansion fits the default budget
     recorder.sizes.clear()
     ex.explain(recorder, x, "ig", target=TARGETS, n_steps=10, memory_budget=1, progress=False)
-    assert recorder.sizes.count(1) >= 30 and max(recorder.sizes) <= 3  # one row per chunk (3 = the inputs)
+    assert (
+        recorder.sizes.count(1) >= 30 and max(recorder.sizes) <= 3
+    )  # one row per chunk (3 = the inputs)
 
 
 def test_many_steps_under_a_small_budget_match_captum(setup):
     net, model, x = setup
     # 3 samples x 200 steps would be one 600-row batch in captum; we chunk it to fit 256 kB.
-    ours = ex.explain(model, x, "ig", target=TARGETS, n_steps=200, rule="riemann_middle", memory_budget="256KB",
-                      progress=False)
-    theirs = IntegratedGradients(net).attribute(x, target=TARGETS, n_steps=200, method="riemann_middle",
-                                                internal_batch_size=50)
+    ours = ex.explain(
+        model,
+        x,
+        "ig",
+        target=TARGETS,
+        n_steps=200,
+        rule="riemann_middle",
+        memory_budget="256KB",
+        progress=False,
+    )
+    theirs = IntegratedGradients(net).attribute(
+        x, target=TARGETS, n_steps=200, method="riemann_middle", internal_batch_size=50
+    )
     assert relative_l2(ours.attributions, theirs.detach()) <= 1e-5
 
 
@@ -144,17 +187,32 @@ def test_blur_baseline_is_a_blurred_copy_of_the_input(setup):
 
 def test_uniform_baseline_is_deterministic_per_seed(setup):
     _, model, x = setup
-    run = lambda seed: ex.explain(model, x, "ig", target=TARGETS, baselines="uniform", n_steps=4, seed=seed,  # noqa: E731
-                                  progress=False).attributions
+    run = lambda seed: (
+        ex.explain(
+            model,
+            x,
+            "ig",
+            target=TARGETS,
+            baselines="uniform",
+            n_steps=4,
+            seed=seed,  # noqa: E731
+            progress=False,
+        ).attributions
+    )
     assert torch.equal(run(1), run(1))
     assert not torch.allclose(run(1), run(2))
-    assert ex.explain(model, x, "ig", baselines="uniform", seed=7, progress=False).manifest["seed"] == 7
+    assert (
+        ex.explain(model, x, "ig", baselines="uniform", seed=7, progress=False).manifest["seed"]
+        == 7
+    )
 
 
 def test_blur_baseline_is_refused_for_tabular_data():
     model = ex.wrap(nn.Linear(4, 2), modality="tabular")
     with pytest.raises(ex.InputError, match="baselines"):
-        ex.explain(model, torch.randn((2, 4), generator=seeded(0)), "ig", baselines="blur", progress=False)
+        ex.explain(
+            model, torch.randn((2, 4), generator=seeded(0)), "ig", baselines="blur", progress=False
+        )
 
 
 def test_baselines_count_must_be_one_or_one_per_input(setup):
