@@ -3,6 +3,8 @@
 IG_i(x) = (x_i - b_i) * integral_0^1 dF/dx_i (b + a (x - b)) da, approximated by a quadrature
 ``rule`` with ``n_steps`` nodes. The n_steps x batch expansion is processed in chunks whose
 size comes from the memory budget, so no step count or batch size can exhaust memory.
+With ``tolerance=`` the step count is chosen per sample instead, until an error estimate is
+below the tolerance (:mod:`explainer.methods.ig_adaptive`).
 
 Departure from captum, on purpose: our ``riemann_trapezoid`` uses the correct composite
 trapezoid weights (they sum to 1). captum's weights sum to (n-1)/n, which leaves a
@@ -22,6 +24,7 @@ from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_ba
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
+from .ig_adaptive import MIN_STEPS, adaptive_gradient_integral
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 BASELINES = ("zeros", "blur", "uniform")
@@ -35,7 +38,11 @@ def quadrature(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
         return 0.5 * (nodes + 1), 0.5 * weights
     if rule == "riemann_trapezoid":
         if n < 2:
-            raise InputError(describe("`n_steps`", "at least 2 for the trapezoid rule", str(n), "Pass n_steps >= 2."))
+            raise InputError(
+                describe(
+                    "`n_steps`", "at least 2 for the trapezoid rule", str(n), "Pass n_steps >= 2."
+                )
+            )
         w = np.full(n, 1.0 / (n - 1))
         w[[0, -1]] /= 2
         return np.linspace(0.0, 1.0, n), w
@@ -52,12 +59,18 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     c = x.shape[1]
     pad_h, pad_w = min(radius, x.shape[2] - 1), min(radius, x.shape[3] - 1)
     out = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect" if pad_w else "replicate")
-    out = F.conv2d(out, k[radius - pad_w: radius + pad_w + 1].view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.conv2d(
+        out, k[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c
+    )
     out = F.pad(out, (0, 0, pad_h, pad_h), mode="reflect" if pad_h else "replicate")
-    return F.conv2d(out, k[radius - pad_h: radius + pad_h + 1].view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.conv2d(
+        out, k[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
+    )
 
 
-def make_baselines(model: Model, inputs: torch.Tensor, baselines: Any, seed: int | None) -> torch.Tensor:
+def make_baselines(
+    model: Model, inputs: torch.Tensor, baselines: Any, seed: int | None
+) -> torch.Tensor:
     """Resolve a baseline spec to a tensor of shape (1 or N, ...) on the inputs' device."""
     if isinstance(baselines, str):
         check_choice(baselines, "baselines", BASELINES)
@@ -65,26 +78,50 @@ def make_baselines(model: Model, inputs: torch.Tensor, baselines: Any, seed: int
             return torch.zeros_like(inputs[:1])
         if baselines == "blur":
             if inputs.ndim != 4:
-                raise InputError(describe("`baselines`", '"zeros", "uniform" or a tensor for tabular data', '"blur"',
-                                          "Blurring needs images; use a tensor such as the training mean."))
+                raise InputError(
+                    describe(
+                        "`baselines`",
+                        '"zeros", "uniform" or a tensor for tabular data',
+                        '"blur"',
+                        "Blurring needs images; use a tensor such as the training mean.",
+                    )
+                )
             return gaussian_blur(inputs, sigma=max(inputs.shape[2:]) / 8)
         flat = inputs.reshape(len(inputs), -1)
         lo = flat.min(1).values.view(-1, *([1] * (inputs.ndim - 1)))
         hi = flat.max(1).values.view(-1, *([1] * (inputs.ndim - 1)))
-        u = torch.rand(inputs.shape, generator=seeded_generator(seed, inputs.device), device=inputs.device, dtype=inputs.dtype)
+        u = torch.rand(
+            inputs.shape,
+            generator=seeded_generator(seed, inputs.device),
+            device=inputs.device,
+            dtype=inputs.dtype,
+        )
         return lo + u * (hi - lo)
     if isinstance(baselines, int | float) and not isinstance(baselines, bool):
         return torch.full_like(inputs[:1], float(baselines))
     ref = as_reference(model, baselines, inputs, "baselines")
     if len(ref) not in (1, len(inputs)):
-        raise InputError(describe("`baselines`", f"1 or {len(inputs)} baseline(s), one per input", f"{len(ref)}",
-                                  "For a distribution of references use gradient_shap with background=..."))
+        raise InputError(
+            describe(
+                "`baselines`",
+                f"1 or {len(inputs)} baseline(s), one per input",
+                f"{len(ref)}",
+                "For a distribution of references use gradient_shap with background=...",
+            )
+        )
     return ref
 
 
-def integrate_gradients(model: Model, inputs: torch.Tensor, baselines: torch.Tensor, target: torch.Tensor,
-                        alphas: np.ndarray, weights: np.ndarray, runtime: Runtime, desc: str = "integrated_gradients"
-                        ) -> torch.Tensor:
+def integrate_gradients(
+    model: Model,
+    inputs: torch.Tensor,
+    baselines: torch.Tensor,
+    target: torch.Tensor,
+    alphas: np.ndarray,
+    weights: np.ndarray,
+    runtime: Runtime,
+    desc: str = "integrated_gradients",
+) -> torch.Tensor:
     """sum_k w_k * grad F(b + a_k (x - b)), chunked over (step, sample) rows by the memory budget."""
     n, steps = len(inputs), len(alphas)
     diff = inputs - baselines  # (N, ...)
@@ -107,9 +144,19 @@ def integrate_gradients(model: Model, inputs: torch.Tensor, baselines: torch.Ten
 
 
 @register_method("integrated_gradients", aliases=("ig",))
-def integrated_gradients(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, baselines: Any = "zeros",
-                         n_steps: int = 64, rule: str = "gausslegendre", seed: int = 0,
-                         runtime: Runtime = Runtime()) -> MethodResult:
+def integrated_gradients(
+    model: Model,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    baselines: Any = "zeros",
+    n_steps: int = 64,
+    rule: str = "gausslegendre",
+    tolerance: float | None = None,
+    max_steps: int = 1024,
+    seed: int = 0,
+    runtime: Runtime = Runtime(),
+) -> MethodResult:
     """Path integral of gradients from a baseline to the input (Sundararajan et al. 2017).
 
     Args:
@@ -118,22 +165,85 @@ def integrated_gradients(model: Model, inputs: torch.Tensor, target: torch.Tenso
         n_steps: quadrature nodes along the path.
         rule: "gausslegendre" (default), "riemann_trapezoid", "riemann_middle",
             "riemann_left" or "riemann_right".
+        tolerance: None (default) for the fixed ``rule`` with ``n_steps`` nodes. A number in
+            (0, 1) switches to the error-controlled rule: per sample, nested trapezoid
+            panels are refined where the integrand changes until the estimated relative L2
+            error of the attributions is at most ``tolerance`` (see
+            :mod:`explainer.methods.ig_adaptive`); ``n_steps`` and ``rule`` are then unused.
+        max_steps: with ``tolerance``, the most gradient evaluations per sample (>= 5); a
+            sample that needs more stops there and is reported as not converged.
         seed: used by baselines="uniform".
 
     Returns extras ``convergence_delta`` (sum of attributions - (f(x) - f(b)), per sample)
-    and ``relative_gap`` (|delta| / |f(x) - f(b)|).
+    and ``relative_gap`` (|delta| / |f(x) - f(b)|). With ``tolerance`` also, per sample:
+    ``error_estimate`` (estimated relative L2 error), ``steps_used`` (gradient evaluations,
+    each one forward + backward row), ``forward_evaluations`` (forward-only rows: 0, the
+    outputs at the path ends come with the gradients) and ``converged`` (bool).
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> e = ex.explain(ex.wrap(net, modality="tabular"), torch.ones(2, 3), "ig", target=0,
+        ...                tolerance=0.01, progress=False)
+        >>> bool(e.extras["converged"].all()), bool((e.extras["error_estimate"] <= 0.01).all())
+        (True, True)
     """
-    n_steps = check_int(n_steps, "n_steps")
-    check_choice(rule, "rule", RULES)
-    alphas, weights = quadrature(rule, n_steps)
     b = make_baselines(model, inputs, baselines, seed)
-    grad_sum = integrate_gradients(model, inputs, b, target, alphas, weights, runtime)
+    if tolerance is None:
+        n_steps = check_int(n_steps, "n_steps")
+        check_choice(rule, "rule", RULES)
+        alphas, weights = quadrature(rule, n_steps)
+        grad_sum = integrate_gradients(model, inputs, b, target, alphas, weights, runtime)
+        extras: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            f_x = model.forward(inputs).gather(1, target[:, None].to(inputs.device)).squeeze(1)
+            f_b = (
+                model.forward(b.expand_as(inputs))
+                .gather(1, target[:, None].to(inputs.device))
+                .squeeze(1)
+            )
+    else:
+        tolerance = check_tolerance(tolerance)
+        max_steps = check_int(max_steps, "max_steps", minimum=MIN_STEPS)
+        result = adaptive_gradient_integral(model, inputs, b, target, tolerance, max_steps, runtime)
+        grad_sum, f_x, f_b = result.grad_integral, result.f_inputs, result.f_baselines
+        extras = {
+            "error_estimate": result.error_estimate,
+            "steps_used": result.steps_used,
+            "forward_evaluations": torch.zeros(len(inputs), dtype=torch.long),
+            "converged": result.converged,
+        }
     attributions = (inputs - b) * grad_sum
-    with torch.no_grad():
-        f_x = model.forward(inputs).gather(1, target[:, None].to(inputs.device)).squeeze(1)
-        f_b = model.forward(b.expand_as(inputs)).gather(1, target[:, None].to(inputs.device)).squeeze(1)
     delta = attributions.reshape(len(inputs), -1).sum(1) - (f_x - f_b)
     rel = delta.abs() / (f_x - f_b).abs().clamp_min(1e-12)
-    params = {"baselines": baselines if isinstance(baselines, str | int | float) else f"tensor{tuple(b.shape)}",
-              "n_steps": n_steps, "rule": rule, "seed": seed}
-    return MethodResult(attributions, extras={"convergence_delta": delta.cpu(), "relative_gap": rel.cpu()}, params=params)
+    params = {
+        "baselines": baselines
+        if isinstance(baselines, str | int | float)
+        else f"tensor{tuple(b.shape)}",
+        "n_steps": n_steps if tolerance is None else None,
+        "rule": rule if tolerance is None else "adaptive_trapezoid",
+        "tolerance": tolerance,
+        "max_steps": max_steps,
+        "seed": seed,
+    }
+    extras = {"convergence_delta": delta.cpu(), "relative_gap": rel.cpu(), **extras}
+    return MethodResult(attributions, extras=extras, params=params)
+
+
+def check_tolerance(value: Any) -> float:
+    """A relative error in (0, 1): ``tolerance=0.01`` asks for 1% relative L2 error."""
+    ok = (
+        isinstance(value, int | float | np.floating)
+        and not isinstance(value, bool)
+        and 0 < float(value) < 1
+    )
+    if not ok:
+        raise InputError(
+            describe(
+                "`tolerance`",
+                "a relative error in (0, 1), e.g. 0.01 for 1%",
+                repr(value),
+                "Pass tolerance=0.01, or tolerance=None for a fixed n_steps.",
+            )
+        )
+    return float(value)
