@@ -67,7 +67,9 @@ def test_save_and_load_round_trip_exactly(request, tmp_path, which):
 
 def test_round_trip_keeps_what_each_method_records(image_exp, tabular_exp, tmp_path):
     assert set(image_exp.extras) == {"convergence_delta", "relative_gap"}
-    assert set(tabular_exp.extras) == {"feature_values", "segments", "n_features"}
+    assert {"feature_values", "segments", "n_features", "error_estimate", "evaluations"} <= set(
+        tabular_exp.extras
+    )
     loaded = ex.load_explanation(tabular_exp.save(tmp_path / "k.npz"))
     assert loaded.feature_names == tuple(FEATURES) and loaded.class_names == tuple(CLASSES)
     assert loaded.params["n_samples"] == 20 and loaded.params["background"] == "tensor(5, 6)"

@@ -1,4 +1,4 @@
-"""Kernel SHAP over superpixels (images) or columns (tabular), with our own estimator.
+"""Kernel SHAP over superpixels (images) or columns (tabular), with our own estimators.
 
 The value of a coalition z is the model's target output with the features in z taken from
 the input and the others from a reference: ``v(z) = mean_b f(x * m(z) + ref_b * (1 - m(z)))``.
@@ -9,6 +9,16 @@ Attributions are *densities*: feature k's Shapley value divided by the number of
 elements in its group, so that attributions sum to f(x) - f(reference) as IG's do. (captum
 repeats phi_k on every element instead.) The per-feature values and the groups are kept in
 ``extras`` (``feature_values``, ``segments``) for drawing superpixels.
+
+Estimators (``estimator=``): "gp" (default) evaluates coalitions in pairs z, 1 - z, chosen
+to be informative before any model call (shapley_design.py), and takes the posterior mean
+of a Gaussian process on the game's odd part (shapley_gp.py): exact for games with
+interactions up to order 2, with a prior that favours interactions among neighbouring
+superpixels; "regression" is the classic constrained Kernel SHAP regression
+(coalitions.py). Both are exact from a budget of 2^M. Per sample, ``extras`` also hold
+``error_estimate`` (the estimated relative L2 error of ``feature_values``: the posterior
+standard deviation for "gp", a bootstrap over the sampled pairs for "regression") and
+``evaluations`` (coalitions evaluated, empty and full included).
 """
 
 from __future__ import annotations
@@ -19,25 +29,39 @@ import numpy as np
 import torch
 
 from .._checks import as_reference, check_choice, check_int
-from .._runtime import Runtime, chunk_size, chunks, progress_bar
+from .._runtime import Runtime, bytes_per_sample, chunk_size, chunks, progress_bar
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
-from .coalitions import plan_coalitions, solve_constrained
+from .coalitions import bootstrap_error, plan_coalitions, residual_correction, solve_constrained
 from .integrated_gradients import gaussian_blur
-from .segmentation import expand_feature_mask, superpixels
+from .segmentation import expand_feature_mask, group_adjacency, superpixels
+from .shapley_design import bayes_design
+from .shapley_gp import gp_shapley
 
 FILLS = ("mean", "blur", "zeros")
+ESTIMATORS = ("gp", "regression")
+CACHE_BYTES = (
+    64 * 2**20
+)  # rows per forward: at most this many bytes of activations (see coalition_values)
 
 
-def _references(model: Model, inputs: torch.Tensor, background: Any, fill: str) -> list[torch.Tensor]:
+def _references(
+    model: Model, inputs: torch.Tensor, background: Any, fill: str
+) -> list[torch.Tensor]:
     """One (B, ...) reference tensor per sample."""
     if background is not None:
         bg = as_reference(model, background, inputs, "background")
         return [bg] * len(inputs)
     if inputs.ndim != 4:
-        raise InputError(describe("`background`", "a tensor of reference rows (B, features) for tabular data", "None",
-                                  "Pass background=x_train[:100] (a sample of training rows)."))
+        raise InputError(
+            describe(
+                "`background`",
+                "a tensor of reference rows (B, features) for tabular data",
+                "None",
+                "Pass background=x_train[:100] (a sample of training rows).",
+            )
+        )
     check_choice(fill, "fill", FILLS)
     if fill == "zeros":
         ref = torch.zeros_like(inputs)
@@ -49,28 +73,117 @@ def _references(model: Model, inputs: torch.Tensor, background: Any, fill: str) 
 
 
 @torch.no_grad()
-def coalition_values(model: Model, x: torch.Tensor, ref: torch.Tensor, groups: torch.Tensor, masks: np.ndarray,
-                     target: int, runtime: Runtime, bar=None) -> np.ndarray:
+def coalition_values(
+    model: Model,
+    x: torch.Tensor,
+    ref: torch.Tensor,
+    groups: torch.Tensor,
+    masks: np.ndarray,
+    target: int,
+    runtime: Runtime,
+    bar=None,
+) -> np.ndarray:
     """v(z) for each coalition row of ``masks`` (K, M): mean over references of the target output."""
     z = torch.as_tensor(masks, device=x.device)
     n_ref = len(ref)
-    size = max(1, chunk_size(model, x, runtime) // n_ref)
+    # Within the memory budget, and small enough to stay in cache: on 2 CPU cores a small CNN
+    # on 64x64 images ran ~3x faster per row in batches of 16-32 than of 1024.
+    rows = min(chunk_size(model, x, runtime), max(8, CACHE_BYTES // bytes_per_sample(model, x)))
+    size = max(1, rows // n_ref)
+    # Build rows in the caller's memory layout: CPU convolutions on channels-last images (as
+    # torch.from_numpy(hwc).permute(2, 0, 1) gives) ran ~1.5x faster than on a contiguous copy.
+    channels_last = (
+        x.ndim == 3
+        and not x.is_contiguous()
+        and x[None].is_contiguous(memory_format=torch.channels_last)
+    )
+    dims = (1, 2, 0) if channels_last else tuple(range(x.ndim))
+    back = (0, *(int(d) + 1 for d in np.argsort(dims)))
+    x_, ref_ = x.permute(dims), ref.permute(0, *(d + 1 for d in dims))
+    groups_ = groups.permute(dims).contiguous()  # indexing output takes the index's layout
     values = np.empty(len(z))
     for part in chunks(len(z), size):
-        keep = z[part][:, groups]  # (k, *sample_shape) bool
-        rows = torch.where(keep[:, None], x, ref[None])  # (k, B, *sample_shape)
-        out = model.forward(rows.reshape(-1, *x.shape))[:, target].reshape(-1, n_ref)
+        keep = z[part][:, groups_]  # (k, *sample_shape in build order) bool
+        rows = (
+            torch.where(keep[:, None], x_, ref_[None]).reshape(-1, *x_.shape).permute(back)
+        )  # (k * B, *sample_shape)
+        out = model.forward(rows)[:, target].reshape(-1, n_ref)
         values[part] = out.mean(1).double().cpu().numpy()
         if bar is not None:
             bar.update(part.stop - part.start)
     return values
 
 
+def _max_rows(runtime: Runtime) -> int:
+    """Rows of the Gaussian process that fit the memory budget (~64 n^2 bytes), 256..4096."""
+    return int(min(4096, max(256, (runtime.budget / 64) ** 0.5)))
+
+
+def _shapley_one(
+    evaluate,
+    m: int,
+    n_samples: int,
+    estimator: str,
+    rng: np.random.Generator,
+    adjacency: np.ndarray | None,
+    max_rows: int,
+) -> tuple[np.ndarray, float, int]:
+    """Shapley values of one sample's M features, their estimated L2 error, evaluations used.
+
+    ``evaluate(masks)`` returns v at the coalitions in the rows of ``masks`` (K, M).
+    """
+    ends = np.stack([np.zeros(m, dtype=bool), np.ones(m, dtype=bool)])
+    if m == 1 or 2**m <= n_samples or estimator == "regression":
+        budget = 2**m - 2 if 2**m <= n_samples else n_samples - 2
+        masks, weights, n_fixed = (
+            plan_coalitions(m, budget, rng) if m > 1 else (np.zeros((0, 1), bool), np.zeros(0), 0)
+        )
+        v = evaluate(np.concatenate([ends, masks]))
+        phi = solve_constrained(masks, v[2:], weights, v[0], v[1])
+        error = (
+            bootstrap_error(masks, v[2:], weights, v[0], v[1], n_fixed, rng)
+            if len(masks) < 2**m - 2
+            else 0.0
+        )
+        return phi, error, len(v)
+    z = np.concatenate(
+        [ends[1:], bayes_design(m, (n_samples - 2) // 2, rng, adjacency)]
+    )  # (pairs, M): full first
+    v = evaluate(np.concatenate([z, ~z]))
+    w = (v[: len(z)] - v[len(z) :]) / 2  # odd part of the game at each pair
+    phi, cov, info = gp_shapley(2.0 * z - 1, w, adjacency, max_rows)
+    if len(info["residuals"]):
+        # Budget beyond what the process holds: the rest of the pairs estimate its error, c =
+        # e + noise. Taking e ~ N(0, cov) and the noise's bootstrap covariance, apply the
+        # posterior mean of e: the correction counts as much as it is precise (fully as the
+        # budget grows, so the estimate stays consistent; not at all when it is pure noise).
+        correction, noise = residual_correction(z[max_rows:], info["residuals"], rng)
+        gain = cov @ np.linalg.pinv(cov + noise)
+        phi, cov = phi + gain @ correction, cov - gain @ cov
+    error = float(np.sqrt(max(np.trace(cov), 0.0)))
+    phi = (
+        phi + (2 * w[0] - phi.sum()) / m
+    )  # efficiency, exactly (the fit matches it up to round-off)
+    return phi, error, len(v)
+
+
 @register_method("kernel_shap", aliases=("kernelshap",))
-def kernel_shap(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, background: Any = None,
-                n_samples: int = 512, n_segments: int = 16, compactness: float = 10.0, fill: str = "mean",
-                feature_mask: Any = None, seed: int = 0, runtime: Runtime = Runtime()) -> MethodResult:
-    """Shapley values of superpixels or features by the constrained Shapley kernel regression.
+def kernel_shap(
+    model: Model,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: Any = None,
+    n_samples: int = 512,
+    n_segments: int = 16,
+    compactness: float = 10.0,
+    fill: str = "mean",
+    feature_mask: Any = None,
+    seed: int = 0,
+    estimator: str = "gp",
+    runtime: Runtime = Runtime(),
+) -> MethodResult:
+    """Shapley values of superpixels or features from a budget of coalition evaluations.
 
     Args:
         background: reference rows (B, ...) standing in for absent features; required for
@@ -78,21 +191,32 @@ def kernel_shap(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, bac
         n_samples: budget of coalition evaluations per sample, the empty and full coalitions
             included (each costs one forward per reference row). With 2^M or more the
             result is the exact Shapley value.
-        n_segments: approximate number of SLIC superpixels per image.
+        n_segments: approximate number of SLIC superpixels per image (a regular grid where
+            SLIC finds only one segment).
         compactness: SLIC compactness (higher: more regular superpixels).
         fill: reference for absent superpixels without background: "mean", "blur", "zeros".
         feature_mask: integer group ids broadcastable to the inputs; overrides superpixels
             (images) or the one-feature-per-column default (tabular).
         seed: seed of the coalition sampling.
+        estimator: "gp" (paired coalitions, Gaussian-process posterior; default) or
+            "regression" (classic constrained Kernel SHAP regression).
+
+    Returns:
+        Attributions (densities), with extras ``feature_values`` (N, M), ``error_estimate``
+        (N,) relative L2 error estimate of the feature values, ``evaluations`` (N,),
+        ``segments`` and ``n_features``.
     """
     n_samples = check_int(n_samples, "n_samples", minimum=2)
     n_segments = check_int(n_segments, "n_segments", minimum=2)
     check_choice(fill, "fill", FILLS)
+    check_choice(estimator, "estimator", ESTIMATORS)
     refs = _references(model, inputs, background, fill)
     if feature_mask is not None:
         groups = expand_feature_mask(feature_mask, inputs)
     elif inputs.ndim == 4:
-        groups = torch.stack([superpixels(img, n_segments, compactness)[None].expand(img.shape) for img in inputs])
+        groups = torch.stack(
+            [superpixels(img, n_segments, compactness)[None].expand(img.shape) for img in inputs]
+        )
     else:
         groups = torch.arange(inputs.shape[1], device=inputs.device).expand(inputs.shape).clone()
     groups = groups.to(inputs.device)
@@ -101,22 +225,44 @@ def kernel_shap(model: Model, inputs: torch.Tensor, target: torch.Tensor, *, bac
     attributions = torch.zeros_like(inputs)
     n_feat = [int(g.max()) + 1 for g in groups]
     values = np.full((n, max(n_feat)), np.nan)
+    errors, evaluations = np.zeros(n), np.zeros(n, dtype=np.int64)
     bar = progress_bar(n * n_samples, "kernel_shap", runtime)
     for i in range(n):
         m = n_feat[i]
-        masks, weights = plan_coalitions(m, n_samples - 2, rng) if m > 1 else (np.zeros((0, 1), bool), np.zeros(0))
-        ends = np.stack([np.zeros(m, dtype=bool), np.ones(m, dtype=bool)])
-        v = coalition_values(model, inputs[i], refs[i], groups[i], np.concatenate([ends, masks]), int(target[i]), runtime, bar)
-        phi = solve_constrained(masks, v[2:], weights, v[0], v[1])
+        adjacency = group_adjacency(groups[i]) if inputs.ndim == 4 else None
+
+        def evaluate(masks: np.ndarray, i: int = i) -> np.ndarray:
+            return coalition_values(
+                model, inputs[i], refs[i], groups[i], masks, int(target[i]), runtime, bar
+            )
+
+        phi, error, evaluations[i] = _shapley_one(
+            evaluate, m, n_samples, estimator, rng, adjacency, _max_rows(runtime)
+        )
         values[i, :m] = phi
+        errors[i] = error / max(float(np.linalg.norm(phi)), 1e-30)
         counts = torch.bincount(groups[i].reshape(-1), minlength=m).to(inputs.dtype)
         density = torch.as_tensor(phi, dtype=inputs.dtype, device=inputs.device) / counts
         attributions[i] = density[groups[i]]
     bar.close()
     segments = groups[:, 0] if inputs.ndim == 4 else groups
-    extras = {"feature_values": torch.from_numpy(values), "segments": segments.cpu(),
-              "n_features": torch.tensor(n_feat)}
-    params = {"n_samples": n_samples, "n_segments": n_segments, "compactness": compactness, "fill": fill,
-              "background": None if background is None else f"tensor{tuple(torch.as_tensor(background).shape)}",
-              "feature_mask": None if feature_mask is None else "given", "seed": seed}
+    extras = {
+        "feature_values": torch.from_numpy(values),
+        "segments": segments.cpu(),
+        "n_features": torch.tensor(n_feat),
+        "error_estimate": torch.from_numpy(errors),
+        "evaluations": torch.from_numpy(evaluations),
+    }
+    params = {
+        "n_samples": n_samples,
+        "n_segments": n_segments,
+        "compactness": compactness,
+        "fill": fill,
+        "background": None
+        if background is None
+        else f"tensor{tuple(torch.as_tensor(background).shape)}",
+        "feature_mask": None if feature_mask is None else "given",
+        "seed": seed,
+        "estimator": estimator,
+    }
     return MethodResult(attributions, extras=extras, params=params)

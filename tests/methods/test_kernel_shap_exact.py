@@ -28,10 +28,14 @@ class InteractionMLP(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(M, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+        self.mlp = nn.Sequential(
+            nn.Linear(M, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pairs = torch.stack([x[:, 0] * x[:, 1], x[:, 2] * x[:, 3] * x[:, 4], torch.sin(2 * x[:, 5] * x[:, 6])], 1)
+        pairs = torch.stack(
+            [x[:, 0] * x[:, 1], x[:, 2] * x[:, 3] * x[:, 4], torch.sin(2 * x[:, 5] * x[:, 6])], 1
+        )
         return self.mlp(x) + pairs
 
 
@@ -45,7 +49,9 @@ def game():
 
 
 @torch.no_grad()
-def exact_shapley(forward, x: torch.Tensor, reference: torch.Tensor, groups: torch.Tensor, target: int) -> np.ndarray:
+def exact_shapley(
+    forward, x: torch.Tensor, reference: torch.Tensor, groups: torch.Tensor, target: int
+) -> np.ndarray:
     """Shapley values of the groups of one sample ``x`` by enumerating all 2^M coalitions.
 
     ``reference`` is (B, *x.shape); ``groups`` holds a group id 0..M-1 per element of x.
@@ -54,7 +60,9 @@ def exact_shapley(forward, x: torch.Tensor, reference: torch.Tensor, groups: tor
     coalitions = torch.tensor(list(itertools.product([False, True], repeat=m)))  # (2^M, M)
     keep = coalitions[:, groups]  # (2^M, *x.shape)
     rows = torch.where(keep[:, None], x, reference[None])  # (2^M, B, *x.shape)
-    out = forward(rows.reshape(-1, *x.shape))[:, target].double().reshape(len(coalitions), -1).mean(1)
+    out = (
+        forward(rows.reshape(-1, *x.shape))[:, target].double().reshape(len(coalitions), -1).mean(1)
+    )
     value = {tuple(c.tolist()): float(v) for c, v in zip(coalitions, out, strict=True)}
     phi = np.zeros(m)
     for coalition, v_with in value.items():
@@ -73,25 +81,36 @@ def exact_shapley(forward, x: torch.Tensor, reference: torch.Tensor, groups: tor
 def exact(game):
     net, x, background, targets = game
     groups = torch.arange(M)
-    return np.stack([exact_shapley(net, x[i], background, groups, int(targets[i])) for i in range(len(x))])
+    return np.stack(
+        [exact_shapley(net, x[i], background, groups, int(targets[i])) for i in range(len(x))]
+    )
 
 
 def ours(game, n_samples: int, seed: int = 0) -> np.ndarray:
     net, x, background, targets = game
-    exp = ex.explain(ex.wrap(net, modality="tabular"), x, "kernel_shap", target=targets, background=background,
-                     n_samples=n_samples, seed=seed, progress=False)
+    exp = ex.explain(
+        ex.wrap(net, modality="tabular"),
+        x,
+        "kernel_shap",
+        target=targets,
+        background=background,
+        n_samples=n_samples,
+        seed=seed,
+        progress=False,
+    )
     return exp.attributions.double().numpy()
 
 
 def test_enumeration_oracle_agrees_with_shap_exact_explainer(game, exact):
     net, x, background, targets = game
     for i in range(len(x)):
+
         def f(data: np.ndarray, t: int = int(targets[i])) -> np.ndarray:
             with torch.no_grad():
                 return net(torch.as_tensor(data, dtype=torch.float32))[:, t].double().numpy()
 
         masker = shap.maskers.Independent(background.numpy(), max_samples=len(background))
-        values = shap.explainers.Exact(f, masker)(x[i: i + 1].numpy()).values[0]
+        values = shap.explainers.Exact(f, masker)(x[i : i + 1].numpy()).values[0]
         np.testing.assert_allclose(values, exact[i], rtol=1e-5, atol=1e-5)
 
 
@@ -100,10 +119,20 @@ def test_the_game_has_interactions(game, exact):
     # Sanity: in an additive game each Shapley value is the feature's own marginal effect, which
     # any kernel_shap budget recovers; check this game is far from that.
     net, x, background, targets = game
-    additive = np.stack([
-        [float(net(torch.where(torch.arange(M) == k, x[i], background).float())[:, targets[i]].mean()
-               - net(background)[:, targets[i]].mean()) for k in range(M)]
-        for i in range(len(x))])
+    additive = np.stack(
+        [
+            [
+                float(
+                    net(torch.where(torch.arange(M) == k, x[i], background).float())[
+                        :, targets[i]
+                    ].mean()
+                    - net(background)[:, targets[i]].mean()
+                )
+                for k in range(M)
+            ]
+            for i in range(len(x))
+        ]
+    )
     assert relative_l2(torch.as_tensor(additive), torch.as_tensor(exact)) > 0.05
 
 
@@ -121,8 +150,14 @@ def test_kernel_shap_efficiency_holds_at_any_budget(game, exact):
 
 
 def mean_error(game, exact, budget: int, seeds=range(5)) -> float:
-    return float(np.mean([relative_l2(torch.as_tensor(ours(game, budget, seed)), torch.as_tensor(exact))
-                          for seed in seeds]))
+    return float(
+        np.mean(
+            [
+                relative_l2(torch.as_tensor(ours(game, budget, seed)), torch.as_tensor(exact))
+                for seed in seeds
+            ]
+        )
+    )
 
 
 def test_kernel_shap_error_shrinks_as_the_budget_grows(game, exact):
@@ -136,7 +171,9 @@ def test_kernel_shap_error_shrinks_as_the_budget_grows(game, exact):
 
 
 @pytest.mark.parametrize("budget", [32, 128])
-def test_kernel_shap_is_more_accurate_than_shap_kernel_explainer_at_the_same_budget(game, exact, budget):
+def test_kernel_shap_is_more_accurate_than_shap_kernel_explainer_at_the_same_budget(
+    game, exact, budget
+):
     net, x, background, targets = game
 
     def f(data: np.ndarray) -> np.ndarray:
@@ -148,14 +185,19 @@ def test_kernel_shap_is_more_accurate_than_shap_kernel_explainer_at_the_same_bud
         theirs = []
         for seed in range(5):
             np.random.seed(seed)
-            values = np.asarray(shap.KernelExplainer(f, background.numpy()).shap_values(x.numpy(), nsamples=budget,
-                                                                                          silent=True))
+            values = np.asarray(
+                shap.KernelExplainer(f, background.numpy()).shap_values(
+                    x.numpy(), nsamples=budget, silent=True
+                )
+            )
             phi = np.stack([values[i, :, int(targets[i])] for i in range(len(x))])
             theirs.append(relative_l2(torch.as_tensor(phi), torch.as_tensor(exact)))
     finally:
         np.random.set_state(state)
     mine = mean_error(game, exact, budget)
-    print(f"\nmean relative L2 error at budget {budget}: ours {mine:.3f}, shap KernelExplainer {np.mean(theirs):.3f}")
+    print(
+        f"\nmean relative L2 error at budget {budget}: ours {mine:.3f}, shap KernelExplainer {np.mean(theirs):.3f}"
+    )
     assert mine < np.mean(theirs)
 
 
@@ -169,12 +211,15 @@ def test_shap_kernel_explainer_at_full_budget_matches_the_enumeration_oracle(gam
             return net(torch.as_tensor(data, dtype=torch.float32)).double().numpy()
 
     explainer = shap.KernelExplainer(f, background.numpy())
-    values = explainer.shap_values(x.numpy(), nsamples=2**M, silent=True)  # (N, M, classes) in shap >= 0.45
+    values = explainer.shap_values(
+        x.numpy(), nsamples=2**M, silent=True
+    )  # (N, M, classes) in shap >= 0.45
     theirs = np.stack([np.asarray(values)[i, :, int(targets[i])] for i in range(len(x))])
     assert relative_l2(torch.as_tensor(theirs), torch.as_tensor(exact)) < 1e-4
 
 
 # -- the image path: a feature mask of 6 groups on a small CNN ---------------------------
+
 
 def six_group_mask(h: int = 16, w: int = 16) -> torch.Tensor:
     """(H, W) ids 0..5: a 2 x 3 grid of blocks."""
@@ -191,17 +236,29 @@ def test_image_kernel_shap_with_six_groups_is_exact_at_full_budget(use_backgroun
     targets = torch.tensor([1, 2])
     background = make_images(3, seed=6) if use_background else None
     params = {"background": background} if use_background else {"fill": "zeros"}
-    exp = ex.explain(ex.wrap(net, modality="image"), x, "kernel_shap", target=targets, feature_mask=mask,
-                     n_samples=2**6, progress=False, **params)
+    exp = ex.explain(
+        ex.wrap(net, modality="image"),
+        x,
+        "kernel_shap",
+        target=targets,
+        feature_mask=mask,
+        n_samples=2**6,
+        progress=False,
+        **params,
+    )
     groups = mask[None].expand(3, -1, -1)
     sizes = torch.bincount(mask.reshape(-1)).double() * 3
     for i in range(len(x)):
         reference = background if use_background else torch.zeros(1, *x.shape[1:])
         phi = exact_shapley(net, x[i], reference, groups, int(targets[i]))
-        np.testing.assert_allclose(exp.extras["feature_values"][i, :6].numpy(), phi, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            exp.extras["feature_values"][i, :6].numpy(), phi, rtol=1e-5, atol=1e-6
+        )
         # Attributions are densities: phi_k spread evenly over the elements of group k.
         density = torch.as_tensor(phi) / sizes
-        torch.testing.assert_close(exp.attributions[i].double(), density[groups], rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(
+            exp.attributions[i].double(), density[groups], rtol=1e-5, atol=1e-8
+        )
         assert abs(phi).max() > 1e-4, "a game this flat would not test anything"
 
 
@@ -210,10 +267,22 @@ def test_image_kernel_shap_attributions_sum_to_output_minus_empty_coalition_valu
     x = make_images(3, seed=5)
     background = make_images(4, seed=6)
     targets = torch.tensor([0, 1, 2])
-    for params in ({"feature_mask": six_group_mask(), "n_samples": 20}, {"n_segments": 10, "n_samples": 40}):
-        exp = ex.explain(ex.wrap(net, modality="image"), x, "kernel_shap", target=targets, background=background,
-                         progress=False, **params)
+    for params in (
+        {"feature_mask": six_group_mask(), "n_samples": 20},
+        {"n_segments": 10, "n_samples": 40},
+    ):
+        exp = ex.explain(
+            ex.wrap(net, modality="image"),
+            x,
+            "kernel_shap",
+            target=targets,
+            background=background,
+            progress=False,
+            **params,
+        )
         with torch.no_grad():
             f_x = net(x)[torch.arange(3), targets]
             v_empty = net(background)[:, targets].mean(0)
-        torch.testing.assert_close(exp.attributions.sum((1, 2, 3)), f_x - v_empty, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            exp.attributions.sum((1, 2, 3)), f_x - v_empty, rtol=1e-4, atol=1e-5
+        )

@@ -1,0 +1,295 @@
+"""Shapley values from paired coalitions by Gaussian-process regression on the game's odd part.
+
+Write a coalition as x = 2z - 1 in {-1, 1}^M and the game in the Walsh basis,
+``v = sum_T f_T chi_T`` with ``chi_T(x) = prod_{i in T} x_i``. The even-order terms have
+Shapley value zero, so the Shapley value is a linear functional of the odd part alone:
+``phi_i = sum_{T odd, i in T} 2 f_T / |T|``. A *paired* evaluation of z and 1 - z observes
+the odd part ``w(x) = (v(z) - v(1 - z)) / 2`` exactly; this is why paired Kernel SHAP and
+antithetic permutation sampling are exact for games with interactions of order <= 2
+(Covert & Lee 2021; PolySHAP, Fumagalli et al. 2025: paired Kernel SHAP is a second-order
+polynomial regression). What remains is the odd interactions of order 3, 5, ...
+
+We regress w on *all* odd Walsh terms at once with a Gaussian prior on the coefficients
+(a Gaussian process on the hypercube, noise-free: the fit interpolates every observed pair):
+
+* first order: a flat prior (universal kriging). The first-order coefficients are the
+  generalized least-squares fit, so games with interactions of order <= 2 come out exactly,
+  as from paired Kernel SHAP, once the singletons are in;
+* order k >= 3: variance ``s^2 gamma^(k-3)``, times ``beta`` unless the players of the term
+  form a connected set (order 3) in the neighbourhood graph of the superpixels. Measured on
+  CNN superpixel games: > 99.9 % of the third- and fifth-order energy lies on connected sets
+  (79 of 560 triples for 16 SLIC superpixels), and the energy per coefficient falls ~100x
+  per order. Without a graph (tabular) all terms of an order share one variance: a kernel of
+  the Hamming distance (Krawtchouk polynomials).
+
+``gamma`` and ``beta`` are chosen on a small grid by restricted marginal likelihood, ``s^2``
+in closed form. phi is the posterior mean of the functional above (the Shapley value of the
+fitted game, exact once all 2^(M-1) pairs are seen, consistent before) and its posterior
+covariance gives the error estimate. A fitted surrogate plus a cross-fitted residual
+correction (regression-adjusted Monte Carlo, Witter et al. 2025; unbiased) was 1.5-3x less
+accurate at equal budget on our benchmark games than one posterior over all pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["connected_odd_sets", "gp_shapley", "GAMMAS", "BETAS"]
+
+GAMMAS = (
+    1e-3,
+    1e-2,
+    0.1,
+)  # order k + 2 has gamma^2 the prior variance of order k (finer grids: no gain)
+BETAS = (1e-3, 3e-2, 1.0)  # variance of unconnected terms relative to connected ones
+SELECT_ROWS = (
+    256  # hyperparameters are chosen on the first rows only (cost: one factorization each)
+)
+# Linear algebra runs in torch (float64), on one thread: numpy's and scipy's separate BLAS
+# thread pools spin against each other and against the model's threads, and on a busy
+# machine every multi-threaded op on these small matrices waits for a second core (a
+# 256x256 Cholesky took 0.15 s instead of 1 ms; one thread: 10-30x faster end to end).
+_F64 = torch.float64
+
+
+@contextmanager
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@lru_cache(maxsize=64)
+def _tables(m: int) -> dict[str, torch.Tensor]:
+    """Constants of the order-weighted kernel on M players (float64).
+
+    ``krawtchouk[k, h]``: sum over |T| = k of chi_T(x) chi_T(y) for x, y at Hamming distance h.
+    ``esym[j, p]``: elementary symmetric polynomial e_j of M - 1 values of which p are +1, the rest -1.
+    ``diag[k-1]``, ``off[k-1]``: how many sets of size k hold one given player, two given players.
+    """
+
+    def kraw(k: int, h: int) -> int:
+        return sum((-1) ** j * math.comb(h, j) * math.comb(m - h, k - j) for j in range(k + 1))
+
+    def esym(j: int, p: int) -> int:
+        return sum(
+            math.comb(p, a) * math.comb(m - 1 - p, j - a) * (-1) ** (j - a) for a in range(j + 1)
+        )
+
+    f64 = {"dtype": torch.float64}
+    return {
+        "krawtchouk": torch.tensor(
+            [[kraw(k, h) for h in range(m + 1)] for k in range(m + 1)], **f64
+        ),
+        "esym": torch.tensor([[esym(j, p) for p in range(m)] for j in range(m)], **f64),
+        "size": torch.arange(1, m + 1, **f64),
+        "diag": torch.tensor([math.comb(m - 1, k - 1) for k in range(1, m + 1)], **f64),
+        "off": torch.tensor(
+            [math.comb(m - 2, k - 2) if k >= 2 else 0 for k in range(1, m + 1)], **f64
+        ),
+    }
+
+
+def connected_odd_sets(
+    adjacency: np.ndarray, max_order: int = 5, limit: int = 4096
+) -> list[np.ndarray]:
+    """Sets of 3, 5, ... players connected in ``adjacency`` (M, M bool), one (count, order) array per order.
+
+    Orders are added while every level stays within ``limit`` sets (large graphs keep order 3 only).
+    """
+    neighbours = [frozenset(np.flatnonzero(row).tolist()) for row in adjacency]
+    level = {frozenset([i]) for i in range(len(adjacency))}
+    out: list[np.ndarray] = []
+    for order in range(2, max_order + 1):
+        level = {s | {j} for s in level for j in frozenset().union(*(neighbours[i] for i in s)) - s}
+        if len(level) > limit or not level:
+            break
+        if order % 2 == 1:
+            out.append(np.array(sorted(sorted(s) for s in level)))
+    return out
+
+
+def _radial_cross(x: torch.Tensor, order_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cov(w, phi) (n, M) and prior cov(phi) (M, M) when each odd term of order k has variance order_var[k]."""
+    m = x.shape[1]
+    t = _tables(m)
+    # cov(w(x_a), phi_i) = sum_k var_k (2/k) x_ai e_{k-1}(other players of x_a); e depends on the count of +1s only.
+    per_count = (order_var[1:] * 2 / t["size"]) @ t["esym"]
+    positive = (x > 0).long()
+    cross = x * per_count[positive.sum(1, keepdim=True) - positive]
+    weight = order_var[1:] * (2 / t["size"]) ** 2
+    diag, off = float(weight @ t["diag"]), float(weight @ t["off"])
+    return cross, torch.full((m, m), off, dtype=_F64) + torch.eye(m, dtype=_F64) * (diag - off)
+
+
+class _Pieces:
+    """Kernel pieces that do not depend on the hyperparameters, for the rows ``x``."""
+
+    def __init__(self, x: torch.Tensor, sets: list[torch.Tensor]):
+        m = x.shape[1]
+        self.x, self.sets = x, sets
+        self.hamming = torch.round((m - x @ x.T) / 2).long()
+        self.order = torch.arange(m + 1, dtype=_F64)
+        self.local = []  # per order of connected sets: (order, Gram matrix, features, Shapley share)
+        for s in sets:
+            feats = x[:, s].prod(2)  # (n, count): chi_T at each row, +-1
+            share = torch.zeros(len(s), m, dtype=_F64).scatter_(
+                1, s, 2.0 / s.shape[1]
+            )  # Shapley value of chi_T
+            gram = (
+                feats.float() @ feats.float().T
+            ).double()  # integer sums of +-1: exact in float32, 2x faster
+            self.local.append((s.shape[1], gram, feats, share))
+
+    def order_var(self, gamma: float, beta: float, first: float) -> torch.Tensor:
+        """Order 1 with variance ``first`` (0: left to the flat prior), order k >= 3 beta gamma^(k-3)."""
+        var = torch.where(self.order % 2 == 1, gamma ** (self.order - 3.0), 0.0) * beta
+        var[1] = first
+        return var
+
+    def kernel(self, gamma: float, beta: float, first: float) -> torch.Tensor:
+        out = (self.order_var(gamma, beta, first) @ _tables(self.x.shape[1])["krawtchouk"])[
+            self.hamming
+        ]
+        for order, gram, _, _ in self.local:
+            out += gamma ** (order - 3.0) * gram
+        return out
+
+    def assemble(self, gamma: float, beta: float, first: float):
+        """Kernel (n, n), cov(w, phi) (n, M) and prior cov(phi) (M, M)."""
+        cross, prior = _radial_cross(self.x, self.order_var(gamma, beta, first))
+        for order, _, feats, share in self.local:
+            scale = gamma ** (order - 3.0)
+            cross, prior = cross + scale * feats @ share, prior + scale * share.T @ share
+        return self.kernel(gamma, beta, first), cross, prior
+
+    def kernel_to(
+        self, x_new: torch.Tensor, gamma: float, beta: float, first: float
+    ) -> torch.Tensor:
+        """(n_new, n) prior covariance of the odd part at ``x_new`` with that at the rows."""
+        m = self.x.shape[1]
+        hamming = torch.round((m - x_new @ self.x.T) / 2).long()
+        out = (self.order_var(gamma, beta, first) @ _tables(m)["krawtchouk"])[hamming]
+        for (order, _, feats, _), s in zip(self.local, self.sets, strict=True):
+            out += gamma ** (order - 3.0) * x_new[:, s].prod(2) @ feats.T
+        return out
+
+
+def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor with a small relative jitter (observations are exact; jitter only for round-off)."""
+    scale, diagonal = float(matrix.diagonal().mean()), matrix.diagonal().clone()
+    for jitter in (1e-10, 1e-8, 1e-6, 1e-4):
+        matrix.diagonal().copy_(
+            diagonal + jitter * scale
+        )  # in place: the callers do not reuse the matrix
+        lower, info = torch.linalg.cholesky_ex(matrix)
+        if int(info) == 0:
+            return lower
+    raise torch.linalg.LinAlgError("kernel matrix is not positive definite even with jitter")
+
+
+def _generalized_ls(x: torch.Tensor, w: torch.Tensor, lower: torch.Tensor):
+    """First-order coefficients b under a flat prior (generalized least squares), K^-1 X, and the Gram factor."""
+    kx = torch.cholesky_solve(x, lower)  # K^-1 X
+    gram = _cholesky(x.T @ kx)
+    return torch.cholesky_solve((kx.T @ w)[:, None], gram)[:, 0], kx, gram
+
+
+def _neg_log_likelihood(
+    x: torch.Tensor, w: torch.Tensor, kernel: torch.Tensor, flat: bool
+) -> float:
+    """-log restricted likelihood with the scale s^2 profiled out (its maximizer: r' K^-1 r / dof)."""
+    lower = _cholesky(kernel)
+    nll, r, dof = float(lower.diagonal().log().sum()), w, len(w)
+    if flat:
+        b, _, gram = _generalized_ls(x, w, lower)
+        nll, r, dof = nll + float(gram.diagonal().log().sum()), w - x @ b, len(w) - x.shape[1]
+    quad = float(r @ torch.cholesky_solve(r[:, None], lower)[:, 0])
+    return nll + 0.5 * max(dof, 1) * math.log(max(quad, 1e-300) / max(dof, 1))
+
+
+def _posterior(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    kernel: torch.Tensor,
+    cross: torch.Tensor,
+    prior: torch.Tensor,
+    flat: bool,
+):
+    """phi's posterior mean and covariance, and (b, alpha) with which the fitted odd part is x b + k(x, rows) alpha.
+
+    With ``flat`` the first-order coefficients b have a flat prior (universal kriging): b is
+    the generalized least-squares fit, so any game whose odd part is linear (interactions of
+    order <= 2) is recovered exactly once x has rank M, as paired Kernel SHAP would.
+    """
+    n, m = x.shape
+    lower = _cholesky(kernel)
+    b, mean, cov, dof = torch.zeros(m, dtype=_F64), torch.zeros(m, dtype=_F64), prior, n
+    if flat:
+        b, kx, gram = _generalized_ls(x, w, lower)
+        rest = 2 * torch.eye(m, dtype=_F64) - kx.T @ cross  # phi = 2 b + (higher-order part)
+        mean, cov, dof = 2 * b, cov + rest.T @ torch.cholesky_solve(rest, gram), n - m
+    r = w - x @ b
+    alpha = torch.cholesky_solve(r[:, None], lower)[:, 0]
+    half = torch.linalg.solve_triangular(lower, cross, upper=False)  # L^-1 cov(w, phi)
+    scale = max(float(r @ alpha), 1e-300) / max(dof, 1)
+    return mean + cross.T @ alpha, scale * (cov - half.T @ half), (b, alpha)
+
+
+def gp_shapley(
+    x: np.ndarray, w: np.ndarray, adjacency: np.ndarray | None = None, max_rows: int = 4096
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Posterior mean and covariance of the Shapley values given the odd part at paired coalitions.
+
+    Args:
+        x: (n, M) coalitions in {-1, 1} (one of each pair); include the all-ones row, whose
+            value (v(1) - v(0)) / 2 makes the estimate satisfy efficiency.
+        w: (n,) odd part (v(z) - v(1 - z)) / 2 at those coalitions.
+        adjacency: (M, M) bool neighbourhood of the players (superpixels), or None.
+        max_rows: the process is fitted to the first ``max_rows`` rows (memory: ~64 n^2 bytes);
+            the fitted game's residuals at the other rows are returned for a correction.
+
+    Returns:
+        phi (M,), its posterior covariance (M, M), and a dict with the hyperparameters and
+        ``residuals`` (the odd part minus the fitted one at rows ``max_rows`` and later).
+    """
+    with _one_thread():
+        return _gp_shapley(
+            torch.as_tensor(x, dtype=_F64), torch.as_tensor(w, dtype=_F64), adjacency, max_rows
+        )
+
+
+def _gp_shapley(x: torch.Tensor, w: torch.Tensor, adjacency: np.ndarray | None, max_rows: int):
+    n, m = x.shape
+    # Third order only: connected fifth-order sets (~500 for 16 superpixels) helped only at budgets
+    # where the error was already < 1/30 of permutation sampling's, at 3-4x the cost.
+    sets = (
+        [torch.from_numpy(s) for s in connected_odd_sets(adjacency, max_order=3)]
+        if adjacency is not None
+        else []
+    )
+    betas = BETAS if sets else (1.0,)
+    head = min(n, max(SELECT_ROWS, 2 * m), max_rows)
+    flat = head > m and int(torch.linalg.matrix_rank(x[:head])) == m
+    first = 0.0 if flat else 1.0 / GAMMAS[0]  # too few rows for a flat prior: a wide proper one
+    pieces = _Pieces(x[:head], sets)
+    fits = [
+        (_neg_log_likelihood(x[:head], w[:head], pieces.kernel(g, b, first), flat), g, b)
+        for g in GAMMAS
+        for b in betas
+    ]
+    _, gamma, beta = min(fits)
+    fit = min(n, max_rows)
+    if head < fit:
+        pieces = _Pieces(x[:fit], sets)
+    phi, cov, (b, alpha) = _posterior(x[:fit], w[:fit], *pieces.assemble(gamma, beta, first), flat)
+    residuals = w[fit:] - x[fit:] @ b - pieces.kernel_to(x[fit:], gamma, beta, first) @ alpha
+    return phi.numpy(), cov.numpy(), {"gamma": gamma, "beta": beta, "residuals": residuals.numpy()}
