@@ -324,3 +324,18 @@ def test_slic_on_pure_noise_falls_back_to_a_grid_of_about_n_segments():
         progress=False,
     )
     assert int(exp.extras["n_features"][0]) >= 12
+
+
+@pytest.mark.parametrize("with_graph", [False, True])
+def test_the_design_is_seeded_distinct_pairs_with_every_singleton(with_graph):
+    from explainer.methods.segmentation import group_adjacency
+    from explainer.methods.shapley_design import bayes_design
+
+    adjacency = group_adjacency(grid_mask()) if with_graph else None
+    first = bayes_design(12, 300, np.random.default_rng(7), adjacency)
+    again = bayes_design(12, 300, np.random.default_rng(7), adjacency)
+    assert first.shape == (300, 12) and np.array_equal(first, again)
+    pairs = {min(z.tobytes(), (~z).tobytes()) for z in first}
+    assert len(pairs) == 300  # no coalition twice, and never both sides of a pair
+    assert {tuple(np.flatnonzero(z)) for z in first if z.sum() == 1} == {(i,) for i in range(12)}
+    assert not first.all(1).any() and first.any(1).all()  # the full/empty pair is the caller's
