@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +14,8 @@ import torch
 
 from ..errors import InputError, describe
 from ..explanation import Explanation, atomic_write_bytes, load_explanation
+from ..store import Store
+from .dataset import dataset_summary
 from .heatmap import png_data_uri, spec_for
 from .panels import MethodLegend, SampleRow, image_rows, tabular_rows
 
@@ -80,7 +82,27 @@ def group_by_inputs(explanations: Sequence[Explanation]) -> list[list[Explanatio
     return groups
 
 
+def _from_store(store: Store, max_samples: int, labels: Any):
+    """A report of a store: a class-balanced sample of it plus the dataset section."""
+    rows = store.sample(max_samples)
+    if rows.size == 0:
+        raise InputError(
+            describe(
+                "store",
+                "at least one finished sample",
+                f"none of {store.n} done",
+                "Run (or resume) ex.explain_dataset(...) first.",
+            )
+        )
+    stored = store.labels[rows]
+    if labels is None and (stored >= 0).all():
+        labels = stored.tolist()
+    return list(store[rows].values()), labels, dataset_summary(store, shown=int(rows.size))
+
+
 def _as_explanations(items: Any) -> list[Explanation]:
+    if isinstance(items, Mapping):  # {method: Explanation}, as store[...] returns
+        items = list(items.values())
     items = [items] if isinstance(items, Explanation | str | os.PathLike) else list(items)
     out = [load_explanation(e) if isinstance(e, str | os.PathLike) else e for e in items]
     if not out or not all(isinstance(e, Explanation) for e in out):
@@ -214,11 +236,15 @@ def render_report(
     scale: str = "sample",
 ) -> str:
     """The full report page as a string (see :func:`report`)."""
+    summary = None
+    if isinstance(explanations, Store):
+        explanations, labels, summary = _from_store(explanations, max_samples, labels)
     exps = _as_explanations(explanations)
     sections = _sections(exps, max_samples, section_titles, labels, scale)
     trust = _trust(scores)
     return _ENV.get_template("report.html.j2").render(
         title=str(title),
+        dataset=summary,
         sections=sections,
         trust=trust,
         trust_settings=_first_settings(scores),
@@ -242,7 +268,10 @@ def report(
 
     Args:
         explanations: an Explanation, a list of them (several methods on the same inputs are
-            shown side by side), or paths of saved explanations.
+            shown side by side), paths of saved explanations, or a result store
+            (``ex.open_store``): then a class-balanced sample of ``max_samples`` is shown,
+            after a dataset section (class counts and accuracy, the mean attribution map per
+            class, per-class trust scores when ``ex.evaluate(store)`` computed them).
         path: where to write; parent folders are created.
         title: page title (escaped like every user string).
         scores: trust scores from ``ex.evaluate``; without them the trust section says none

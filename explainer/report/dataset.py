@@ -1,0 +1,110 @@
+"""Dataset-level summaries of a result store for the report: class counts and accuracy, the
+mean attribution map per class and method, and per-class trust scores when computed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..metrics.scores import METRIC_INFO
+from .heatmap import encode_png, png_data_uri, render_overlay, spec_for
+
+__all__ = ["DatasetSummary", "dataset_summary", "denormalize"]
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    path: str
+    n: int
+    done: int
+    classes: tuple[dict[str, Any], ...]  # {"name", "count", "accuracy" or None}
+    accuracy: float | None
+    maps: tuple[dict[str, Any], ...]  # {"method", "drawing", "panels": [(class, count, uri)]}
+    trust: tuple[dict[str, Any], ...]  # {"method", "classes", "rows": [{"metric", "values"}]}
+    shown: int
+
+
+def denormalize(image: np.ndarray, preprocessing: dict | None) -> np.ndarray:
+    """Undo the mean/std normalization recorded by the data (ImageFolder) for display."""
+    if not preprocessing or preprocessing.get("mean") is None:
+        return image
+    c = image.shape[0]
+    mean = np.broadcast_to(np.asarray(preprocessing["mean"], dtype=np.float64), (c,))
+    std = np.broadcast_to(np.asarray(preprocessing.get("std") or 1.0, dtype=np.float64), (c,))
+    return (image * std[:, None, None] + mean[:, None, None]).astype(np.float32)
+
+
+def _class_table(store, names) -> tuple[tuple[dict, ...], float | None]:
+    done = store.indices()
+    targets, labels, preds = store.targets[done], store.labels[done], store.predictions[done]
+    has_labels = bool(len(labels)) and bool((labels >= 0).all())
+    rows = []
+    for c in np.unique(targets):
+        sel = targets == c
+        acc = float((preds[sel] == labels[sel]).mean()) if has_labels else None
+        rows.append({"name": names(int(c)), "count": int(sel.sum()), "accuracy": acc})
+    accuracy = float((preds == labels).mean()) if has_labels and len(done) else None
+    return tuple(rows), accuracy
+
+
+def _mean_maps(store, names, max_classes: int) -> tuple[dict, ...]:
+    if store.modality != "image":
+        return ()
+    prep = store.manifest.get("data", {}).get("preprocessing")
+    out = []
+    for method in store.methods:
+        spec = spec_for(method, store.manifest["methods"][method])
+        means = store.mean_attribution(method)
+        panels = []
+        for c, (mean_map, mean_input, count) in list(means.items())[:max_classes]:
+            rgb = render_overlay(denormalize(mean_input, prep), mean_map.astype(np.float32), spec)
+            up = 2 if rgb.shape[0] < 128 else 1
+            panels.append((names(c), count, png_data_uri(encode_png(rgb, upscale=up))))
+        out.append({"method": method, "drawing": spec.describe(), "panels": panels})
+    return tuple(out)
+
+
+def _trust_by_class(store, names) -> tuple[dict, ...]:
+    targets = store.targets
+    out = []
+    for method in store.methods:
+        metrics = store.metrics(method)
+        if not metrics:
+            continue
+        computed = np.zeros(store.n, dtype=bool)
+        for values in metrics.values():
+            computed |= np.isfinite(values)
+        classes = [int(c) for c in np.unique(targets[computed])]
+        rows = []
+        for metric, values in sorted(metrics.items()):
+            cells = []
+            for c in classes:
+                v = values[(targets == c) & np.isfinite(values)]
+                cells.append((float(v.mean()), int(v.size)) if v.size else (None, 0))
+            higher, _, meaning = METRIC_INFO.get(metric.split("[")[0], (None, "", ""))
+            better = {True: "higher is better", False: "lower is better"}.get(higher, "")
+            rows.append({"metric": metric, "cells": cells, "better": better, "meaning": meaning})
+        out.append({"method": method, "classes": [names(c) for c in classes], "rows": rows})
+    return tuple(out)
+
+
+def dataset_summary(store, shown: int, max_classes: int = 24) -> DatasetSummary:
+    """Everything the report's dataset section shows, computed batch by batch."""
+    class_names = store.class_names
+
+    def names(c: int) -> str:
+        return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+
+    classes, accuracy = _class_table(store, names)
+    return DatasetSummary(
+        path=str(store.path),
+        n=store.n,
+        done=int(store.done.sum()),
+        classes=classes,
+        accuracy=accuracy,
+        maps=_mean_maps(store, names, max_classes),
+        trust=_trust_by_class(store, names),
+        shown=shown,
+    )

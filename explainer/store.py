@@ -1,0 +1,422 @@
+"""Dataset-scale results on disk: one zarr group written batch by batch, resumable after a kill.
+
+Layout (``STORE_SCHEMA`` 1)::
+
+    x.zarr/
+      attrs["explainer"]        the manifest: model, methods and their parameters, target,
+                                batch size, data fingerprint and preprocessing, versions
+      inputs      (N, ...)      float32, chunked by the batch size (one chunk per batch)
+      labels      (N,)          int64, -1 where the data has no label
+      targets     (N,)          int64, the explained class
+      scores      (N, K)        float32, class probabilities of the model
+      done        (B,)          bool, one chunk per batch: set only after the batch's rows
+      attributions/<method>     (N, ...) float32
+      extras/<method>/<key>     (N, ...) per-sample method outputs (IG's error estimate, ...)
+      metrics/<method>/<metric> (N,) float64 trust scores from ``ex.evaluate(store)``, NaN
+                                where not computed
+
+Why it survives SIGKILL: zarr's local store writes every chunk to a temporary file and
+renames it into place, each batch fills whole chunks, and a batch's ``done`` flag (its own
+chunk) is written last. A batch whose flag is unset is recomputed from scratch on resume, and
+every batch is a pure function of its rows and the recorded settings (seeds, memory budget),
+so a resumed store equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from .errors import InputError, StoreError, describe
+from .explanation import Explanation
+
+__all__ = ["Store", "open_store", "STORE_SCHEMA"]
+
+STORE_SCHEMA = 1
+_KEY = "explainer"
+
+
+def _safe_key(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+
+
+def _dtype_for(t: np.ndarray) -> np.dtype:
+    if t.dtype == np.bool_:
+        return np.dtype(bool)
+    if np.issubdtype(t.dtype, np.integer):
+        return np.dtype(np.int64)
+    return np.dtype(np.float32)
+
+
+def _fit(arr: zarr.Array, value: np.ndarray) -> np.ndarray:
+    """Ragged per-sample arrays (kernel SHAP's ``feature_values`` is (N, max features in the
+    batch)): grow the stored array or pad the batch with the fill value, axis by axis."""
+    if value.ndim != arr.ndim:
+        raise StoreError(
+            describe(
+                "store array",
+                f"{arr.ndim} dimensions",
+                f"{value.ndim}",
+                "Write to a new store: this one holds other results.",
+            )
+        )
+    grown = tuple(max(a, v) for a, v in zip(arr.shape[1:], value.shape[1:], strict=True))
+    if grown != tuple(arr.shape[1:]):
+        arr.resize((arr.shape[0], *grown))
+    pad = [(0, 0)] + [(0, g - v) for g, v in zip(grown, value.shape[1:], strict=True)]
+    if any(p for _, p in pad):
+        value = np.pad(value, pad, constant_values=arr.fill_value)
+    return value
+
+
+class Store:
+    """Lazy view of an ``explain_dataset`` store: nothing is read until asked for.
+
+    Example:
+        >>> store = ex.open_store("runs/x.zarr")            # doctest: +SKIP
+        >>> store.methods, len(store), store.complete        # doctest: +SKIP
+        >>> exps = store[0:8]                                # {method: Explanation}
+        >>> cats = store.indices(cls="cat")                  # by target class
+        >>> means = store.mean_attribution("saliency")       # {class: mean map}
+    """
+
+    def __init__(self, group: zarr.Group, path: Path) -> None:
+        self.group = group
+        self.path = path
+        self.manifest: dict[str, Any] = dict(group.attrs.get(_KEY, {}))
+        if self.manifest.get("store_schema") != STORE_SCHEMA:
+            raise StoreError(
+                describe(
+                    f"store {path}",
+                    f"an explainer store of schema {STORE_SCHEMA}",
+                    f"schema {self.manifest.get('store_schema')!r}",
+                    "Write it with ex.explain_dataset(...) (or re-create it with this version).",
+                )
+            )
+
+    # -- what is in it ------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.manifest["n"])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.manifest["batch_size"])
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.manifest["methods"])
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        names = self.manifest["model"].get("class_names")
+        return tuple(names) if names else None
+
+    @property
+    def modality(self) -> str:
+        return str(self.manifest["model"]["modality"])
+
+    @property
+    def batches_done(self) -> np.ndarray:
+        """(B,) bool: which batches are finished."""
+        return np.asarray(self.group["done"][:], dtype=bool)
+
+    @property
+    def done(self) -> np.ndarray:
+        """(N,) bool: which samples are finished."""
+        return np.repeat(self.batches_done, self.batch_size)[: self.n]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.batches_done.all())
+
+    def __repr__(self) -> str:
+        return (
+            f"Store({str(self.path)!r}, samples={self.n}, done={int(self.done.sum())}, "
+            f"methods={self.methods})"
+        )
+
+    def array(self, name: str) -> zarr.Array:
+        """A zarr array of the store by its path (e.g. ``"attributions/saliency"``), lazily."""
+        try:
+            return self.group[name]
+        except KeyError:
+            raise StoreError(
+                describe(
+                    f"array {name!r} of store {self.path}",
+                    "one of " + ", ".join(sorted(self.array_names())),
+                    "nothing under that name",
+                    "Check the method name with store.methods.",
+                )
+            ) from None
+
+    def array_names(self) -> list[str]:
+        out = []
+
+        def walk(g: zarr.Group, prefix: str) -> None:
+            for key, item in g.members():
+                name = f"{prefix}{key}"
+                if isinstance(item, zarr.Group):
+                    walk(item, name + "/")
+                else:
+                    out.append(name)
+
+        walk(self.group, "")
+        return out
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.asarray(self.group["targets"][:])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.group["labels"][:])
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.asarray(self.group["scores"][:]).argmax(1)
+
+    # -- selecting ----------------------------------------------------------------------
+    def class_index(self, cls: int | str) -> int:
+        names = self.class_names
+        if isinstance(cls, str) and names and cls in names:
+            return names.index(cls)
+        if isinstance(cls, int | np.integer) and not isinstance(cls, bool):
+            return int(cls)
+        raise InputError(
+            describe(
+                "`cls`",
+                f"a class index or one of {list(names) if names else 'the class indices'}",
+                repr(cls),
+                "Use a name from store.class_names.",
+            )
+        )
+
+    def indices(
+        self, cls: int | str | None = None, by: str = "target", done_only: bool = True
+    ) -> np.ndarray:
+        """Indices of the samples (finished ones by default), optionally of one class.
+
+        Args:
+            cls: class index or name; None for all.
+            by: "target" (explained class), "label" (true class) or "prediction".
+        """
+        keep = self.done if done_only else np.ones(self.n, dtype=bool)
+        if cls is not None:
+            values = {"target": self.targets, "label": self.labels, "prediction": self.predictions}
+            if by not in values:
+                raise InputError(
+                    describe("`by`", "target, label or prediction", repr(by), 'Use by="target".')
+                )
+            keep &= values[by] == self.class_index(cls)
+        return np.flatnonzero(keep)
+
+    def _rows(self, index: Any) -> np.ndarray:
+        if isinstance(index, slice):
+            return np.arange(self.n)[index]
+        rows = np.atleast_1d(np.asarray(index))
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        if rows.size and (rows.min() < -self.n or rows.max() >= self.n):
+            raise InputError(describe("store index", f"indices in [0, {self.n})", f"{index!r}", ""))
+        return np.where(rows < 0, rows + self.n, rows).astype(np.int64)
+
+    def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
+        arr = self.array(name)
+        if rows.size and np.all(np.diff(rows) == 1):
+            return np.asarray(arr[int(rows[0]) : int(rows[-1]) + 1])
+        return np.asarray(arr.get_orthogonal_selection((rows,)))
+
+    def explanation(self, method: str, index: Any = slice(None)) -> Explanation:
+        """One method's Explanation for the rows ``index`` (int, slice, list, mask)."""
+        if method not in self.methods:
+            raise InputError(
+                describe("`method`", f"one of {self.methods}", repr(method), "See store.methods.")
+            )
+        rows = self._rows(index)
+        missing = rows[~self.done[rows]]
+        if missing.size:
+            raise StoreError(
+                describe(
+                    f"rows of store {self.path}",
+                    "finished samples",
+                    f"{missing.size} unfinished (e.g. {missing[:5].tolist()})",
+                    "Resume the run (explain_dataset(..., resume=True)) or pick store.indices().",
+                )
+            )
+        key = _safe_key(method)
+        extras = {}
+        if f"extras/{key}" in self.group:
+            for name, _arr in self.group[f"extras/{key}"].arrays():
+                extras[name] = torch.from_numpy(self._take(f"extras/{key}/{name}", rows))
+        m = self.manifest
+        manifest = {
+            "schema_version": m["explanation_schema"],
+            "versions": m["versions"],
+            "seed": m["methods"][method].get("seed"),
+            "model": {k: v for k, v in m["model"].items() if k not in ("class_names", "modality")},
+            "input_shape": [int(rows.size), *m["input_shape"]],
+            "memory_budget": m["memory_budget"],
+            "store": {"path": str(self.path), "indices": rows.tolist()[:10000]},
+            "preprocessing": m["data"].get("preprocessing"),
+        }
+        return Explanation(
+            method=method,
+            attributions=torch.from_numpy(self._take(f"attributions/{key}", rows)),
+            inputs=torch.from_numpy(self._take("inputs", rows)),
+            targets=torch.from_numpy(self._take("targets", rows)),
+            scores=torch.from_numpy(self._take("scores", rows)),
+            class_names=self.class_names,
+            modality=self.modality,
+            params=dict(m["methods"][method]),
+            extras=extras,
+            manifest=manifest,
+            feature_names=tuple(m["feature_names"]) if m.get("feature_names") else None,
+        )
+
+    def __getitem__(self, index: Any) -> dict[str, Explanation]:
+        """``store[i]``, ``store[a:b]``, ``store[[...]]`` -> ``{method: Explanation}``."""
+        return {method: self.explanation(method, index) for method in self.methods}
+
+    def by_class(self, cls: int | str, limit: int | None = None, by: str = "target"):
+        """``{method: Explanation}`` of (at most ``limit``) finished samples of one class."""
+        rows = self.indices(cls, by=by)[:limit]
+        return self[rows]
+
+    def sample(self, k: int, seed: int = 0) -> np.ndarray:
+        """Up to ``k`` finished indices, spread over the target classes (round robin, each
+        class in a seeded random order): what reports and trust scores look at."""
+        rng = np.random.default_rng(seed)
+        pools = []
+        done = self.indices()
+        targets = self.targets[done]
+        for c in np.unique(targets):
+            pool = done[targets == c]
+            pools.append(list(rng.permutation(pool)))
+        out: list[int] = []
+        while len(out) < k and any(pools):
+            for pool in pools:
+                if pool and len(out) < k:
+                    out.append(int(pool.pop(0)))
+        return np.sort(np.array(out, dtype=np.int64))
+
+    # -- dataset summaries -----------------------------------------------------------------
+    def iter_chunks(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, values) of a per-sample array, one finished batch at a time (flat memory)."""
+        arr = self.array(name)
+        for b in np.flatnonzero(self.batches_done):
+            start = int(b) * self.batch_size
+            stop = min(start + self.batch_size, self.n)
+            yield np.arange(start, stop), np.asarray(arr[start:stop])
+
+    def mean_attribution(
+        self, method: str, by: str = "target", absolute: bool = False
+    ) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
+        """Per class: (mean attribution map, mean input, count), streamed batch by batch."""
+        classes = {"target": self.targets, "label": self.labels, "prediction": self.predictions}
+        if by not in classes:
+            raise InputError(describe("`by`", "target, label or prediction", repr(by), ""))
+        cls = classes[by]
+        sums: dict[int, list] = {}
+        inputs = self.array("inputs")
+        for rows, values in self.iter_chunks(f"attributions/{_safe_key(method)}"):
+            x = np.asarray(inputs[int(rows[0]) : int(rows[-1]) + 1], dtype=np.float64)
+            v = np.abs(values) if absolute else values.astype(np.float64)
+            for c in np.unique(cls[rows]):
+                if c < 0:
+                    continue
+                sel = cls[rows] == c
+                acc = sums.setdefault(int(c), [0.0, 0.0, 0])
+                acc[0] = acc[0] + v[sel].sum(0)
+                acc[1] = acc[1] + x[sel].sum(0)
+                acc[2] += int(sel.sum())
+        return {c: (s / n, xs / n, n) for c, (s, xs, n) in sorted(sums.items())}
+
+    def metrics(self, method: str) -> dict[str, np.ndarray]:
+        """Per-sample trust scores written by ``ex.evaluate(store)`` (NaN: not computed)."""
+        key = f"metrics/{_safe_key(method)}"
+        if key not in self.group:
+            return {}
+        return {name: np.asarray(arr[:]) for name, arr in self.group[key].arrays()}
+
+    # -- writing (used by explain_dataset and evaluate) -------------------------------------
+    def write_batch(self, b: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write batch ``b``'s rows of every array (creating new per-sample arrays), then
+        mark it done. Rows are ``[b * batch_size, ...)``."""
+        start = b * self.batch_size
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if name not in self.group:
+                self.group.create_array(
+                    name,
+                    shape=(self.n, *value.shape[1:]),
+                    chunks=(self.batch_size, *value.shape[1:]),
+                    dtype=_dtype_for(value),
+                    fill_value=np.nan if _dtype_for(value).kind == "f" else 0,
+                )
+            arr = self.group[name]
+            value = _fit(arr, value)
+            arr[start : start + len(value)] = value.astype(arr.dtype, copy=False)
+        self.group["done"][b] = True
+
+    def write_metric(self, method: str, metric: str, rows: np.ndarray, values: np.ndarray) -> None:
+        name = f"metrics/{_safe_key(method)}/{_safe_key(metric)}"
+        if name not in self.group:
+            self.group.create_array(
+                name, shape=(self.n,), chunks=(self.batch_size,), dtype="float64", fill_value=np.nan
+            )
+        arr = self.group[name]
+        arr.set_orthogonal_selection((np.asarray(rows, dtype=np.int64),), np.asarray(values))
+
+
+def create_store(path: Path, manifest: dict[str, Any], n_batches: int) -> Store:
+    """A new, empty store (the caller checked that nothing is there)."""
+    group = zarr.open_group(str(path), mode="w")
+    group.attrs[_KEY] = json.loads(json.dumps(manifest))
+    group.create_array("done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False)
+    return Store(group, path)
+
+
+def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
+    """Open a store written by :func:`explainer.explain_dataset` (lazily; ``mode="r+"`` to
+    add trust scores).
+
+    Raises:
+        StoreError: no store at ``path`` or not one of ours.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise StoreError(
+            describe(
+                "`path`",
+                "a zarr store written by ex.explain_dataset",
+                f"{str(path)!r} ({'no such folder' if not path.exists() else 'no zarr.json'})",
+                "Check the path, or create it with ex.explain_dataset(model, data, methods, store=path).",
+            )
+        )
+    try:
+        group = zarr.open_group(str(path), mode=mode)
+    except (ValueError, OSError, KeyError) as err:
+        raise StoreError(
+            describe("store", "a readable zarr group", f"{type(err).__name__}: {err}", "")
+        ) from None
+    return Store(group, path)
+
+
+def remove_partials(path: Path) -> int:
+    """Delete temporary chunk files a kill left behind (zarr writes ``*.partial`` then renames)."""
+    count = 0
+    for p in path.rglob("*.partial"):
+        p.unlink(missing_ok=True)
+        count += 1
+    return count
