@@ -2,17 +2,20 @@
 
 >>> import explainer as ex
 >>> sorted(ex.__all__)[:3]
-['ExplainerError', 'Explanation', 'InputError']
+['Comparison', 'ExplainerError', 'Explanation']
 """
 
 from .api import explain, explain_many
+from .dataset import explain_dataset
 from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
 from .explanation import Explanation, load_explanation
+from .io import ImageFolder, load_model
 from .metrics import Scores, evaluate
 from .model import Model, wrap
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
 from .report.html import report
 from .report.notebook import Comparison, compare
+from .store import Store, open_store
 
 __version__ = "0.1.0"
 
@@ -20,21 +23,26 @@ __all__ = [
     "Comparison",
     "ExplainerError",
     "Explanation",
+    "ImageFolder",
     "InputError",
     "MethodInfo",
     "MethodResult",
     "Model",
     "ModelError",
     "Scores",
+    "Store",
     "StoreError",
     "UnknownMethodError",
     "compare",
     "evaluate",
     "explain",
+    "explain_dataset",
     "explain_many",
     "get_method",
     "list_methods",
     "load_explanation",
+    "load_model",
+    "open_store",
     "register_method",
     "report",
     "wrap",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .errors import ExplainerError
+from .errors import ExplainerError, InputError, describe
 
 app = typer.Typer(
     add_completion=False,
@@ -59,21 +60,206 @@ def demo(
     typer.echo(f"wrote {path} in {seconds:.1f} s")
 
 
+def _value(text: str):
+    """``--param`` values: JSON when it parses (numbers, true, null, lists), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _method_params(methods: list[str], params: list[str]) -> dict[str, dict]:
+    spec: dict[str, dict] = {m: {} for m in methods}
+    for item in params:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.rpartition(".")
+        if not sep or not name or (not dot and len(spec) != 1):
+            raise InputError(
+                describe(
+                    "--param",
+                    "METHOD.NAME=VALUE (or NAME=VALUE with one method)",
+                    repr(item),
+                    "e.g. --param integrated_gradients.n_steps=64",
+                )
+            )
+        method = method or next(iter(spec))
+        if method not in spec:
+            raise InputError(
+                describe("--param", f"a method given with --method {list(spec)}", repr(method), "")
+            )
+        spec[method][name] = _value(value)
+    return spec
+
+
+def _data(data: str, size: int | None, mean: list[float], std: list[float], limit: int | None):
+    """The --data argument: an image folder, a .npy/.npz array file, or "demo"."""
+    import numpy as np
+    import torch
+
+    from ._sources import _Arrays
+
+    if data == "demo" and not Path(data).exists():
+        from .demo.shapes import make_shapes
+
+        shapes = make_shapes(limit or 64, seed=1)
+        return _Arrays(shapes.images, shapes.labels)
+    path = Path(data)
+    if path.is_dir():
+        from .io import ImageFolder
+
+        return ImageFolder(path, size=size, mean=mean or None, std=std or None)
+    if path.suffix in (".npy", ".npz") and path.is_file():
+        arrays = np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            key = next((k for k in ("x", "inputs", "images", "data") if k in arrays), None)
+            if key is None:
+                raise InputError(
+                    describe(
+                        "--data .npz", "an array named x, inputs or images", f"{arrays.files}", ""
+                    )
+                )
+            x = arrays[key]
+            y = next((arrays[k] for k in ("y", "labels", "targets") if k in arrays), None)
+        else:
+            x, y = arrays, None
+        labels = None if y is None else torch.as_tensor(np.asarray(y)).long()
+        return _Arrays(torch.as_tensor(np.asarray(x, dtype=np.float32)), labels)
+    raise InputError(
+        describe(
+            "--data",
+            'an image folder, a .npy/.npz file, or "demo"',
+            repr(data) + ("" if path.exists() else " (no such file or folder)"),
+            "Check the path.",
+        )
+    )
+
+
+@app.command()
+@_friendly
+def explain(
+    model: Annotated[
+        str,
+        typer.Option(
+            help='Model file: TorchScript, torch.export .pt2, or a state_dict (with --factory); "demo" for the shipped CNN.'
+        ),
+    ],
+    data: Annotated[
+        str, typer.Option(help='Image folder (class subfolders), .npy/.npz array, or "demo".')
+    ],
+    store: Annotated[Path, typer.Option(help="The zarr store to write (resumed if present).")],
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Attribution method, repeat for several (default: integrated_gradients)."
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Method option METHOD.NAME=VALUE (repeatable).")
+    ] = None,
+    factory: Annotated[
+        str | None, typer.Option(help="For a state_dict: package.module:function building the net.")
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option(help="image or tabular (default: guessed).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per batch and store chunk.")] = 32,
+    target: Annotated[
+        str, typer.Option(help='"predicted", "label" or a class index/name.')
+    ] = "predicted",
+    size: Annotated[int | None, typer.Option(help="Resize folder images to SIZE x SIZE.")] = None,
+    mean: Annotated[
+        list[float] | None, typer.Option(help="Per-channel mean to subtract (repeatable).")
+    ] = None,
+    std: Annotated[
+        list[float] | None, typer.Option(help="Per-channel std to divide by (repeatable).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Demo data: number of images.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an existing store.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing store first.")] = False,
+    backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Explain a whole dataset into a resumable zarr store (rerun the same command after a
+    crash: finished batches are kept)."""
+    from .dataset import explain_dataset
+    from .io import load_model
+
+    net = load_model(model, factory=factory, modality=modality)
+    if target not in ("predicted", "label"):
+        target = int(target) if target.lstrip("-").isdigit() else target
+    result = explain_dataset(
+        net,
+        _data(data, size, mean or [], std or [], limit),
+        _method_params(method or ["integrated_gradients"], param or []),
+        store,
+        batch_size=batch_size,
+        target=target,
+        resume=resume,
+        overwrite=overwrite,
+        backend=backend,
+        progress=progress,
+        source={"path": model, "factory": factory, "modality": modality},
+    )
+    typer.echo(
+        f"wrote {result.path}: {int(result.done.sum())}/{len(result)} samples, methods {', '.join(result.methods)}"
+    )
+
+
+@app.command()
+@_friendly
+def evaluate(
+    store: Annotated[Path, typer.Argument(help="A store written by `explainer explain`.")],
+    sample: Annotated[
+        int, typer.Option(min=1, help="Samples to score (balanced over classes).")
+    ] = 64,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="Metric groups (repeatable); default: all that apply.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model file (default: the one recorded in the store).")
+    ] = None,
+    factory: Annotated[str | None, typer.Option(help="Factory for a state_dict model.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Compute trust scores on a sample of a store and save them in it (reports show them)."""
+    from .io import load_model
+    from .metrics.evaluate import evaluate as run_evaluate
+    from .store import open_store
+
+    opened = open_store(store)
+    net = load_model(model, factory=factory) if model else None
+    scores = run_evaluate(
+        opened, net, metrics or "default", sample=sample, seed=seed, progress=progress
+    )
+    for verdict in scores.verdicts():
+        mark = {True: "pass", False: "FAIL", None: "info"}[verdict.passed]
+        typer.echo(f"{mark:4}  {verdict.method}: {verdict.check}: {verdict.text}")
+    typer.echo(f"saved trust scores of {len(scores.rows)} values in {store}")
+
+
 @app.command()
 @_friendly
 def report(
     files: Annotated[
-        list[Path], typer.Argument(help="Saved explanations (.npz from Explanation.save).")
+        list[Path],
+        typer.Argument(help="A store (from `explainer explain`) or saved explanations (.npz)."),
     ],
     out: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path(
         "reports/report.html"
     ),
     title: Annotated[str, typer.Option(help="Report title.")] = "explainer report",
+    max_samples: Annotated[int, typer.Option(min=1, help="Samples shown (store: balanced).")] = 32,
 ) -> None:
-    """Build one self-contained HTML report from saved explanations."""
+    """Build one self-contained HTML report from a result store or saved explanations."""
     from .report.html import report as write_report
+    from .store import open_store
 
-    path = write_report([str(f) for f in files], path=out, title=title)
+    if len(files) == 1 and files[0].is_dir():
+        items = open_store(files[0])
+    else:
+        items = [str(f) for f in files]
+    path = write_report(items, path=out, title=title, max_samples=max_samples)
     typer.echo(f"wrote {path}")
 
 

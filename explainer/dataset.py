@@ -167,8 +167,8 @@ def _check_compatible(store: Store, wanted: dict) -> None:
                 f"store {store.path}",
                 "results of the same model, data and method settings to resume",
                 f"a different {', '.join(diffs)} ({detail})",
-                "Use another store path, or pass overwrite=True to replace it (its results "
-                "are deleted).",
+                "Use another store path, or pass overwrite=True (CLI: --overwrite) to replace "
+                "it (its results are deleted).",
             )
         )
 
@@ -190,6 +190,7 @@ def explain_dataset(
     backend: str = "local",
     feature_names: Sequence[str] | None = None,
     factory: Any = None,
+    source: Mapping[str, Any] | None = None,
 ) -> Store:
     """Explain every sample of ``data`` and stream the results into a zarr store.
 
@@ -215,6 +216,9 @@ def explain_dataset(
         memory_budget: per-batch memory budget for the methods (recorded; reused on resume).
         num_workers: DataLoader workers reading the data (local backend).
         backend: "local" or "ray" (Ray Data ``map_batches``; ``pip install explainer[ray]``).
+        factory: with a model file holding a state_dict, what builds the network.
+        source: ``{"path", "factory", "modality"}`` of the file ``model`` was loaded from, to
+            record (the CLI passes it) so trust scores can reload the model later.
 
     Returns:
         The :class:`Store`, opened for reading.
@@ -223,12 +227,14 @@ def explain_dataset(
         StoreError: the store exists with other settings (or exists and ``resume=False``).
         InputError: unusable data, batch size, target or backend.
     """
-    spec = None
+    spec = dict(source) if source else None
     if isinstance(model, str | os.PathLike):
         from .io import load_model
 
         spec = {"path": str(model), "factory": factory if isinstance(factory, str) else None}
         model = load_model(model, factory=factory)
+    if spec and Path(spec["path"]).exists():  # "demo" stays a name; files become absolute
+        spec["path"] = str(Path(spec["path"]).resolve())
     model = wrap(model)
     if backend not in BACKENDS:
         raise InputError(

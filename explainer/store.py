@@ -282,6 +282,13 @@ class Store:
             extras=extras,
             manifest=manifest,
             feature_names=tuple(m["feature_names"]) if m.get("feature_names") else None,
+            # what trust scores need to re-run the method: every recorded parameter except
+            # tensors (recorded by hash only; ex.evaluate asks for them by name)
+            call_params={
+                k: v
+                for k, v in m["methods"][method].items()
+                if not (isinstance(v, dict) and "sha256" in v)
+            },
         )
 
     def __getitem__(self, index: Any) -> dict[str, Explanation]:

@@ -273,3 +273,19 @@ def test_open_store_errors(tmp_path):
     (tmp_path / "bad.zarr").mkdir()
     with pytest.raises(ex.StoreError):
         open_store(tmp_path / "bad.zarr")
+
+
+def test_ray_backend_writes_the_same_store(demo, tmp_path):
+    ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")
+    model, data = demo
+    kw = dict(labels=data.labels, batch_size=8, progress=False, memory_budget="512MB")
+    local = explain_dataset(model, data.images, METHODS, tmp_path / "local.zarr", **kw)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        remote = explain_dataset(
+            model, data.images, METHODS, tmp_path / "ray.zarr", backend="ray", **kw
+        )
+    finally:
+        ray.shutdown()
+    assert remote.group.attrs["last_run"]["backend"] == "ray"
+    assert_same_store(local, remote)

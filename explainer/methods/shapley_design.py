@@ -50,14 +50,20 @@ def bayes_design(
     candidates = paired_design(m, min(2 ** (m - 1) - 1, m + n_free + pool - greedy), rng)
     fixed = np.concatenate([np.ones((1, m), dtype=bool), candidates[:m]])  # full pair + singletons
     rows = np.concatenate([fixed, candidates[m:]])
-    sets = [torch.from_numpy(s) for s in connected_odd_sets(adjacency, max_order=3)] if adjacency is not None else []
+    sets = (
+        [torch.from_numpy(s) for s in connected_odd_sets(adjacency, max_order=3)]
+        if adjacency is not None
+        else []
+    )
     gamma, beta = IMAGE_PRIOR if sets else TABULAR_PRIOR
     with _one_thread():
         x = torch.as_tensor(2.0 * rows[: len(fixed) + pool] - 1, dtype=torch.float64)
         kernel, cross, _ = _Pieces(x, sets).assemble(gamma, beta, FIRST_ORDER_VARIANCE)
     picks = _greedy(kernel.numpy(), cross.numpy().T.copy(), len(fixed), greedy)
     chosen = set(picks)
-    rest = [i for i in range(len(fixed), len(rows)) if i not in chosen][: n_free - greedy]  # random order
+    rest = [i for i in range(len(fixed), len(rows)) if i not in chosen][
+        : n_free - greedy
+    ]  # random order
     return np.concatenate([fixed[1:], rows[picks + rest]])
 
 

@@ -56,7 +56,11 @@ def _call_params(exp: Explanation) -> dict[str, Any]:
     missing = [
         k
         for k, v in exp.params.items()
-        if isinstance(v, str) and v.startswith("tensor(") and k not in exp.call_params
+        if (
+            (isinstance(v, str) and v.startswith("tensor("))
+            or (isinstance(v, dict) and "sha256" in v)  # a tensor recorded by a result store
+        )
+        and k not in exp.call_params
     ]
     if missing:
         raise InputError(
@@ -94,7 +98,7 @@ def _masks(masks: Any, n: int) -> dict[str, torch.Tensor]:
 
 def evaluate(
     explanations: Explanation | Sequence[Explanation],
-    model: Model | torch.nn.Module,
+    model: Model | torch.nn.Module | None = None,
     metrics: str | Sequence[str] = "default",
     masks: Any = None,
     seed: int = 0,
@@ -110,14 +114,18 @@ def evaluate(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
     memory_budget: int | str | None = None,
+    sample: int = 64,
 ) -> Scores:
     """Trust scores: how far each explanation can be believed.
 
     Args:
         explanations: explanations of the same model (several methods on the same inputs
-            are also compared with each other).
+            are also compared with each other), or a result store (``ex.open_store``): then
+            ``sample`` finished samples, balanced over classes, are scored and the scores are
+            written into the store (per-sample values and the whole table) for reports.
         model: the model they explain (its fingerprint must match); never changed: the
-            randomization check works on a copy.
+            randomization check works on a copy. For a store written from a model file it
+            may be omitted (the recorded file is loaded).
         metrics: "default" (all groups that apply) or a list of METRIC_GROUPS.
         masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions.
         seed: seeds every random choice (orderings, perturbations, randomized weights).
@@ -131,10 +139,41 @@ def evaluate(
         randomization_steps: score at most this many randomization steps, evenly spaced and
             always including the fully randomized model (None: every layer).
         params: per-method parameters to re-run a loaded explanation (e.g. its background).
+        sample: samples of a store to score (ignored for explanations).
 
     Returns:
         :class:`~explainer.metrics.scores.Scores`: tidy rows, curves and verdicts.
     """
+    from ..store import Store
+
+    if isinstance(explanations, Store):
+        from .store_eval import evaluate_store
+
+        options = dict(
+            features=features, n_segments=n_segments, fill=fill, steps=steps,
+            n_perturb=n_perturb, n_sensitivity=n_sensitivity, randomization=randomization,
+            randomization_steps=randomization_steps, params=params, progress=progress,
+            memory_budget=memory_budget,
+        )  # fmt: skip
+        if masks is not None:
+            raise InputError(
+                describe(
+                    "`masks` with a store",
+                    "no masks (a store has no ground-truth regions)",
+                    "masks",
+                    "Evaluate explanations (store[indices]) with their masks instead.",
+                )
+            )
+        return evaluate_store(explanations, model, metrics, sample, seed, **options)
+    if model is None:
+        raise InputError(
+            describe(
+                "`model`",
+                "the model the explanations were computed with",
+                "None",
+                "Pass ex.evaluate(explanations, model).",
+            )
+        )
     exps = [explanations] if isinstance(explanations, Explanation) else list(explanations)
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError(

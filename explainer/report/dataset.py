@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..metrics.scores import METRIC_INFO
-from .heatmap import encode_png, png_data_uri, render_overlay, spec_for
+from .heatmap import denormalize, encode_png, png_data_uri, render_overlay, spec_for
 
-__all__ = ["DatasetSummary", "dataset_summary", "denormalize"]
+__all__ = ["DatasetSummary", "dataset_summary"]
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,6 @@ class DatasetSummary:
     maps: tuple[dict[str, Any], ...]  # {"method", "drawing", "panels": [(class, count, uri)]}
     trust: tuple[dict[str, Any], ...]  # {"method", "classes", "rows": [{"metric", "values"}]}
     shown: int
-
-
-def denormalize(image: np.ndarray, preprocessing: dict | None) -> np.ndarray:
-    """Undo the mean/std normalization recorded by the data (ImageFolder) for display."""
-    if not preprocessing or preprocessing.get("mean") is None:
-        return image
-    c = image.shape[0]
-    mean = np.broadcast_to(np.asarray(preprocessing["mean"], dtype=np.float64), (c,))
-    std = np.broadcast_to(np.asarray(preprocessing.get("std") or 1.0, dtype=np.float64), (c,))
-    return (image * std[:, None, None] + mean[:, None, None]).astype(np.float32)
 
 
 def _class_table(store, names) -> tuple[tuple[dict, ...], float | None]:

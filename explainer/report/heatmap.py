@@ -131,6 +131,16 @@ def colorize(normalized: np.ndarray, signed: bool, cmap: str | None = None) -> n
     return lut[idx.astype(np.uint8)]
 
 
+def denormalize(image: np.ndarray, preprocessing: dict | None) -> np.ndarray:
+    """Undo the mean/std normalization recorded by the data (ImageFolder) for display."""
+    if not preprocessing or preprocessing.get("mean") is None:
+        return image
+    c = image.shape[0]
+    mean = np.broadcast_to(np.asarray(preprocessing["mean"], dtype=np.float64), (c,))
+    std = np.broadcast_to(np.asarray(preprocessing.get("std") or 1.0, dtype=np.float64), (c,))
+    return (image * std[:, None, None] + mean[:, None, None]).astype(np.float32)
+
+
 def image_to_rgb(image: np.ndarray) -> np.ndarray:
     """(C, H, W) float image -> (H, W, 3) float in [0, 1]; min-max scaled if outside [0, 1]."""
     img = image.transpose(1, 2, 0).astype(np.float32)

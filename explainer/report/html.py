@@ -238,6 +238,10 @@ def render_report(
     """The full report page as a string (see :func:`report`)."""
     summary = None
     if isinstance(explanations, Store):
+        if scores is None:  # what ex.evaluate(store) saved, if it ran
+            from ..metrics.store_eval import stored_scores
+
+            scores = stored_scores(explanations)
         explanations, labels, summary = _from_store(explanations, max_samples, labels)
     exps = _as_explanations(explanations)
     sections = _sections(exps, max_samples, section_titles, labels, scale)

@@ -13,6 +13,7 @@ from ..metrics.agreement import method_agreement
 from .heatmap import (
     HeatmapSpec,
     colorbar_rgb,
+    denormalize,
     encode_png,
     image_to_rgb,
     percentile_scale,
@@ -101,8 +102,9 @@ def image_rows(
         scales = [common] * len(scales)
     agreement = method_agreement(maps)
     rows = []
+    prep = first.manifest.get("preprocessing")
     for i in range(n):
-        image = first.inputs[i].numpy()
+        image = denormalize(first.inputs[i].numpy(), prep)  # as the camera saw it
         panels = [Panel("input", _thumb(np.rint(image_to_rgb(image) * 255).astype(np.uint8)))]
         for exp, spec, heat, sc in zip(explanations, specs, maps, scales, strict=True):
             segments = (
