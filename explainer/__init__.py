@@ -9,7 +9,8 @@ from .api import explain, explain_many
 from .dataset import explain_dataset
 from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
 from .explanation import Explanation, load_explanation
-from .io import ImageFolder, load_model
+from .images import ImageFolder
+from .io import load_model
 from .metrics import Scores, evaluate
 from .model import Model, wrap
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method

@@ -140,7 +140,7 @@ class _Arrays(Dataset):
 def as_source(data: Any, labels: Any = None, batch_size: int | None = None) -> Source:
     """Wrap what the user passed; raise a clear InputError for anything else."""
     if isinstance(data, str | os.PathLike):
-        from .io import ImageFolder
+        from .images import ImageFolder
 
         folder = ImageFolder(data)
         return Source(folder, len(folder), "image_folder", preprocessing=folder.preprocessing)

@@ -105,7 +105,7 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
         return _Arrays(shapes.images, shapes.labels)
     path = Path(data)
     if path.is_dir():
-        from .io import ImageFolder
+        from .images import ImageFolder
 
         return ImageFolder(path, size=size, mean=mean or None, std=std or None)
     if path.suffix in (".npy", ".npz") and path.is_file():
