@@ -145,3 +145,31 @@ def test_hostile_class_and_feature_names_show_literally_and_fire_no_dialog(brows
     assert page.title() == HOSTILE[0]
     assert page.locator("img[src='x']").count() == 0
     page.close()
+
+
+def test_store_report_dataset_section_renders(browser, tmp_path):
+    """A report of a result store: dataset section (mean maps per class, per-class trust
+    table), balanced sample grid, no errors, every image decodes."""
+    from explainer.demo.cnn import CLASS_NAMES, load_demo_cnn
+    from explainer.demo.shapes import make_shapes
+
+    model = ex.wrap(load_demo_cnn(), class_names=CLASS_NAMES, modality="image")
+    data = make_shapes(16, seed=2)
+    store = ex.explain_dataset(
+        model, data.images, ["saliency", "gradient_x_input"], tmp_path / "s.zarr",
+        labels=data.labels, batch_size=8, progress=False,
+    )  # fmt: skip
+    ex.evaluate(store, model, metrics=["faithfulness"], sample=8, progress=False)
+    path = ex.report(ex.open_store(tmp_path / "s.zarr"), tmp_path / "r.html", max_samples=8)
+    page, events = open_page(browser, path)
+    assert page.locator("#dataset").is_visible()
+    maps = page.locator("#dataset ~ .figs img")
+    assert maps.count() == 2 * len(set(store.targets.tolist()))
+    sizes = page.eval_on_selector_all(
+        "img[src]", "els => els.map(e => [e.complete, e.naturalWidth])"
+    )
+    assert all(done and width > 0 for done, width in sizes)
+    assert page.locator("text=trust scores per class").count() == 2
+    assert page.locator("#grid-0 tr.sample").count() == 8
+    assert events["console_errors"] == [] and events["page_errors"] == []
+    page.close()
