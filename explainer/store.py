@@ -146,6 +146,33 @@ class Store:
             f"methods={self.methods})"
         )
 
+    def _repr_html_(self) -> str:
+        """Notebook view: what is in the store (cheap: reads targets and the done-mask)."""
+        from html import escape
+
+        done = self.indices()
+        counts = np.bincount(self.targets[done], minlength=0) if done.size else np.zeros(0)
+        per_class = ", ".join(
+            f"{escape(self.class_names[c] if self.class_names and c < len(self.class_names) else str(c))}: {int(k)}"
+            for c, k in enumerate(counts)
+            if k
+        )
+        rows = [
+            ("store", escape(str(self.path))),
+            ("samples", f"{done.size:,} done of {self.n:,} (batches of {self.batch_size})"),
+            ("methods", escape(", ".join(self.methods))),
+            (
+                "model",
+                escape(
+                    f"{self.manifest['model']['name']} · {self.manifest['model']['fingerprint']}"
+                ),
+            ),
+            ("explained classes", per_class or "–"),
+            ("trust scores", "computed" if "trust" in self.group.attrs else "not computed"),
+        ]
+        body = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
+        return f"<table>{body}</table>"
+
     def array(self, name: str) -> zarr.Array:
         """A zarr array of the store by its path (e.g. ``"attributions/saliency"``), lazily."""
         try:
