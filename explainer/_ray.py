@@ -3,10 +3,11 @@
 Design: the Ray dataset holds the *batch numbers* still to do; each call of the callable
 reads the rows of its batch from the (pickled) data source, runs exactly the function the
 local backend runs (:func:`explainer.dataset.run_batch`) and returns that batch's arrays as
-one compressed ``.npz`` row. The driver writes rows into the store as they arrive. So batch
-``b`` holds the same samples on both backends, seeds and memory budget are the recorded
-ones, and the store contents are identical; ragged per-sample extras (kernel SHAP's
-``feature_values``) need no common shape across batches; and the store has one writer.
+one ``.npz`` row (uncompressed: it only travels through Ray's object store). The driver
+writes rows into the store as they arrive. So batch ``b`` holds the same samples on both
+backends, seeds and memory budget are the recorded ones, and the store contents are
+identical; ragged per-sample extras (kernel SHAP's ``feature_values``) need no common
+shape across batches; and the store has one writer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["run_ray", "pack", "unpack"]
 
 def pack(arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k.replace("/", "|"): np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **{k.replace("/", "|"): np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 
