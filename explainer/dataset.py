@@ -263,6 +263,7 @@ def explain_dataset(
     wanted = _manifest(model, source, methods, target, batch_size, budget, feature_names, spec)
     n_batches = -(-source.n // batch_size)
     if path.exists() and overwrite:
+        open_store(path)  # refuses (StoreError) to delete anything that is not one of our stores
         shutil.rmtree(path)
     if path.exists():
         if not resume:

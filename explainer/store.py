@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -414,11 +416,19 @@ class Store:
 
 
 def create_store(path: Path, manifest: dict[str, Any], n_batches: int) -> Store:
-    """A new, empty store (the caller checked that nothing is there)."""
-    group = zarr.open_group(str(path), mode="w")
+    """A new, empty store (the caller checked that nothing is there).
+
+    Built in a temporary sibling folder and renamed into place, so a kill during creation
+    leaves either no store or a complete empty one, never a half-made one.
+    """
+    for stale in path.parent.glob(f".{path.name}.creating-*"):  # from an earlier kill
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+    group = zarr.open_group(str(tmp), mode="w")
     group.attrs[_KEY] = json.loads(json.dumps(manifest))
     group.create_array("done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False)
-    return Store(group, path)
+    os.rename(tmp, path)
+    return Store(zarr.open_group(str(path), mode="r+"), path)
 
 
 def open_store(path: str | os.PathLike, mode: str = "r") -> Store:

@@ -267,6 +267,23 @@ def test_progress_off_is_silent(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    with pytest.raises(ex.StoreError):
+        explain_dataset(
+            ex.wrap(net, modality="image"),
+            Pairs(2),
+            "saliency",
+            folder,
+            overwrite=True,
+            progress=False,
+        )
+    assert (folder / "thesis.tex").read_text() == "precious"
+
+
 def test_open_store_errors(tmp_path):
     with pytest.raises(ex.StoreError, match="explain_dataset"):
         open_store(tmp_path / "nothing.zarr")
