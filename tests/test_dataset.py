@@ -284,6 +284,55 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path):
     assert (folder / "thesis.tex").read_text() == "precious"
 
 
+def test_tabular_store_and_trust_scores_need_the_recorded_background(tmp_path):
+    from explainer.demo.tabular import load_tabular_data
+
+    model, d = ex.load_model("demo-tabular"), load_tabular_data()
+    bg = d.x_train[:16]
+    methods = {"kernel_shap": {"background": bg, "n_samples": 64}, "saliency": {}}
+    store = explain_dataset(
+        model,
+        d.x_test[:24],
+        methods,
+        tmp_path / "t.zarr",
+        labels=d.y_test[:24],
+        batch_size=8,
+        progress=False,
+        feature_names=d.feature_names,
+    )
+    direct = ex.explain(
+        model, d.x_test[8:16], "kernel_shap", background=bg, n_samples=64, progress=False
+    )
+    torch.testing.assert_close(
+        store.explanation("kernel_shap", slice(8, 16)).attributions,
+        direct.attributions,
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(ex.InputError, match="background"):
+        ex.evaluate(store, model, metrics=["faithfulness"], sample=4, progress=False)
+    with pytest.raises(ex.InputError, match="computed with"):
+        ex.evaluate(
+            store,
+            model,
+            metrics=["faithfulness"],
+            sample=4,
+            progress=False,
+            params={"kernel_shap": {"background": d.x_train[16:32]}},
+        )
+    scores = ex.evaluate(
+        store,
+        model,
+        metrics=["faithfulness"],
+        sample=4,
+        progress=False,
+        params={"kernel_shap": {"background": bg}},
+    )
+    assert set(scores.methods) == {"kernel_shap", "saliency"}
+    html = ex.report(open_store(tmp_path / "t.zarr"), tmp_path / "t.html").read_text()
+    assert "trust scores per class" in html and any(f in html for f in d.feature_names)
+
+
 def test_open_store_errors(tmp_path):
     with pytest.raises(ex.StoreError, match="explain_dataset"):
         open_store(tmp_path / "nothing.zarr")

@@ -52,7 +52,10 @@ def _metric_set(metrics: str | Sequence[str]) -> set[str]:
     return set(METRIC_GROUPS) if "default" in chosen else set(chosen)
 
 
-def _call_params(exp: Explanation) -> dict[str, Any]:
+def _call_params(exp: Explanation, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments to re-run ``exp``'s method: its call parameters, overridden by
+    ``given`` (``ex.evaluate(params={method: {...}})``). Tensors that were only recorded by
+    shape or hash (saved files, result stores) must be given again."""
     missing = [
         k
         for k, v in exp.params.items()
@@ -61,17 +64,32 @@ def _call_params(exp: Explanation) -> dict[str, Any]:
             or (isinstance(v, dict) and "sha256" in v)  # a tensor recorded by a result store
         )
         and k not in exp.call_params
+        and k not in given
     ]
     if missing:
         raise InputError(
             describe(
                 f"Parameters {missing} of the {exp.method} explanation",
                 "the tensors it was computed with",
-                "only their shapes (the explanation was loaded from a file saved by an older version)",
-                "Recompute the explanation, or pass params={method: {name: tensor}} to ex.evaluate.",
+                "only their shapes (saved files and result stores record tensors by shape "
+                "and hash)",
+                f"Pass params={{{exp.method!r}: {{{missing[0]!r}: tensor}}}} to ex.evaluate.",
             )
         )
-    return dict(exp.call_params)
+    from ..dataset import _canonical
+
+    for k, v in given.items():
+        recorded = exp.params.get(k)
+        if isinstance(recorded, dict) and "sha256" in recorded and _canonical(v) != recorded:
+            raise InputError(
+                describe(
+                    f"`params[{exp.method!r}][{k!r}]`",
+                    f"the tensor the explanation was computed with ({recorded})",
+                    f"{_canonical(v)}",
+                    "Pass the same tensor (same values, shape and dtype).",
+                )
+            )
+    return {**exp.call_params, **given}
 
 
 def _masks(masks: Any, n: int) -> dict[str, torch.Tensor]:
@@ -229,7 +247,7 @@ def evaluate(
     )
     for exp in exps:
         info = get_method(exp.method)
-        call = {**_call_params(exp), **dict((params or {}).get(exp.method, {}))}
+        call = _call_params(exp, dict((params or {}).get(exp.method, {})))
 
         def explain_fn(
             m: Model, x: torch.Tensor, t: torch.Tensor, _info=info, _call=call
