@@ -87,13 +87,33 @@ def _section(name: str, result: dict) -> str:
     return "".join(parts)
 
 
+def _summary(results: dict) -> str:
+    """Headline ratios, then seconds and load average per benchmark (absent in old results)."""
+    parts = []
+    if results.get("headline"):
+        rows = [{"ratio": k, "value": v} for k, v in results["headline"].items()]
+        parts.append("<h2>headline</h2>" + _table(rows))
+    if results.get("timing"):
+        rows = [{"benchmark": k, **v} for k, v in results["timing"].items()]
+        rows.append(
+            {
+                "benchmark": "total",
+                "seconds": results.get("total_seconds", ""),
+                "load_average_at_start": results.get("load_average_at_start", ""),
+                "load_average_at_end": results.get("load_average_at_end", ""),
+            }
+        )
+        parts.append("<h2>timing</h2>" + _table(rows))
+    return "".join(parts)
+
+
 def render(results: dict) -> str:
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2rem auto;padding:0 1rem;color:#222}"
         "table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}td,th{border-bottom:1px solid #eee;padding:2px 8px;text-align:left}"
         "figure{display:inline-block;margin:.5rem}code{font-size:.75rem}.err{color:#b3261e}"
     )
-    body = "".join(_section(k, v) for k, v in results["benchmarks"].items())
+    body = _summary(results) + "".join(_section(k, v) for k, v in results["benchmarks"].items())
     mach = _table([{k: v for k, v in results["machine"].items() if k != "versions"}]) + _table(
         [results["machine"]["versions"]]
     )

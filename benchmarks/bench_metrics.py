@@ -1,8 +1,10 @@
-"""Cost of trust scores: ``ex.evaluate`` with the default metrics on 32 demo images x 3 methods.
+"""Cost of trust scores: ``ex.evaluate`` with the default metrics on 8 demo images x 3 methods.
 
 Reports seconds per metric group and the total, and the cost of captum's own
 ``infidelity`` / ``sensitivity_max`` on the same explanations (same number of perturbations)
-for scale. Usage: python -m benchmarks.bench_metrics [--quick]
+for scale. 8 images take about 95 s on 2 cores (32, the earlier default, 378 s), so
+``benchmarks.run_all`` runs it only when asked (``--only metrics``). Usage:
+    python -m benchmarks.bench_metrics [--quick] [--n 32]
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 import torch
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, n: int | None = None) -> dict:
+    """Seconds per metric group on ``n`` images (default 8; ``quick``: 4)."""
     from captum.metrics import infidelity as captum_infidelity
     from captum.metrics import sensitivity_max as captum_sensitivity_max
 
@@ -23,7 +26,7 @@ def run(quick: bool = False) -> dict:
     from explainer.metrics.evaluate import METRIC_GROUPS
 
     torch.set_num_threads(2)
-    n = 8 if quick else 32
+    n = n or (4 if quick else 8)
     data = make_shapes(n, split="test", seed=5)
     model = ex.wrap(load_demo_cnn(), class_names=CLASS_NAMES)
     methods = {
@@ -91,4 +94,6 @@ def run(quick: bool = False) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    parser.add_argument("--n", type=int, default=None, help="images (default 8)")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick, args.n), indent=2))

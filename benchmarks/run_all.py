@@ -1,7 +1,10 @@
 """Run every benchmark side by side in one process and write reports/bench.json + bench.html.
 
 Ratios (ours vs captum/shap measured in the same run) are the headline; absolute times
-move from run to run on shared machines. Usage:
+move from run to run on shared machines, so bench.json records each benchmark's seconds, the
+total, and the load average (1, 5, 15 min) at the start and end of each. The default set runs
+in under 10 minutes on 2 cores; ``metrics`` (the cost of trust scores, not a comparison with
+the engines) runs only when asked. Usage:
     python -m benchmarks.run_all [--quick] [--only heatmap,ig,...] [--out reports]
 """
 
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS = ("heatmap", "shap", "ig", "memory", "metrics")
+BENCHMARKS = ("heatmap", "shap", "ig", "memory", "dataset", "metrics")
+DEFAULT = ("heatmap", "shap", "ig", "memory", "dataset")  # dataset last: it starts Ray
 
 
 def machine() -> dict:
@@ -37,10 +41,62 @@ def machine() -> dict:
     return info
 
 
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def headline(benchmarks: dict) -> dict:
+    """The ratios a reader looks for first, gathered from each benchmark's results."""
+    out: dict = {}
+    ig = benchmarks.get("ig", {})
+    for name, net in ig.get("networks", {}).items():
+        s = net.get("summary", {})
+        if "ratio_captum_best_over_ours" in s:
+            out[f"ig/{name}: captum best fixed rule / ours, evaluations to 1% max error"] = s[
+                "ratio_captum_best_over_ours"
+            ]
+            out[f"ig/{name}: same, trapezoid panels only"] = s[
+                "ratio_captum_best_over_trapezoid_only"
+            ]
+    if "estimate_vs_true_error_all_networks" in ig:
+        quality = ig["estimate_vs_true_error_all_networks"]
+        out["ig: error estimate >= true error (fraction)"] = quality["fraction_estimate_ge_true"]
+        out["ig: error estimate vs true error (log-log correlation)"] = quality["pearson_log"]
+    ratios = benchmarks.get("shap", {}).get("ratios", [])
+    if ratios:
+        anchor = ratios[0]["game"]
+        for budget in sorted({r["budget"] for r in ratios}):
+            rows = [r for r in ratios if r["budget"] == budget]
+            key = f"shap budget {budget}"
+            out[f"{key}: error ratio ours / best anchor, {anchor}"] = round(
+                next(r["error_ratio"] for r in rows if r["game"] == anchor), 3
+            )
+            out[f"{key}: error ratio, worst game"] = round(max(r["error_ratio"] for r in rows), 3)
+            times = sorted(r["time_ratio"] for r in rows)
+            out[f"{key}: wall time ours / fastest anchor, median over games"] = round(
+                times[len(times) // 2], 2
+            )
+    memory = benchmarks.get("memory", {})
+    if "peak_ratio_captum_over_ours" in memory:
+        out["memory: peak ratio captum / ours"] = memory["peak_ratio_captum_over_ours"]
+        out["memory: time ratio ours / captum"] = memory["time_ratio_ours_over_captum"]
+    dataset = benchmarks.get("dataset", {})
+    if "ratio_explain_dataset_vs_captum_loop" in dataset:
+        out["dataset: images/s explain_dataset / captum loop"] = dataset[
+            "ratio_explain_dataset_vs_captum_loop"
+        ]
+        out["dataset: images/s Ray / one process"] = dataset["ratio_ray_vs_single_process"]
+    if "speedup_vs_captum" in benchmarks.get("heatmap", {}):
+        out["heatmap: speedup vs captum"] = round(benchmarks["heatmap"]["speedup_vs_captum"], 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    parser.add_argument("--only", default=",".join(BENCHMARKS))
+    parser.add_argument(
+        "--only", default=",".join(DEFAULT), help=f"comma-separated subset of {BENCHMARKS}"
+    )
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -48,10 +104,13 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_at_start": load_average(),
+        "timing": {},
         "benchmarks": {},
     }
+    total = time.perf_counter()
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
-        start = time.perf_counter()
+        start, load = time.perf_counter(), load_average()
         try:
             module = importlib.import_module(f"benchmarks.bench_{name}")
             results["benchmarks"][name] = (
@@ -61,8 +120,17 @@ def main(argv: list[str] | None = None) -> dict:
             )
         except Exception as err:  # a failing benchmark is recorded, the others still run
             results["benchmarks"][name] = {"error": repr(err), "traceback": traceback.format_exc()}
-        results["benchmarks"][name]["_seconds"] = round(time.perf_counter() - start, 1)
-        print(f"{name}: done in {results['benchmarks'][name]['_seconds']} s", flush=True)
+        seconds = round(time.perf_counter() - start, 1)
+        results["benchmarks"][name]["_seconds"] = seconds
+        results["timing"][name] = {
+            "seconds": seconds,
+            "load_average_at_start": load,
+            "load_average_at_end": load_average(),
+        }
+        print(f"{name}: done in {seconds} s (load average {load_average()})", flush=True)
+    results["total_seconds"] = round(time.perf_counter() - total, 1)
+    results["load_average_at_end"] = load_average()
+    results["headline"] = headline(results["benchmarks"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from explainer.explanation import atomic_write_bytes
@@ -71,7 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     atomic_write_bytes(out / "bench.json", json.dumps(results, indent=2, default=float).encode())
     atomic_write_bytes(out / "bench.html", render(results).encode())
-    print(f"wrote {out / 'bench.json'} and {out / 'bench.html'}")
+    print(
+        f"total {results['total_seconds']} s; wrote {out / 'bench.json'} and {out / 'bench.html'}"
+    )
     return results
 
 

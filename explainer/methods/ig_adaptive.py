@@ -1,36 +1,38 @@
-"""Error-controlled integrated gradients: nested trapezoid panels refined per sample.
+"""Error-controlled integrated gradients: hp-adaptive panels refined per sample.
 
 Why this rule. Along the straight path b + a (x - b) the IG integrand g(a) = grad F is, on a
 ReLU network, piecewise constant with very many small jumps (every unit that changes sign
 adds one), so it behaves like a random walk in a: every fixed rule converges at first order,
 Gauss-Legendre gains nothing over the midpoint rule, and no rule built on n gradient
 evaluations beats an error of about sigma / (sqrt(12) n), where sigma^2 is the walk's
-quadratic variation. What can still be won is (a) spending evaluations where the walk moves
-(or where a few large jumps sit), (b) spending them per sample, only until that sample is
-accurate enough, and (c) an error estimate that costs no extra evaluations. Nested
-trapezoid panels give all three:
+quadratic variation. On a smooth network (GELU, SiLU, tanh) the integrand is analytic and a
+high-order rule needs a handful of nodes. The rule serves both, per sample and per stretch of
+the path, and its error estimate costs no extra evaluations:
 
-* A panel [a, b] holds gradients at a, its midpoint m and b. Its coarse value is the
-  trapezoid on [a, b], its fine value the two trapezoids on [a, m] and [m, b]; the
-  attribution-space difference ``(x - b) * (b - a) / 4 * (2 g(m) - g(a) - g(b))`` is the
-  panel's error indicator. Refining a panel adds the midpoints of its halves, so every
-  gradient evaluated is part of the returned (fine) rule: the estimate is free.
-* Sample i's estimate combines the panels' indicators e_p: ``c * max(sqrt(sum_p e_p^2),
-  ||sum_p (x - b) * (fine_p - coarse_p)||) / ||attribution_i||``. Independent panel errors
-  (random-walk jumps in different units) add in quadrature, coherent ones (a smooth
-  integrand) add up; the larger of the two covers both. A panel's true error is r e_p with
-  r ~ 1/sqrt(3) for a random walk, r uniform in [0, 1] for one jump, r ~ 1/3 for a smooth
-  integrand; c is the 90% quantile of the mean r^2 over the panels that carry the error (1 for
-  one dominant panel, 1.07/sqrt(3) for many). The completeness of the fine rule on every panel,
-  F(b) - F(a), is known exactly from the outputs that come with the gradients and bounds the
-  panel's error from below (|sum of errors| <= sqrt(features) ||errors||); it matters on
-  low-dimensional inputs.
+* A trapezoid panel [a, b] holds gradients at a, its midpoint m and b. Its value is the two
+  trapezoids on [a, m] and [m, b], its indicator the attribution-space norm of their
+  difference from the one trapezoid on [a, b]. Splitting it adds the midpoints of its halves,
+  so every gradient evaluated is part of the returned rule.
+* Two sibling trapezoid panels hold the five dyadic nodes of their parent. Where the parent
+  looks smooth (the trapezoid differences shrink by about 4 per halving), refining them
+  instead *raises* the parent to a Kronrod panel: two more nodes make a degree-9 rule whose
+  error is estimated from the convergence of Simpson -> Boole -> Kronrod on the same nodes
+  (:mod:`explainer.methods.ig_quadrature`). A Kronrod panel that converges geometrically is
+  split into two Kronrod halves (8 nodes); one that does not is demoted to four trapezoid
+  panels (4 nodes), so a kink found late costs two wasted evaluations at most.
+* Sample i's estimate combines the panels' errors e_p: ``max(sqrt(sum_p e_p^2), ||sum_p
+  error vector_p||) / ||attribution_i||``. Independent panel errors (random-walk jumps in
+  different units) add in quadrature, coherent ones (a smooth integrand) add up; the larger
+  of the two covers both. Trapezoid indicators are calibrated by how many panels carry the
+  error (:meth:`PanelGroup.calibration`). The completeness of every panel, F(b) - F(a), is
+  known exactly from the outputs that come with the gradients and bounds the panel's error
+  from below (|sum of errors| <= sqrt(features) ||errors||); it matters on low-dimensional
+  inputs.
 * Each round refines, in every sample that is not yet converged, the panels with the largest
-  errors until the predicted estimate falls below AIM * tolerance (a split panel keeps about
-  a quarter of its squared error), never a panel with under a quarter of the largest error
-  (so a lone jump is found by bisection), at most growing the sample's nodes by half per
-  round so that smooth samples do not overshoot. The new nodes of all refining samples go through
-  the network together, in chunks sized by the memory budget.
+  errors until the predicted estimate falls below AIM * tolerance, never a panel with under
+  a quarter of the largest error (so a lone jump is found by bisection), at most growing the
+  sample's nodes by half per round so that smooth samples do not overshoot. The new nodes of
+  all refining samples go through the network together, in chunks sized by the memory budget.
 
 Gradients at all nodes are kept until a sample finishes, so samples are processed in groups
 whose worst case (``max_steps`` gradients each) fits half the memory budget.
@@ -39,7 +41,6 @@ whose worst case (``max_steps`` gradients each) fits half the memory budget.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -47,17 +48,23 @@ import torch
 
 from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar
 from ..model import Model
+from .ig_panels import (
+    AIM,
+    COST,
+    EIGHTHS,
+    GROWTH,
+    KEEP,
+    KRONROD_PAIR,
+    MIN_SHARE,
+    MIN_WIDTH,
+    Action,
+    Panel,
+    PanelGroup,
+)
 
 __all__ = ["AdaptiveResult", "adaptive_gradient_integral", "MIN_STEPS"]
 
-QUANTILE = 1.2816  # normal 90% quantile: the estimate is meant to cover the error 9 times in 10
-MIN_CALIBRATION = 1.07 / math.sqrt(3)  # random walks: error ~ indicator / sqrt(3), plus 7%
-START_PANELS = 2  # initial uniform panels: 5 gradient evaluations per sample
-MIN_STEPS = 2 * START_PANELS + 1
-MIN_WIDTH = 2.0**-30  # panels narrower than this are never split (float32 path positions)
-GROWTH = 1.5  # at most this factor more nodes per sample per round
-MIN_SHARE = 0.25  # a panel is split only if its error is at least this share of the largest
-AIM = 0.8  # refine until the predicted estimate is AIM * tolerance (one round less, usually)
+MIN_STEPS = 5  # the first nodes: a = 0, 1/4, 1/2, 3/4, 1 (two trapezoid panels)
 
 
 @dataclasses.dataclass
@@ -72,162 +79,115 @@ class AdaptiveResult:
     f_baselines: torch.Tensor  # (N,) F(b), from the node at a = 0
 
 
-# columns of a sample's panel table
-START, WIDTH, IA, IM, IB, INDICATOR, RESIDUAL = range(7)
+def _action(group: PanelGroup, i: int, p: Panel, room: int, taken: set[int]) -> Action | None:
+    """What refining panel p of sample i means, or None if it does not fit in ``room``
+    (``taken``: ids of panels already refined this round)."""
+    if p.kronrod:
+        kind = "ksplit" if p.smooth and COST["ksplit"] <= room else "demote"
+        return (kind, i, (p,)) if COST[kind] <= room and p.width >= 16 * MIN_WIDTH else None
+    sibling = group.panels[i].get(p.sibling_key())
+    if (
+        group.high_order
+        and p.smooth
+        and sibling is not None
+        and not sibling.kronrod
+        and id(sibling) not in taken
+    ):
+        pair = (p, sibling) if p.start < sibling.start else (sibling, p)
+        return ("raise", i, pair) if COST["raise"] <= room else None
+    return ("split", i, (p,)) if COST["split"] <= room and p.width >= 2 * MIN_WIDTH else None
 
 
-class _Group:
-    """Nodes and panels of a group of samples refined together.
+def plan(group: PanelGroup, i: int, tolerance: float, max_steps: int) -> list[Action]:
+    """Refinements of sample i this round: largest errors first, until the prediction meets
+    the aim, within the growth cap and ``max_steps``."""
+    room = max_steps - len(group.alphas[i])
+    if group.done[i] or room < 2:
+        return []
+    panels = list(group.panels[i].values())
+    e2 = group.panel_errors(i, panels, group.calibrations[i]) ** 2
+    # never refine a panel with under a quarter of the largest error (it would still have the
+    # smaller error after the largest is split twice): a lone jump gets bisection
+    order = [k for k in np.argsort(-e2, kind="stable") if e2[k] >= MIN_SHARE**2 * e2.max()]
+    predicted, aim = e2.sum(), (AIM * tolerance * group.norm[i]) ** 2
+    cap = 2 * max(1, int((GROWTH - 1) * len(group.alphas[i]) / 2))  # new nodes this round
+    position = {id(p): k for k, p in enumerate(panels)}
+    actions: list[Action] = []
+    taken: set[int] = set()
+    added = 0
+    for k in order:
+        if id(panels[k]) in taken:
+            continue
+        action = _action(group, i, panels[k], room - added, taken)
+        if action is None:
+            continue
+        if actions and added + COST[action[0]] > cap:
+            break
+        actions.append(action)
+        added += COST[action[0]]
+        taken.update(id(p) for p in action[2])
+        covered = sum(float(e2[position[id(p)]]) for p in action[2])
+        predicted -= (1 - KEEP[action[0]]) * covered
+        if predicted <= aim:
+            break
+    return actions
 
-    Per sample: node lists (alpha, gradient, output F, path slope (x - b) . gradient) and a
-    panel table (numpy). Across samples: the running integrals, so that the tensor work of a
-    round is a few batched operations whatever the number of samples.
-    """
 
-    def __init__(self, diffs: torch.Tensor, size: int) -> None:
-        n = len(diffs)
-        self.diffs = diffs  # (n, ...): x - b
-        self.size = size  # rows per batched operation
-        self.n_features = (diffs != 0).flatten(1).sum(1).clamp_min(1).cpu().numpy()
-        self.alphas: list[list[float]] = [[] for _ in range(n)]
-        self.grads: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self.outputs: list[list[float]] = [[] for _ in range(n)]
-        self.slopes: list[list[float]] = [[] for _ in range(n)]
-        self.panels = [np.zeros((0, 7)) for _ in range(n)]
-        self.total = torch.zeros_like(diffs)  # fine trapezoid integral of the gradient
-        self.fine_minus_coarse = torch.zeros_like(diffs)  # summed over each sample's panels
-        self.estimate = np.full(n, math.inf)
-        self.norm = np.zeros(n)  # ||(x - b) * total||: the attributions' norm
-        self.done = np.zeros(n, dtype=bool)
+def new_alphas(action: Action) -> list[float]:
+    """Path positions of the nodes an action adds, in the order :func:`apply` expects."""
+    kind, _, panels = action
+    a, w = panels[0].start, panels[0].width
+    if kind == "split":
+        return [a + w / 4, a + 3 * w / 4]
+    if kind == "raise":
+        return list(a + 2 * w * KRONROD_PAIR)
+    eighths = list(a + w * EIGHTHS)
+    if kind == "demote":
+        return eighths
+    return eighths + list(a + w / 2 * KRONROD_PAIR) + list(a + w / 2 + w / 2 * KRONROD_PAIR)
 
-    def add_node(
-        self, i: int, alpha: float, grad: torch.Tensor, output: float, slope: float
-    ) -> int:
-        self.alphas[i].append(alpha)
-        self.grads[i].append(grad)
-        self.outputs[i].append(output)
-        self.slopes[i].append(slope)
-        return len(self.alphas[i]) - 1
 
-    def differences(self, items: list[tuple[int, np.ndarray]]) -> torch.Tensor:
-        """Fine minus coarse rule, width / 4 (2 g(m) - g(a) - g(b)), of (sample, panel row) items: (P, ...)."""
-        stack = lambda col: torch.stack([self.grads[i][int(row[col])] for i, row in items])  # noqa: E731
-        width = torch.tensor(
-            [row[WIDTH] / 4 for _, row in items], dtype=self.diffs.dtype, device=self.diffs.device
-        )
-        return (
-            (2 * stack(IM))
-            .sub_(stack(IA))
-            .sub_(stack(IB))
-            .mul_(width.view(-1, *([1] * (self.diffs.ndim - 1))))
-        )
-
-    def add_panels(self, items: list[tuple[int, np.ndarray]]) -> None:
-        """Add (sample, [start, width, ia, im, ib]) panels whose nodes exist; their coarse rule
-        must already be in ``total`` (it is the parent's fine rule on that half)."""
-        new: list[list[np.ndarray]] = [[] for _ in self.panels]
-        for part in chunks(len(items), self.size):
-            block = items[part]
-            diffs = self.differences(block)  # (P, ...)
-            idx = torch.tensor([i for i, _ in block], device=self.diffs.device)
-            indicator = (self.diffs[idx] * diffs).flatten(1).norm(dim=1).tolist()
-            self.total.index_add_(0, idx, diffs)
-            self.fine_minus_coarse.index_add_(0, idx, diffs)
-            for (i, row), e in zip(block, indicator, strict=True):
-                f, s = self.outputs[i], self.slopes[i]
-                ia, im, ib = int(row[IA]), int(row[IM]), int(row[IB])
-                # completeness of the fine rule on the panel: F(b) - F(a) is known exactly
-                residual = f[ib] - f[ia] - row[WIDTH] / 4 * (s[ia] + 2 * s[im] + s[ib])
-                new[i].append(np.array([*row[:INDICATOR], e, residual]))
-        for i, rows in enumerate(new):
-            if rows:
-                self.panels[i] = np.concatenate([self.panels[i], np.stack(rows)])
-
-    def split(
-        self, marked: dict[int, np.ndarray], results: Iterator[tuple[torch.Tensor, float, float]]
-    ) -> None:
-        """Split the marked panels of each sample at their midpoints; new nodes from ``results``."""
-        parents, children = [], []
-        for i, panels in marked.items():
-            for p in panels:
-                row = self.panels[i][p]
-                a, w, ia, im, ib = row[:INDICATOR]
-                i1 = self.add_node(i, float(a + w / 4), *next(results))
-                i2 = self.add_node(i, float(a + 3 * w / 4), *next(results))
-                parents.append((i, row))
-                children += [
-                    (i, np.array([a, w / 2, ia, i1, im])),
-                    (i, np.array([a + w / 2, w / 2, im, i2, ib])),
-                ]
-            self.panels[i] = np.delete(self.panels[i], panels, axis=0)
-        # the parents' fine - coarse leaves the sums; the children's comes in with add_panels
-        for part in chunks(len(parents), self.size):
-            idx = torch.tensor([i for i, _ in parents[part]], device=self.diffs.device)
-            self.fine_minus_coarse.index_add_(0, idx, self.differences(parents[part]), alpha=-1)
-        self.add_panels(children)
-
-    def calibration(self, i: int) -> float:
-        """Factor from indicator to error estimate, by how many panels carry the error.
-
-        A panel's true error is r times its indicator with r about uniform in [0, 1] (one
-        jump at a uniform position; for a random walk r is close to 1/sqrt(3)), so over
-        n_eff comparable panels mean(r^2) is 1/3 with variance (4/45) / n_eff. The factor is
-        that mean's 90% quantile: 1 for a single dominant panel, -> 1/sqrt(3) for many; at
-        least MIN_CALIBRATION, because a random walk's ratio sits near 1/sqrt(3) with no
-        spread over panels for the quantile to cover.
-        """
-        e2 = self.panels[i][:, INDICATOR] ** 2
-        n_eff = float(e2.sum() ** 2 / max(float((e2**2).sum()), 1e-300)) if e2.any() else 1.0
-        return max(
-            MIN_CALIBRATION, math.sqrt(min(1.0, 1 / 3 + QUANTILE * math.sqrt(4 / 45 / n_eff)))
-        )
-
-    def panel_errors(self, i: int) -> np.ndarray:
-        """Per-panel error estimate of sample i in attribution units (before normalization)."""
-        lower = np.abs(self.panels[i][:, RESIDUAL]) / math.sqrt(self.n_features[i])
-        return np.maximum(self.calibration(i) * self.panels[i][:, INDICATOR], lower)
-
-    def refresh(self, tolerance: float, max_steps: int) -> None:
-        """Update every sample's error estimate and whether it is finished."""
-        self.norm = (self.diffs * self.total).flatten(1).norm(dim=1).cpu().numpy().astype(float)
-        coherent = (
-            (self.diffs * self.fine_minus_coarse).flatten(1).norm(dim=1).cpu().numpy().astype(float)
-        )
-        for i, panels in enumerate(self.panels):
-            # panel errors add in quadrature when independent (random-walk jumps), linearly when
-            # coherent (smooth integrands): the larger of the two covers both. The completeness
-            # residuals give a lower bound: |sum of errors| <= sqrt(features) * ||errors||.
-            quadrature = math.sqrt(float((panels[:, INDICATOR] ** 2).sum()))
-            residual = panels[:, RESIDUAL]
-            lower = max(
-                math.sqrt(float((residual**2).sum())), abs(float(residual.sum()))
-            ) / math.sqrt(self.n_features[i])
-            error = max(self.calibration(i) * max(quadrature, coherent[i]), lower)
-            self.estimate[i] = 0.0 if error == 0 else error / max(self.norm[i], 1e-30)
-            splittable = (panels[:, WIDTH] >= 2 * MIN_WIDTH).any()
-            self.done[i] = (
-                self.estimate[i] <= tolerance
-                or len(self.alphas[i]) + 2 > max_steps
-                or not splittable
+def apply(group: PanelGroup, actions: list[Action], results: Iterator) -> None:
+    """Add the new nodes (gradient, output, slope from ``results``) and replace the panels."""
+    old, new, pairs, splits = [], [], [], []
+    for action in actions:
+        kind, i, panels = action
+        ids = [group.add_node(i, alpha, *next(results)) for alpha in new_alphas(action)]
+        p = panels[0]
+        a, w = p.start, p.width
+        if kind == "split":  # the parent leaves inside add_pairs
+            na, nm, nb = p.nodes
+            splits.append(
+                (i, Panel(a, w / 2, (na, ids[0], nm)), Panel(a + w / 2, w / 2, (nm, ids[1], nb)))
             )
-
-    def mark(self, i: int, tolerance: float, max_steps: int) -> np.ndarray:
-        """Panels of sample i to split: largest errors first, until the prediction meets the aim."""
-        room = max_steps - len(self.alphas[i])
-        eligible = np.flatnonzero(self.panels[i][:, WIDTH] >= 2 * MIN_WIDTH)
-        if self.done[i] or len(eligible) == 0 or room < 2:
-            return eligible[:0]
-        e2 = self.panel_errors(i) ** 2
-        # never split a panel with under a quarter of the largest error (it would still have the
-        # smaller error after the largest is split twice): a lone jump gets bisection
-        eligible = eligible[e2[eligible] >= MIN_SHARE**2 * e2[eligible].max()]
-        order = eligible[np.argsort(-e2[eligible], kind="stable")]
-        # a split panel keeps about a quarter of its squared error (jumps and random walks
-        # alike); smooth panels keep less, which GROWTH guards against
-        predicted = e2.sum() - 0.75 * np.cumsum(e2[order])
-        count = int(np.searchsorted(-predicted, -((AIM * tolerance * self.norm[i]) ** 2))) + 1
-        cap = max(1, int((GROWTH - 1) * len(self.alphas[i]) / 2))
-        return order[: max(1, min(count, cap, room // 2))]
+            continue
+        if kind == "raise":
+            left, right = panels
+            nodes = (
+                *left.nodes[:1],
+                ids[0],
+                *left.nodes[1:],
+                right.nodes[1],
+                ids[1],
+                right.nodes[2],
+            )
+            new.append((i, Panel(a, 2 * w, nodes)))
+        elif kind == "demote":
+            na, _, nq1, nm, nq3, _, nb = p.nodes
+            q = w / 4
+            pairs.append((i, Panel(a, q, (na, ids[0], nq1)), Panel(a + q, q, (nq1, ids[1], nm))))
+            pairs.append(
+                (i, Panel(a + 2 * q, q, (nm, ids[2], nq3)), Panel(a + 3 * q, q, (nq3, ids[3], nb)))
+            )
+        else:  # ksplit: two Kronrod halves
+            na, _, nq1, nm, nq3, _, nb = p.nodes
+            new.append((i, Panel(a, w / 2, (na, ids[4], ids[0], nq1, ids[1], ids[5], nm))))
+            new.append((i, Panel(a + w / 2, w / 2, (nm, ids[6], ids[2], nq3, ids[3], ids[7], nb))))
+        old += [(i, panel) for panel in panels]
+    group.remove_panels(old)
+    group.add_kronrod(new)
+    group.add_pairs(pairs, replace=False)
+    group.add_pairs(splits, replace=True)
 
 
 def _evaluate(
@@ -257,7 +217,7 @@ def _evaluate(
         yield from zip(grads, selected.tolist(), slopes.tolist(), strict=True)
 
 
-def _refine_group(
+def refine_group(
     model: Model,
     inputs: torch.Tensor,
     baselines: torch.Tensor,
@@ -266,37 +226,25 @@ def _refine_group(
     max_steps: int,
     size: int,
     bar,
-) -> _Group:
+    high_order: bool = True,
+) -> PanelGroup:
     """Run the adaptive rule on one group of samples, refining all of them together."""
-    group = _Group(inputs - baselines, size)
-    rows = [(i, float(a)) for i in range(len(inputs)) for a in np.linspace(0.0, 1.0, MIN_STEPS)]
+    n = len(inputs)
+    group = PanelGroup(inputs - baselines, size, high_order)
+    rows = [(i, float(a)) for i in range(n) for a in np.linspace(0.0, 1.0, MIN_STEPS)]
     for (i, alpha), result in zip(
         rows, _evaluate(model, rows, inputs, baselines, target, size, bar), strict=True
     ):
         group.add_node(i, alpha, *result)
-    w = 1.0 / START_PANELS
-    first = np.array(
-        [[p * w, w, 2 * p, 2 * p + 1, 2 * p + 2] for p in range(START_PANELS)]
-    )  # (start, width, nodes)
-    for i in range(len(inputs)):  # the coarse rule of the first panels
-        group.total[i] = sum(
-            (w / 2) * (group.grads[i][2 * p] + group.grads[i][2 * p + 2])
-            for p in range(START_PANELS)
-        )
-    group.add_panels([(i, row) for i in range(len(inputs)) for row in first])
+    pairs = [(i, Panel(0.0, 0.5, (0, 1, 2)), Panel(0.5, 0.5, (2, 3, 4))) for i in range(n)]
+    group.add_pairs(pairs, replace=False)
     group.refresh(tolerance, max_steps)
     while True:
-        marked = {i: group.mark(i, tolerance, max_steps) for i in range(len(inputs))}
-        marked = {i: m for i, m in marked.items() if len(m)}
-        if not marked:
+        actions = [a for i in range(n) for a in plan(group, i, tolerance, max_steps)]
+        if not actions:
             return group
-        rows = [
-            (i, float(a + f * w))
-            for i, panels in marked.items()
-            for a, w in group.panels[i][panels][:, [START, WIDTH]]
-            for f in (0.25, 0.75)
-        ]
-        group.split(marked, _evaluate(model, rows, inputs, baselines, target, size, bar))
+        rows = [(a[1], alpha) for a in actions for alpha in new_alphas(a)]
+        apply(group, actions, _evaluate(model, rows, inputs, baselines, target, size, bar))
         group.refresh(tolerance, max_steps)
 
 
@@ -308,6 +256,7 @@ def adaptive_gradient_integral(
     tolerance: float,
     max_steps: int,
     runtime: Runtime,
+    high_order: bool = True,
 ) -> AdaptiveResult:
     """Integral of the gradient along the straight path, refined per sample to ``tolerance``.
 
@@ -316,6 +265,7 @@ def adaptive_gradient_integral(
         tolerance: wanted relative L2 error of the attributions (x - b) * integral.
         max_steps: most gradient evaluations per sample (>= MIN_STEPS).
         runtime: memory budget (half for stored gradients, half for network chunks) and progress.
+        high_order: False keeps every panel a trapezoid panel (the second-order rule alone).
 
     Returns:
         An :class:`AdaptiveResult`.
@@ -330,13 +280,15 @@ def adaptive_gradient_integral(
     for part in chunks(n, group):
         b = baselines if len(baselines) == 1 else baselines[part]
         groups.append(
-            _refine_group(model, inputs[part], b, target[part], tolerance, max_steps, size, bar)
+            refine_group(
+                model, inputs[part], b, target[part], tolerance, max_steps, size, bar, high_order
+            )
         )
     bar.close()
     dev = inputs.device
     estimate = np.concatenate([g.estimate for g in groups])
     return AdaptiveResult(
-        grad_integral=torch.cat([g.total for g in groups]),
+        grad_integral=torch.cat([g.finish() for g in groups]),
         error_estimate=torch.as_tensor(estimate, dtype=torch.float32),
         steps_used=torch.tensor([len(a) for g in groups for a in g.alphas]),
         converged=torch.as_tensor(estimate <= tolerance),

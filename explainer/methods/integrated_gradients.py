@@ -166,10 +166,12 @@ def integrated_gradients(
         rule: "gausslegendre" (default), "riemann_trapezoid", "riemann_middle",
             "riemann_left" or "riemann_right".
         tolerance: None (default) for the fixed ``rule`` with ``n_steps`` nodes. A number in
-            (0, 1) switches to the error-controlled rule: per sample, nested trapezoid
-            panels are refined where the integrand changes until the estimated relative L2
-            error of the attributions is at most ``tolerance`` (see
-            :mod:`explainer.methods.ig_adaptive`); ``n_steps`` and ``rule`` are then unused.
+            (0, 1) switches to the error-controlled rule (``params["rule"]`` "adaptive_hp"):
+            per sample, nested panels are refined where the integrand changes, trapezoid
+            panels where it is rough (ReLU) and degree-9 Kronrod panels where it is smooth
+            (GELU, SiLU, tanh), until the estimated relative L2 error of the attributions is
+            at most ``tolerance`` (see :mod:`explainer.methods.ig_adaptive`); ``n_steps``
+            and ``rule`` are then unused.
         max_steps: with ``tolerance``, the most gradient evaluations per sample (>= 5); a
             sample that needs more stops there and is reported as not converged.
         seed: used by baselines="uniform".
@@ -221,7 +223,7 @@ def integrated_gradients(
         if isinstance(baselines, str | int | float)
         else f"tensor{tuple(b.shape)}",
         "n_steps": n_steps if tolerance is None else None,
-        "rule": rule if tolerance is None else "adaptive_trapezoid",
+        "rule": rule if tolerance is None else "adaptive_hp",
         "tolerance": tolerance,
         "max_steps": max_steps,
         "seed": seed,

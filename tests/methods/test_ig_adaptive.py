@@ -21,7 +21,14 @@ from attribution_helpers import (
 from torch import nn
 
 import explainer as ex
-from explainer.methods.ig_adaptive import MIN_STEPS
+from explainer._runtime import Runtime
+from explainer.methods.ig_adaptive import MIN_STEPS, adaptive_gradient_integral
+from explainer.methods.ig_quadrature import (
+    KRONROD_ERROR,
+    KRONROD_NODES,
+    KRONROD_VALUE,
+    kronrod_scale,
+)
 
 
 def reference(model, x, target, baselines="zeros"):
@@ -178,7 +185,7 @@ def test_extras_have_one_entry_per_sample(relu_case):
         and (exp.extras["steps_used"] >= MIN_STEPS).all()
     )
     assert (exp.extras["steps_used"] % 2 == 1).all()  # 2 per panel split, 5 to start
-    assert exp.params["tolerance"] == 0.05 and exp.params["rule"] == "adaptive_trapezoid"
+    assert exp.params["tolerance"] == 0.05 and exp.params["rule"] == "adaptive_hp"
     # completeness comes with it, from the outputs at the path ends
     with torch.no_grad():
         out = (
@@ -275,3 +282,115 @@ def test_bad_max_steps_is_refused(bad):
     model = ex.wrap(make_mlp(), modality="tabular")
     with pytest.raises(ex.InputError, match="max_steps"):
         ex.explain(model, make_rows(2), "ig", tolerance=0.01, max_steps=bad, progress=False)
+
+
+# -- higher-order (Kronrod) panels where the integrand is smooth -------------------------------
+
+
+def trapezoid_only(model, x, target, tolerance):
+    """The same error control with trapezoid panels only: the second-order rule alone."""
+    model = ex.wrap(model, modality="image" if x.ndim == 4 else "tabular")
+    with model.evaluating():
+        return adaptive_gradient_integral(
+            model,
+            x,
+            torch.zeros_like(x[:1]),
+            torch.as_tensor(target).expand(len(x)),
+            tolerance,
+            1024,
+            Runtime(progress=False),
+            high_order=False,
+        )
+
+
+class Power(nn.Module):
+    """f(x) = (w . x)^p: along the path from 0 the IG integrand is a polynomial of degree p - 1."""
+
+    def __init__(self, w: torch.Tensor, p: int) -> None:
+        super().__init__()
+        self.w, self.p = w, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x @ self.w) ** self.p
+        return torch.stack([y, -y], dim=1)
+
+
+def gelu_mlp(seed: int = 0) -> nn.Module:
+    net = nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 3))
+    return init_parameters(net, seed=seed, scale=3.0).eval()
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3, 5])
+def test_kronrod_rule_is_exact_for_polynomials_up_to_degree_9(degree):
+    weights = {"kronrod": KRONROD_VALUE, "boole": KRONROD_VALUE - KRONROD_ERROR}
+    for k in range(12):
+        exact = 1 / (k + 1)
+        assert (abs(weights["kronrod"] @ KRONROD_NODES**k - exact) < 1e-12) == (k <= 9)
+        assert (abs(weights["boole"] @ KRONROD_NODES**k - exact) < 1e-12) == (k <= 5)
+    assert (KRONROD_VALUE > 0).all()
+    # a model whose path integrand is a polynomial: exact and certified with one Kronrod panel
+    w = torch.tensor([0.5, -0.3, 0.8])
+    x = torch.tensor([[1.0, 0.5, 0.7], [0.3, -1.2, 0.9]])
+    model = ex.wrap(Power(w, degree + 1), modality="tabular")
+    exp = ex.explain(model, x, "ig", target=0, tolerance=1e-5, progress=False)
+    s = x @ w
+    torch.testing.assert_close(exp.attributions, x * w * s[:, None] ** degree, rtol=1e-5, atol=1e-6)
+    expected = MIN_STEPS if degree <= 1 else MIN_STEPS + 2  # trapezoids are exact up to degree 1
+    assert exp.extras["steps_used"].tolist() == [expected] * 2
+    assert (exp.extras["error_estimate"] <= 1e-5).all()
+
+
+def test_smooth_network_reaches_the_tolerance_with_fewer_evaluations_than_trapezoid_panels(
+    smooth_case,
+):
+    net, x, target, ref = smooth_case
+    exp = ex.explain(net, x, "ig", target=target, tolerance=0.01, progress=False)
+    before = trapezoid_only(net, x, target, 0.01)
+    ours, trapezoids = int(exp.extras["steps_used"].sum()), int(before.steps_used.sum())
+    print(f"\nsmooth CNN, evaluations for 1%: Kronrod panels {ours}, trapezoid panels {trapezoids}")
+    assert exp.extras["converged"].all() and before.converged.all()
+    assert ours <= 0.8 * trapezoids
+    assert true_errors(exp.attributions, ref).max() <= 0.01
+
+
+def test_relu_network_costs_no_more_than_with_trapezoid_panels(relu_case):
+    net, x, target, ref = relu_case
+    exp = ex.explain(net, x, "ig", target=target, tolerance=0.01, progress=False)
+    before = trapezoid_only(net, x, target, 0.01)
+    assert int(exp.extras["steps_used"].sum()) <= 1.02 * int(before.steps_used.sum())
+    assert exp.extras["converged"].all()
+    assert true_errors(exp.attributions, ref).max() <= 0.015
+
+
+def test_error_estimate_covers_the_true_error_on_a_tiny_gelu_mlp():
+    model = ex.wrap(gelu_mlp(), modality="tabular")
+    x = make_rows(16, seed=3) * 2  # large inputs: a clearly nonlinear path
+    target = model.net(x).argmax(1)
+    ref = reference(model, x, target)
+    covered, steps = [], {}
+    for tol in (0.05, 0.01, 0.001):
+        exp = ex.explain(model, x, "ig", target=target, tolerance=tol, progress=False)
+        errors = true_errors(exp.attributions, ref)
+        covered.append(exp.extras["error_estimate"] >= errors)
+        steps[tol] = int(exp.extras["steps_used"].sum())
+        assert exp.extras["converged"].all() and errors.max() <= tol
+    fraction = float(torch.cat(covered).float().mean())
+    print(f"\nGELU MLP: estimate >= true error on {fraction:.0%}; evaluations {steps}")
+    assert fraction >= 0.9
+    assert steps[0.001] < trapezoid_only(model.net, x, target, 0.001).steps_used.sum()
+
+
+def test_kronrod_estimate_trusts_the_convergence_rate_only_where_the_path_slope_confirms_it():
+    # geometric convergence (rho = 0.04): the estimate is ||K7 - B5|| sqrt(rho)
+    assert kronrod_scale(1.0, 25.0, 0.1, 2.5, residual=0.01) == pytest.approx((0.2, True))
+    # the exact error of the slope's integral exceeds what the same rule predicts for it:
+    # the estimate grows by that factor, up to ||K7 - B5|| itself
+    scale, smooth = kronrod_scale(1.0, 25.0, 0.1, 2.5, residual=0.04)
+    assert smooth and scale == pytest.approx(0.2 * 0.04 / 0.02)
+    assert kronrod_scale(1.0, 25.0, 0.1, 2.5, residual=1.0) == (1.0, True)
+    # float32 rounding of the outputs is not evidence
+    assert kronrod_scale(1.0, 25.0, 0.1, 2.5, residual=0.04, noise=0.03) == pytest.approx(
+        (0.2, True)
+    )
+    # no geometric convergence: the indicator itself, and the panel is demoted when refined
+    assert kronrod_scale(1.0, 2.0, 0.1, 0.2, residual=0.0) == (1.0, False)

@@ -187,18 +187,19 @@ def test_blur_baseline_is_a_blurred_copy_of_the_input(setup):
 
 def test_uniform_baseline_is_deterministic_per_seed(setup):
     _, model, x = setup
-    run = lambda seed: (
-        ex.explain(
+
+    def run(seed):
+        return ex.explain(
             model,
             x,
             "ig",
             target=TARGETS,
             baselines="uniform",
             n_steps=4,
-            seed=seed,  # noqa: E731
+            seed=seed,
             progress=False,
         ).attributions
-    )
+
     assert torch.equal(run(1), run(1))
     assert not torch.allclose(run(1), run(2))
     assert (
