@@ -433,6 +433,19 @@ def summarize(rows: list[dict], exact_seconds: dict, budgets, seconds: float, qu
                         "matched_time_ratio": matched["s_per_call"] / fastest["s_per_call"],
                     }
                 )
+    # Equal wall time: our largest budget whose time per call is within the fastest anchor's
+    # at this budget (our estimator costs a few ms per call; at equal time it gets fewer
+    # evaluations), and its error against the best anchor's at this budget.
+    for r in ratios:
+        cheaper = [
+            by[(r["game"], b, "ours")]
+            for b in budgets
+            if by[(r["game"], b, "ours")]["s_per_call"] <= r["fastest_anchor_s"]
+        ]
+        if cheaper:
+            pick = max(cheaper, key=lambda row: row["budget"])
+            r["equal_time_budget"] = pick["budget"]
+            r["equal_time_error_ratio"] = pick["error"] / r["best_anchor_error"]
     true = np.concatenate([r["errors"] for r in rows if "errors" in r])
     estimate = np.concatenate([r["error_estimates"] for r in rows if "errors" in r])
     calibration = {
@@ -451,6 +464,20 @@ def summarize(rows: list[dict], exact_seconds: dict, budgets, seconds: float, qu
         "worst error ratio over all games per budget: "
         + ", ".join(
             f"{b}: {max(r['error_ratio'] for r in ratios if r['budget'] == b):.3f}" for b in budgets
+        )
+    )
+    headline.append(
+        "at equal wall time (our largest budget no slower than the fastest anchor), worst "
+        "error ratio over games per anchor budget: "
+        + ", ".join(
+            f"{b}: "
+            + (
+                f"{max(vals):.3f}"
+                if all("equal_time_error_ratio" in r for r in ratios if r["budget"] == b)
+                and (vals := [r["equal_time_error_ratio"] for r in ratios if r["budget"] == b])
+                else "n/a (some game has no cheaper budget of ours)"
+            )
+            for b in budgets
         )
     )
     headline.append(
