@@ -47,6 +47,17 @@ def test_user_strings_are_escaped_in_report(image_explanations, tmp_path):
     assert "&lt;b&gt;net&lt;/b&gt;" in html
 
 
+def test_report_gets_normal_file_permissions(image_explanations, tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the result must be readable like any
+    file the user creates (0666 minus the umask), e.g. when served by a web server."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = ex.report(image_explanations, path=tmp_path / "r.html")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_report_is_written_atomically(image_explanations, tmp_path, monkeypatch):
     target = tmp_path / "r.html"
     target.write_text("old")
