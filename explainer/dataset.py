@@ -33,7 +33,15 @@ from .errors import InputError, StoreError, describe
 from .explanation import SCHEMA_VERSION
 from .model import Model, wrap
 from .registry import get_method
-from .store import STORE_SCHEMA, Store, _safe_key, create_store, open_store, remove_partials
+from .store import (
+    STORE_SCHEMA,
+    Store,
+    _safe_key,
+    create_store,
+    open_store,
+    remove_partials,
+    writer_lock,
+)
 
 __all__ = ["explain_dataset", "run_batch", "BACKENDS"]
 
@@ -261,59 +269,60 @@ def explain_dataset(
     path = Path(store)
     budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
     wanted = _manifest(model, source, methods, target, batch_size, budget, feature_names, spec)
-    n_batches = -(-source.n // batch_size)
-    if path.exists() and overwrite:
-        open_store(path)  # refuses (StoreError) to delete anything that is not one of our stores
-        shutil.rmtree(path)
-    if path.exists():
-        if not resume:
-            raise StoreError(
-                describe(
-                    "`store`",
-                    "a path with no store (resume=False)",
-                    f"an existing {str(path)!r}",
-                    "Pass resume=True to continue it, overwrite=True to replace it, or "
-                    "choose another path.",
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with writer_lock(path):
+        n_batches = -(-source.n // batch_size)
+        if path.exists() and overwrite:
+            open_store(path)  # refuses to delete anything that is not one of our stores
+            shutil.rmtree(path)
+        if path.exists():
+            if not resume:
+                raise StoreError(
+                    describe(
+                        "`store`",
+                        "a path with no store (resume=False)",
+                        f"an existing {str(path)!r}",
+                        "Pass resume=True to continue it, overwrite=True to replace it, or "
+                        "choose another path.",
+                    )
                 )
-            )
-        out = open_store(path, mode="r+")
-        _check_compatible(out, wanted)
-        remove_partials(path)
-        budget = int(out.manifest["memory_budget"])
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out = create_store(path, wanted, n_batches)
-    pending = [int(b) for b in np.flatnonzero(~out.batches_done)]
-    done_samples = source.n - sum(min(batch_size, source.n - b * batch_size) for b in pending)
-    bar = tqdm(
-        total=source.n,
-        initial=done_samples,
-        desc="explain_dataset",
-        unit="sample",
-        disable=None if progress else True,
-        delay=0.5,
-        smoothing=0.1,
-    )
-    start = time.perf_counter()
-    try:
-        if backend == "ray":
-            from ._ray import run_ray
-
-            results = run_ray(model, source, pending, methods, target, budget, batch_size)
+            out = open_store(path, mode="r+")
+            _check_compatible(out, wanted)
+            remove_partials(path)
+            budget = int(out.manifest["memory_budget"])
         else:
-            results = _run_local(
-                model, source, pending, methods, target, budget, batch_size, num_workers
-            )
-        for b, arrays in results:
-            out.write_batch(b, arrays)
-            bar.update(len(arrays["inputs"]))
-    finally:
-        bar.close()
-    out.group.attrs["last_run"] = {
-        "backend": backend,
-        "batches": len(pending),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+            out = create_store(path, wanted, n_batches)
+        pending = [int(b) for b in np.flatnonzero(~out.batches_done)]
+        done_samples = source.n - sum(min(batch_size, source.n - b * batch_size) for b in pending)
+        bar = tqdm(
+            total=source.n,
+            initial=done_samples,
+            desc="explain_dataset",
+            unit="sample",
+            disable=None if progress else True,
+            delay=0.5,
+            smoothing=0.1,
+        )
+        start = time.perf_counter()
+        try:
+            if backend == "ray":
+                from ._ray import run_ray
+
+                results = run_ray(model, source, pending, methods, target, budget, batch_size)
+            else:
+                results = _run_local(
+                    model, source, pending, methods, target, budget, batch_size, num_workers
+                )
+            for b, arrays in results:
+                out.write_batch(b, arrays)
+                bar.update(len(arrays["inputs"]))
+        finally:
+            bar.close()
+        out.group.attrs["last_run"] = {
+            "backend": backend,
+            "batches": len(pending),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
     return open_store(path)
 
 

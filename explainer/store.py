@@ -24,6 +24,7 @@ so a resumed store equals an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ import zarr
 from .errors import InputError, StoreError, describe
 from .explanation import Explanation
 
-__all__ = ["Store", "open_store", "STORE_SCHEMA"]
+__all__ = ["Store", "open_store", "writer_lock", "STORE_SCHEMA"]
 
 STORE_SCHEMA = 1
 _KEY = "explainer"
@@ -464,3 +465,39 @@ def remove_partials(path: Path) -> int:
         p.unlink(missing_ok=True)
         count += 1
     return count
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store at ``path`` while writing, so two runs never mix
+    batches in one store. ``flock`` locks die with their process (a SIGKILL frees it); the
+    lock file sits next to the store (``.<name>.lock``), outside the zarr tree."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise StoreError(
+                describe(
+                    f"store {path}",
+                    "no other run writing to it",
+                    f"a lock held by {holder}",
+                    "Wait for that run to finish or stop it (finished batches are kept), "
+                    "or write to another store.",
+                )
+            ) from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

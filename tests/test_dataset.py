@@ -333,6 +333,17 @@ def test_tabular_store_and_trust_scores_need_the_recorded_background(tmp_path):
     assert "trust scores per class" in html and any(f in html for f in d.feature_names)
 
 
+def test_a_store_being_written_is_refused_to_a_second_run(tmp_path):
+    from explainer.store import writer_lock
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    model, path = ex.wrap(net, modality="image"), tmp_path / "s.zarr"
+    with writer_lock(path):  # as another run would hold it
+        with pytest.raises(ex.StoreError, match="lock held by pid"):
+            explain_dataset(model, Pairs(4), "saliency", path, progress=False)
+    assert explain_dataset(model, Pairs(4), "saliency", path, progress=False).complete
+
+
 def test_open_store_errors(tmp_path):
     with pytest.raises(ex.StoreError, match="explain_dataset"):
         open_store(tmp_path / "nothing.zarr")

@@ -89,7 +89,7 @@ def evaluate_store(
 ) -> Scores:
     """Trust scores of up to ``sample`` finished samples of ``store`` (balanced over the
     explained classes), written back into the store. See :func:`explainer.evaluate`."""
-    from ..store import open_store
+    from ..store import open_store, writer_lock
     from .evaluate import evaluate
 
     if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
@@ -109,11 +109,12 @@ def evaluate_store(
         )
     exps = list(store[rows].values())
     scores = evaluate(exps, model, metrics, seed=seed, **options)
-    writable = open_store(store.path, mode="r+")
-    keys = dict.fromkeys((r["method"], r["metric"]) for r in scores.rows if r["mask"] is None)
-    for method, metric in keys:
-        values = scores.values(method, metric)
-        if len(values) == len(rows):
-            writable.write_metric(method, metric, rows, values)
-    writable.group.attrs[_ATTR] = scores_to_json(scores, rows)
+    with writer_lock(store.path):
+        writable = open_store(store.path, mode="r+")
+        keys = dict.fromkeys((r["method"], r["metric"]) for r in scores.rows if r["mask"] is None)
+        for method, metric in keys:
+            values = scores.values(method, metric)
+            if len(values) == len(rows):
+                writable.write_metric(method, metric, rows, values)
+        writable.group.attrs[_ATTR] = scores_to_json(scores, rows)
     return scores
