@@ -137,6 +137,14 @@ def test_image_folder_with_normalization_is_recorded(tmp_path):
 
     shown = denormalize(exp.inputs[0].numpy(), prep)
     assert exp.inputs.min() < -0.5 and 0 <= shown.min() and shown.max() <= 1.0 + 1e-6
+    # the same through the API, reading the folder with two DataLoader worker processes
+    folder = ex.ImageFolder(tmp_path / "imgs", size=32, mean=[0.5, 0.4, 0.3], std=0.2)
+    again = ex.explain_dataset(
+        ex.load_model(weights, modality="image"), folder, "saliency", tmp_path / "api.zarr",
+        target="label", batch_size=4, num_workers=2, progress=False,
+    )  # fmt: skip
+    for name in ("inputs", "attributions/saliency", "targets", "scores"):
+        assert np.array_equal(again.array(name)[:], opened.array(name)[:]), name
 
 
 def test_explain_runs_as_a_real_subprocess(tmp_path):
