@@ -33,15 +33,8 @@ from .errors import InputError, StoreError, describe
 from .explanation import SCHEMA_VERSION
 from .model import Model, wrap
 from .registry import get_method
-from .store import (
-    STORE_SCHEMA,
-    Store,
-    _safe_key,
-    create_store,
-    open_store,
-    remove_partials,
-    writer_lock,
-)
+from .store import STORE_SCHEMA, Store, _safe_key, open_store
+from .store_write import create_store, remove_partials, write_batch, writer_lock
 
 __all__ = ["explain_dataset", "run_batch", "BACKENDS"]
 
@@ -314,7 +307,7 @@ def explain_dataset(
                     model, source, pending, methods, target, budget, batch_size, num_workers
                 )
             for b, arrays in results:
-                out.write_batch(b, arrays)
+                write_batch(out, b, arrays)
                 bar.update(len(arrays["inputs"]))
         finally:
             bar.close()

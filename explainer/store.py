@@ -1,5 +1,8 @@
 """Dataset-scale results on disk: one zarr group written batch by batch, resumable after a kill.
 
+This module reads stores (:class:`Store`, :func:`open_store`); writing lives in
+:mod:`explainer.store_write`.
+
 Layout (``STORE_SCHEMA`` 1)::
 
     x.zarr/
@@ -24,11 +27,7 @@ so a resumed store equals an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ import zarr
 from .errors import InputError, StoreError, describe
 from .explanation import Explanation
 
-__all__ = ["Store", "open_store", "writer_lock", "STORE_SCHEMA"]
+__all__ = ["Store", "open_store", "STORE_SCHEMA"]
 
 STORE_SCHEMA = 1
 _KEY = "explainer"
@@ -48,35 +47,6 @@ _KEY = "explainer"
 
 def _safe_key(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
-
-
-def _dtype_for(t: np.ndarray) -> np.dtype:
-    if t.dtype == np.bool_:
-        return np.dtype(bool)
-    if np.issubdtype(t.dtype, np.integer):
-        return np.dtype(np.int64)
-    return np.dtype(np.float32)
-
-
-def _fit(arr: zarr.Array, value: np.ndarray) -> np.ndarray:
-    """Ragged per-sample arrays (kernel SHAP's ``feature_values`` is (N, max features in the
-    batch)): grow the stored array or pad the batch with the fill value, axis by axis."""
-    if value.ndim != arr.ndim:
-        raise StoreError(
-            describe(
-                "store array",
-                f"{arr.ndim} dimensions",
-                f"{value.ndim}",
-                "Write to a new store: this one holds other results.",
-            )
-        )
-    grown = tuple(max(a, v) for a, v in zip(arr.shape[1:], value.shape[1:], strict=True))
-    if grown != tuple(arr.shape[1:]):
-        arr.resize((arr.shape[0], *grown))
-    pad = [(0, 0)] + [(0, g - v) for g, v in zip(grown, value.shape[1:], strict=True)]
-    if any(p for _, p in pad):
-        value = np.pad(value, pad, constant_values=arr.fill_value)
-    return value
 
 
 class Store:
@@ -386,51 +356,6 @@ class Store:
             return {}
         return {name: np.asarray(arr[:]) for name, arr in self.group[key].arrays()}
 
-    # -- writing (used by explain_dataset and evaluate) -------------------------------------
-    def write_batch(self, b: int, arrays: dict[str, np.ndarray]) -> None:
-        """Write batch ``b``'s rows of every array (creating new per-sample arrays), then
-        mark it done. Rows are ``[b * batch_size, ...)``."""
-        start = b * self.batch_size
-        for name, value in arrays.items():
-            value = np.asarray(value)
-            if name not in self.group:
-                self.group.create_array(
-                    name,
-                    shape=(self.n, *value.shape[1:]),
-                    chunks=(self.batch_size, *value.shape[1:]),
-                    dtype=_dtype_for(value),
-                    fill_value=np.nan if _dtype_for(value).kind == "f" else 0,
-                )
-            arr = self.group[name]
-            value = _fit(arr, value)
-            arr[start : start + len(value)] = value.astype(arr.dtype, copy=False)
-        self.group["done"][b] = True
-
-    def write_metric(self, method: str, metric: str, rows: np.ndarray, values: np.ndarray) -> None:
-        name = f"metrics/{_safe_key(method)}/{_safe_key(metric)}"
-        if name not in self.group:
-            self.group.create_array(
-                name, shape=(self.n,), chunks=(self.batch_size,), dtype="float64", fill_value=np.nan
-            )
-        arr = self.group[name]
-        arr.set_orthogonal_selection((np.asarray(rows, dtype=np.int64),), np.asarray(values))
-
-
-def create_store(path: Path, manifest: dict[str, Any], n_batches: int) -> Store:
-    """A new, empty store (the caller checked that nothing is there).
-
-    Built in a temporary sibling folder and renamed into place, so a kill during creation
-    leaves either no store or a complete empty one, never a half-made one.
-    """
-    for stale in path.parent.glob(f".{path.name}.creating-*"):  # from an earlier kill
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
-    group = zarr.open_group(str(tmp), mode="w")
-    group.attrs[_KEY] = json.loads(json.dumps(manifest))
-    group.create_array("done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False)
-    os.rename(tmp, path)
-    return Store(zarr.open_group(str(path), mode="r+"), path)
-
 
 def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
     """Open a store written by :func:`explainer.explain_dataset` (lazily; ``mode="r+"`` to
@@ -456,48 +381,3 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
             describe("store", "a readable zarr group", f"{type(err).__name__}: {err}", "")
         ) from None
     return Store(group, path)
-
-
-def remove_partials(path: Path) -> int:
-    """Delete temporary chunk files a kill left behind (zarr writes ``*.partial`` then renames)."""
-    count = 0
-    for p in path.rglob("*.partial"):
-        p.unlink(missing_ok=True)
-        count += 1
-    return count
-
-
-@contextlib.contextmanager
-def writer_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the store at ``path`` while writing, so two runs never mix
-    batches in one store. ``flock`` locks die with their process (a SIGKILL frees it); the
-    lock file sits next to the store (``.<name>.lock``), outside the zarr tree."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locking
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise StoreError(
-                describe(
-                    f"store {path}",
-                    "no other run writing to it",
-                    f"a lock held by {holder}",
-                    "Wait for that run to finish or stop it (finished batches are kept), "
-                    "or write to another store.",
-                )
-            ) from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()}")
-            fh.flush()
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

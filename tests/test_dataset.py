@@ -334,7 +334,7 @@ def test_tabular_store_and_trust_scores_need_the_recorded_background(tmp_path):
 
 
 def test_a_store_being_written_is_refused_to_a_second_run(tmp_path):
-    from explainer.store import writer_lock
+    from explainer.store_write import writer_lock
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
     model, path = ex.wrap(net, modality="image"), tmp_path / "s.zarr"

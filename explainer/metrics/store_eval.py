@@ -89,7 +89,8 @@ def evaluate_store(
 ) -> Scores:
     """Trust scores of up to ``sample`` finished samples of ``store`` (balanced over the
     explained classes), written back into the store. See :func:`explainer.evaluate`."""
-    from ..store import open_store, writer_lock
+    from ..store import open_store
+    from ..store_write import write_metric, writer_lock
     from .evaluate import evaluate
 
     if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
@@ -115,6 +116,6 @@ def evaluate_store(
         for method, metric in keys:
             values = scores.values(method, metric)
             if len(values) == len(rows):
-                writable.write_metric(method, metric, rows, values)
+                write_metric(writable, method, metric, rows, values)
         writable.group.attrs[_ATTR] = scores_to_json(scores, rows)
     return scores
