@@ -105,7 +105,8 @@ def run_batch(
         out.setdefault("scores", exp.scores.numpy())
         out[f"attributions/{key}"] = exp.attributions.numpy()
         for extra, value in exp.extras.items():
-            if isinstance(value, torch.Tensor | np.ndarray) and len(value) == len(x):
+            per_sample = isinstance(value, torch.Tensor | np.ndarray) and value.ndim >= 1
+            if per_sample and len(value) == len(x):
                 arr = value.numpy() if isinstance(value, torch.Tensor) else value
                 out[f"extras/{key}/{_safe_key(extra)}"] = np.asarray(arr)
     return out

@@ -366,3 +366,27 @@ def test_ray_backend_writes_the_same_store(demo, tmp_path):
         ray.shutdown()
     assert remote.group.attrs["last_run"]["backend"] == "ray"
     assert_same_store(local, remote)
+
+
+def test_only_per_sample_extras_are_stored(monkeypatch):
+    """A method's scalar extras (0-d tensors) are not rows of the store and must not break it."""
+    import explainer.dataset as dataset
+
+    real = dataset.explain
+
+    def with_scalar(*args, **kwargs):
+        exp = real(*args, **kwargs)
+        exp.extras.update(total=torch.tensor(3.0), per=torch.ones(len(exp)))
+        return exp
+
+    monkeypatch.setattr(dataset, "explain", with_scalar)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    out = dataset.run_batch(
+        ex.wrap(net, modality="image"),
+        torch.rand(3, 3, 2, 2),
+        torch.full((3,), -1),
+        {"saliency": {}},
+        "predicted",
+        2**28,
+    )
+    assert "extras/saliency/per" in out and "extras/saliency/total" not in out
