@@ -28,7 +28,7 @@ so a resumed store equals an uninterrupted one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -327,13 +327,23 @@ class Store:
             yield np.arange(start, stop), np.asarray(arr[start:stop])
 
     def mean_attribution(
-        self, method: str, by: str = "target", absolute: bool = False
+        self,
+        method: str,
+        by: str = "target",
+        absolute: bool = False,
+        classes: Sequence[int] | None = None,
     ) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
-        """Per class: (mean attribution map, mean input, count), streamed batch by batch."""
-        classes = {"target": self.targets, "label": self.labels, "prediction": self.predictions}
-        if by not in classes:
+        """Per class: (mean attribution map, mean input, count), streamed batch by batch.
+
+        Memory is one batch plus two maps per class: pass ``classes`` (indices) to limit it
+        on datasets with many classes.
+        """
+        by_kind = {"target": self.targets, "label": self.labels, "prediction": self.predictions}
+        if by not in by_kind:
             raise InputError(describe("`by`", "target, label or prediction", repr(by), ""))
-        cls = classes[by]
+        cls = by_kind[by].copy()
+        if classes is not None:
+            cls[~np.isin(cls, np.asarray(list(classes), dtype=cls.dtype))] = -1
         sums: dict[int, list] = {}
         inputs = self.array("inputs")
         for rows, values in self.iter_chunks(f"attributions/{_safe_key(method)}"):

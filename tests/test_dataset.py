@@ -105,6 +105,14 @@ def test_lazy_access_by_index_and_class(demo, tmp_path):
         assert count == int((targets == cls).sum())
         np.testing.assert_allclose(mean_map, attr[targets == cls].mean(0), rtol=1e-6)
         np.testing.assert_allclose(mean_input, data.images[targets == cls].double().mean(0))
+    from explainer.report.dataset import dataset_summary
+
+    summary = dataset_summary(store, shown=4, max_classes=2)  # the 2 most frequent classes
+    counts = np.bincount(targets)
+    assert len(summary.maps[0]["panels"]) == 2 and summary.maps[0]["limited"].startswith("2 ")
+    assert sorted(p[1] for p in summary.maps[0]["panels"]) == sorted(counts)[-2:]
+    only = store.mean_attribution("saliency", classes=[1])
+    assert list(only) == [1] and np.allclose(only[1][0], means[1][0])
     sample = store.sample(8)
     assert len(sample) == 8 and len(set(targets[sample])) == len(set(targets))
 

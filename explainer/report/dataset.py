@@ -43,16 +43,22 @@ def _mean_maps(store, names, max_classes: int) -> tuple[dict, ...]:
     if store.modality != "image":
         return ()
     prep = store.manifest.get("data", {}).get("preprocessing")
+    targets = store.targets[store.indices()]
+    found, counts = np.unique(targets[targets >= 0], return_counts=True)
+    shown = sorted(found[np.argsort(-counts, kind="stable")][:max_classes].tolist())
     out = []
     for method in store.methods:
         spec = spec_for(method, store.manifest["methods"][method])
-        means = store.mean_attribution(method)
+        means = store.mean_attribution(method, classes=shown)
         panels = []
-        for c, (mean_map, mean_input, count) in list(means.items())[:max_classes]:
+        for c, (mean_map, mean_input, count) in means.items():
             rgb = render_overlay(denormalize(mean_input, prep), mean_map.astype(np.float32), spec)
             up = 2 if rgb.shape[0] < 128 else 1
             panels.append((names(c), count, png_data_uri(encode_png(rgb, upscale=up))))
-        out.append({"method": method, "drawing": spec.describe(), "panels": panels})
+        limited = f"{len(shown)} most frequent of {len(found)}" if len(found) > len(shown) else ""
+        out.append(
+            {"method": method, "drawing": spec.describe(), "panels": panels, "limited": limited}
+        )
     return tuple(out)
 
 
