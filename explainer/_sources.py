@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from .errors import InputError, describe
 
-__all__ = ["as_source", "Source", "collate"]
+__all__ = ["as_source", "ArrayDataset", "Source", "collate"]
 
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -103,12 +103,11 @@ class Source:
     def batches(
         self, pending: Sequence[int], batch_size: int, num_workers: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        bs = batch_size
         if not pending:
             return iter(())
         loader = DataLoader(
             self.dataset,
-            batch_sampler=[list(self.rows(b, bs)) for b in pending],
+            batch_sampler=[list(self.rows(b, batch_size)) for b in pending],
             num_workers=num_workers,
             collate_fn=collate,
         )
@@ -126,7 +125,9 @@ class Source:
         return h.hexdigest()[:16]
 
 
-class _Arrays(Dataset):
+class ArrayDataset(Dataset):
+    """(x[i], label[i]) pairs of an in-memory batch; label -1 without labels."""
+
     def __init__(self, x: torch.Tensor, labels: torch.Tensor | None) -> None:
         self.x, self.labels = x, labels
 
@@ -137,7 +138,7 @@ class _Arrays(Dataset):
         return (self.x[i], int(self.labels[i]) if self.labels is not None else -1)
 
 
-def as_source(data: Any, labels: Any = None, batch_size: int | None = None) -> Source:
+def as_source(data: Any, labels: Any = None) -> Source:
     """Wrap what the user passed; raise a clear InputError for anything else."""
     if isinstance(data, str | os.PathLike):
         from .images import ImageFolder
@@ -172,7 +173,7 @@ def as_source(data: Any, labels: Any = None, batch_size: int | None = None) -> S
                 raise InputError(
                     describe("`labels`", f"{len(x)} labels", f"{len(y)}", "One per sample.")
                 )
-        return Source(_Arrays(x, y), len(x), "array")
+        return Source(ArrayDataset(x, y), len(x), "array")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         n = len(data)
         if n == 0:

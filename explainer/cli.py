@@ -96,13 +96,13 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
     import numpy as np
     import torch
 
-    from ._sources import _Arrays
+    from ._sources import ArrayDataset
 
     if data == "demo" and not Path(data).exists():
         from .demo.shapes import make_shapes
 
         shapes = make_shapes(limit or 64, seed=1)
-        return _Arrays(shapes.images, shapes.labels)
+        return ArrayDataset(shapes.images, shapes.labels)
     path = Path(data)
     if path.is_dir():
         from .images import ImageFolder
@@ -123,7 +123,7 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
         else:
             x, y = arrays, None
         labels = None if y is None else torch.as_tensor(np.asarray(y)).long()
-        return _Arrays(torch.as_tensor(np.asarray(x, dtype=np.float32)), labels)
+        return ArrayDataset(torch.as_tensor(np.asarray(x, dtype=np.float32)), labels)
     raise InputError(
         describe(
             "--data",

@@ -246,7 +246,7 @@ def explain_dataset(
         raise InputError(
             describe("`batch_size`", "a positive integer", repr(batch_size), "Use e.g. 32.")
         )
-    source = as_source(data, labels, batch_size)
+    source = as_source(data, labels)
     batch_size = source.batch_size or batch_size
     num_workers = max(num_workers, source.num_workers)
     if isinstance(target, str) and target not in TARGETS:
