@@ -37,6 +37,18 @@ def init_parameters(net: nn.Module, seed: int, scale: float = 1.0) -> nn.Module:
     return net
 
 
+class RecordsBatchSizes(nn.Module):
+    """Wraps a network and records the batch size of every forward call."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.sizes = net, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(x))
+        return self.net(x)
+
+
 class SmallCNN(nn.Module):
     """(N, 3, 16, 16) -> (N, 3) logits, with BatchNorm and in-place ReLUs (as torchvision models have)."""
 

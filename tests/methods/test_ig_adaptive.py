@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from attribution_helpers import (
+    RecordsBatchSizes,
     assert_same_state,
     dress_up,
     init_parameters,
@@ -215,16 +216,6 @@ def test_adaptive_rule_is_deterministic_and_independent_of_the_memory_budget(rel
     assert torch.equal(runs[0].extras["steps_used"], runs[1].extras["steps_used"])
     assert torch.equal(runs[0].extras["steps_used"], runs[2].extras["steps_used"])
     torch.testing.assert_close(runs[2].attributions, runs[0].attributions, rtol=1e-4, atol=1e-6)
-
-
-class RecordsBatchSizes(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net, self.sizes = net, []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(len(x))
-        return self.net(x)
 
 
 def test_samples_still_refining_go_through_the_network_together(relu_case):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attribution_helpers import init_parameters, make_cnn, make_images, relative_l2, seeded
+from attribution_helpers import (
+    RecordsBatchSizes,
+    init_parameters,
+    make_cnn,
+    make_images,
+    relative_l2,
+    seeded,
+)
 from captum.attr import IntegratedGradients
 from torch import nn
 
@@ -121,16 +128,6 @@ def test_memory_bounded_batching_gives_identical_results(setup, budget):
         model, x, "ig", target=TARGETS, n_steps=12, memory_budget=budget, progress=False
     )
     torch.testing.assert_close(bounded.attributions, default.attributions, rtol=1e-5, atol=1e-8)
-
-
-class RecordsBatchSizes(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net, self.sizes = net, []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(len(x))
-        return self.net(x)
 
 
 def test_ig_chunks_the_step_expansion_by_the_memory_budget(setup):
