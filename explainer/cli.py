@@ -178,13 +178,16 @@ def explain(
     overwrite: Annotated[bool, typer.Option(help="Delete an existing store first.")] = False,
     backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    max_model_size: Annotated[
+        str, typer.Option(help='Largest model file accepted, decompressed (e.g. "16GB").')
+    ] = "4GiB",
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
     crash: finished batches are kept)."""
     from .dataset import explain_dataset
     from .io import load_model
 
-    net = load_model(model, factory=factory, modality=modality)
+    net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
     if target not in ("predicted", "label"):
         target = int(target) if target.lstrip("-").isdigit() else target
     result = explain_dataset(
@@ -221,6 +224,9 @@ def evaluate(
     factory: Annotated[str | None, typer.Option(help="Factory for a state_dict model.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    max_model_size: Annotated[
+        str, typer.Option(help='Largest model file accepted, decompressed (e.g. "16GB").')
+    ] = "4GiB",
 ) -> None:
     """Compute trust scores on a sample of a store and save them in it (reports show them)."""
     from .io import load_model
@@ -228,7 +234,7 @@ def evaluate(
     from .store import open_store
 
     opened = open_store(store)
-    net = load_model(model, factory=factory) if model else None
+    net = load_model(model, factory=factory, max_size=max_model_size) if model else None
     scores = run_evaluate(
         opened, net, metrics or "default", sample=sample, seed=seed, progress=progress
     )

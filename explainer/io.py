@@ -3,11 +3,16 @@
 :func:`load_model` reads a model file without ever unpickling arbitrary Python objects:
 
 * TorchScript archives (``torch.jit.script(net).save(path)``) -> ``torch.jit.load``;
-* ``torch.export`` programs (``torch.export.save``, ``.pt2``) -> ``torch.export.load``, after
-  checking that every member it would unpickle also loads with ``weights_only=True``
-  (``torch.export.load`` itself falls back to unrestricted unpickling);
+* ``torch.export`` programs (``torch.export.save``, ``.pt2``) -> ``torch.export.load``, on an
+  archive rebuilt from members that passed an allow-list, where everything torch could
+  unpickle loads with ``weights_only=True`` (``torch.export.load`` itself falls back to
+  unrestricted unpickling); see :mod:`explainer._archive`;
 * ``torch.save`` checkpoints -> ``torch.load(weights_only=True)`` only; a state_dict is loaded
   into the network that ``factory`` builds. A pickled whole model is refused, never loaded.
+
+Every zip archive is read once under a size budget (``max_size``, 4 GiB decompressed by
+default; members compressed more than 200:1 are refused as zip bombs) and torch only ever
+reads the rebuilt copy, so what was checked is what is loaded.
 
 Errors: problems with the arguments (missing file, bad ``factory``) raise
 :class:`~explainer.errors.InputError`; files whose content cannot be loaded safely or does
@@ -19,7 +24,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
-import json
 import os
 import pickle
 import zipfile
@@ -30,6 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._archive import DEFAULT_MAX_SIZE, ZipMembers, read_zip, safe_export_archive
+from ._runtime import parse_bytes
 from .errors import InputError, ModelError, describe
 from .images import IMAGE_EXTENSIONS, ImageFolder  # noqa: F401  (re-exported)
 from .model import Model, wrap
@@ -45,9 +51,6 @@ _RESAVE = (
     "or torch.jit.script(model).save(path), or torch.export.save(torch.export.export(model, "
     "example_inputs), path)."
 )
-# Members of a .pt2 archive that torch.export.load reads as JSON or text, never unpickles.
-_PT2_TEXT = {"archive_format", "archive_version", "byteorder", "version"}
-_PT2_TEXT_DIRS = (".data/", "extra/")
 
 
 def load_model(
@@ -59,6 +62,7 @@ def load_model(
     output: str | None = None,
     name: str | None = None,
     map_location: str | torch.device = "cpu",
+    max_size: int | str | None = DEFAULT_MAX_SIZE,
 ) -> Model:
     """Load a model file safely and wrap it for explanation.
 
@@ -75,14 +79,18 @@ def load_model(
         modality, class_names, output, name: passed to :func:`~explainer.wrap`; ``name``
             defaults to the file's stem.
         map_location: device to load the weights onto.
+        max_size: the most bytes the file may hold once decompressed (default 4 GiB; a
+            number or a string like ``"16GB"``; ``None``: no limit). Zip archives whose
+            members are compressed more than 200:1 are refused whatever the limit.
 
     Returns:
         A :class:`~explainer.Model` around the network, in eval mode.
 
     Raises:
         InputError: missing file, or a ``factory`` that cannot build an ``nn.Module``.
-        ModelError: unsafe content (a pickled whole model), an unknown format, or weights
-            that do not match the network.
+        ModelError: unsafe content (a pickled whole model, Python objects or compiled code
+            in a ``.pt2``, a zip bomb), a file over ``max_size``, an unknown format, or
+            weights that do not match the network.
 
     Example:
         >>> import explainer as ex
@@ -103,12 +111,24 @@ def load_model(
                 'Check the path, or pass "demo" for the shipped demo model.',
             )
         )
+    limit = None if max_size is None else _max_size(max_size)
+    if limit is not None and path.stat().st_size > limit:
+        raise ModelError(
+            describe(
+                path.name,
+                f"a model file of at most {limit:,} bytes (max_size)",
+                f"{path.stat().st_size:,} bytes",
+                "Pass a larger max_size= (CLI: --max-model-size) for a model you trust.",
+            )
+        )
     data = path.read_bytes()  # read once: what is checked is what is loaded
-    kind = _archive_kind(data)
+    members = read_zip(data, path.name, limit) if zipfile.is_zipfile(io.BytesIO(data)) else None
+    kind = _archive_kind(members)
+    if members is not None:  # torch reads only the rebuilt archive, never the user's bytes
+        data = safe_export_archive(members, path.name) if kind == "export" else members.rebuilt()
     if kind == "torchscript":
         net = _guarded(path, lambda: torch.jit.load(io.BytesIO(data), map_location=map_location))
     elif kind == "export":
-        _check_export_archive(path, data)
         graph = _guarded(path, lambda: torch.export.load(io.BytesIO(data)).module())
         net = _ExportedModule(graph).to(map_location)
     else:
@@ -136,14 +156,13 @@ def _demo(spec: str, modality, class_names, output, name) -> Model:
     return wrap(net, class_names or names, modality or kind, output, name or title)
 
 
-def _archive_kind(data: bytes) -> str:
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+def _archive_kind(members: ZipMembers | None) -> str:
+    if members is None:
         return "checkpoint"  # legacy torch.save format or a raw pickle: torch.load decides
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        members = {n.split("/", 1)[-1] for n in zf.namelist()}  # drop the archive folder
-    if "archive_format" in members or any(m.startswith("models/") for m in members):
+    names = members.members
+    if "archive_format" in names or any(m.startswith("models/") for m in names):
         return "export"
-    if "constants.pkl" in members or any(m.startswith("code/") for m in members):
+    if "constants.pkl" in names or any(m.startswith("code/") for m in names):
         return "torchscript"
     return "checkpoint"
 
@@ -156,51 +175,6 @@ def _guarded(path: Path, load: Callable[[], Any]) -> Any:
             f"Could not load {path.name}: {err}. Check that the file is complete and was saved "
             "by a compatible torch version."
         ) from err
-
-
-def _check_export_archive(path: Path, data: bytes) -> None:
-    """Refuse a .pt2 archive if a member that torch.export.load would unpickle is not plain
-    tensors: torch falls back to ``weights_only=False`` there (sample inputs, tensor
-    subclasses, opaque constants), which would run whatever code the pickle names."""
-
-    def refuse(got: str) -> ModelError:
-        what = f"{path.name} (torch.export program)"
-        return ModelError(describe(what, "members that load as plain tensors", got, _RESAVE))
-
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        names = zf.namelist()
-        if len(set(names)) != len(names):  # zip readers may disagree on which copy counts
-            raise refuse("duplicate archive members")
-        raw, pickled = set(), set()  # payloads read as bytes / unpickled, per the configs
-        for n in names:
-            if not n.endswith("_config.json"):
-                continue
-            for meta in _json_config(zf.read(n)).values():
-                file = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
-                if "/" in file or "\\" in file or file.startswith("."):
-                    raise refuse(f"a payload path {file!r} outside its folder")
-                plain = meta.get("use_pickle") is False and file.startswith(("weight_", "tensor_"))
-                (raw if plain else pickled).add(f"{n.rsplit('/', 1)[0]}/{file}")
-        for n in names:
-            member = n.split("/", 1)[-1]
-            text = n.endswith(".json") or member in _PT2_TEXT or member.startswith(_PT2_TEXT_DIRS)
-            if n not in pickled and (n in raw or text):
-                continue
-            try:
-                torch.load(io.BytesIO(zf.read(n)), map_location="cpu", weights_only=True)
-            except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, EOFError) as err:
-                raise refuse(
-                    f"{member!r}, which torch.export.load would unpickle without restriction "
-                    "(unpickling can run arbitrary code)"
-                ) from err
-
-
-def _json_config(content: bytes) -> dict:
-    try:
-        config = json.loads(content).get("config", {})
-    except (ValueError, AttributeError):
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 class _ExportedModule(nn.Module):
@@ -348,3 +322,17 @@ def _build(factory: Callable[[], nn.Module] | str | None) -> nn.Module:
 def _few(keys: list[str], n: int = 4) -> str:
     more = f" and {len(keys) - n} more" if len(keys) > n else ""
     return f"{keys[:n]}{more}" if keys else "[]"
+
+
+def _max_size(value: Any) -> int:
+    try:
+        return parse_bytes(value)
+    except InputError:
+        raise InputError(
+            describe(
+                "`max_size`",
+                'a positive number of bytes, a string like "16GB", or None for no limit',
+                repr(value),
+                f'Pass e.g. max_size="16GB" (the default is {DEFAULT_MAX_SIZE // 2**30} GiB).',
+            )
+        ) from None
