@@ -7,29 +7,52 @@ says what was wrong, what was expected, what was got and how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import InputError, ModelError, describe
-from .model import Model
+
+if TYPE_CHECKING:  # model.py imports this module: no import of it at run time
+    from .model import Model
 
 __all__ = [
     "as_inputs",
     "as_targets",
     "as_reference",
+    "as_methods",
+    "check_bool",
     "check_finite",
     "check_int",
+    "check_seed",
+    "check_names",
     "check_choice",
     "check_fraction",
+    "check_model",
+    "check_autograd_mode",
+    "check_attributions",
     "has_gradient_path",
 ]
+
+# Seeds are non-negative int64 values: what torch.Generator and numpy's default_rng both
+# take, and what result stores can record.
+SEED_MAX = 2**63 - 1
 
 
 def _to_tensor(value: Any, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
+        if value.device.type == "meta":
+            raise InputError(
+                describe(
+                    f"`{name}`",
+                    "a tensor holding data (on the CPU or an accelerator)",
+                    f"a tensor of shape {tuple(value.shape)} on the meta device, which has no values",
+                    f"Create {name} on a real device, e.g. {name}.to_empty(device='cpu') and fill it, "
+                    "or load the data again.",
+                )
+            )
         return value.detach()
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
@@ -71,7 +94,13 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 
 
 def as_inputs(model: Model, inputs: Any, name: str = "inputs") -> torch.Tensor:
-    """Validate a batch of inputs for ``model``; return a float tensor on its device."""
+    """Validate a batch of inputs for ``model``; return it on the model's device and dtype.
+
+    Inputs must be finite floats of the model's layout. They are converted to
+    :attr:`Model.dtype` (the first floating parameter's; float32 without one): float16
+    or float64 inputs of a float32 model run as float32; values that overflow the
+    conversion raise InputError.
+    """
     x = _to_tensor(inputs, name)
     if not (x.is_floating_point()):
         kind = "uint8 image data" if x.dtype == torch.uint8 else f"dtype {x.dtype}"
@@ -121,7 +150,35 @@ def as_inputs(model: Model, inputs: Any, name: str = "inputs") -> torch.Tensor:
                 )
             )
     check_finite(x, name)
-    return x.to(device=model.device, dtype=torch.float32 if x.dtype == torch.float64 else x.dtype)
+    # Floating inputs run in the model's dtype (float64 or float16 inputs of a float32 model
+    # become float32), so that the network never sees a dtype its weights do not have.
+    return _convert(x, model.device, model.dtype, name)
+
+
+def _convert(t: torch.Tensor, device: torch.device, dtype: torch.dtype, name: str) -> torch.Tensor:
+    """``t`` (finite) on ``device`` in ``dtype``; InputError if the conversion overflows."""
+    out = t.to(device=device, dtype=dtype)
+    if out.dtype != t.dtype and not bool(torch.isfinite(out).all()):
+        raise InputError(
+            describe(
+                f"`{name}`",
+                f"values that fit the model's dtype {dtype}",
+                f"values up to {float(t.abs().max()):.3g}, which overflow when converted",
+                f"Rescale {name} with the preprocessing the model was trained with.",
+            )
+        )
+    return out
+
+
+def _bad_target(got: str, fix: str = 'Pass target="predicted" to explain the predicted class.'):
+    return InputError(
+        describe(
+            "`target`",
+            'an int class index, a class name, "predicted", or one int/name per sample',
+            got,
+            fix,
+        )
+    )
 
 
 def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
@@ -131,61 +188,81 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
     with one entry per sample. ``scores`` are the model's (N, classes) outputs.
     """
     n, n_classes = scores.shape
+
+    def in_range(indices: Sequence[int]) -> None:
+        bad = [i for i in indices if not 0 <= i < n_classes]
+        if bad:
+            raise InputError(
+                describe(
+                    "`target`",
+                    f"a class index in [0, {n_classes})",
+                    f"{bad[0]}",
+                    'Pass target="predicted" to explain the predicted class.',
+                )
+            )
+
     if isinstance(target, str):
         if target == "predicted":
             return scores.argmax(dim=1).cpu()
         return torch.full((n,), model.class_index(target), dtype=torch.long)
-    if isinstance(target, bool) or target is None:
-        raise InputError(
-            describe(
-                "`target`",
-                'an int, a class name, "predicted" or one per sample',
-                repr(target),
-                'Pass target="predicted" to explain the predicted class.',
-            )
+    if isinstance(target, bool | np.bool_) or target is None:
+        raise _bad_target(repr(target))
+    if isinstance(target, float | np.floating | complex):
+        fix = (
+            f"Pass target={int(target)} (an int)."
+            if isinstance(target, float | np.floating) and float(target).is_integer()
+            else 'Pass an int class index, or target="predicted".'
         )
+        raise _bad_target(f"{target!r} ({type(target).__name__})", fix)
     if isinstance(target, int | np.integer):
-        idx = torch.full((n,), int(target), dtype=torch.long)
-    else:
-        if (
-            isinstance(target, Sequence)
-            and not isinstance(target, torch.Tensor)
-            and target
-            and all(isinstance(t, str) for t in target)
-        ):
+        in_range([int(target)])  # before torch.full: 10**30 would overflow a long
+        return torch.full((n,), int(target), dtype=torch.long)
+    if isinstance(target, Sequence) and not isinstance(target, torch.Tensor | bytes):
+        if len(target) == 0:
+            raise _bad_target(
+                "an empty sequence",
+                f'Pass one target per sample ({n}), a single int, or "predicted".',
+            )
+        if all(isinstance(t, str) for t in target):
             target = [model.class_index(t) for t in target]
-        t = _to_tensor(target, "target")
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise InputError(
-                describe(
-                    "`target`",
-                    "integer class indices",
-                    f"dtype {t.dtype}",
-                    "Convert with target.long().",
-                )
+        elif all(isinstance(t, int | np.integer) and not isinstance(t, bool) for t in target):
+            in_range([int(t) for t in target])
+        elif not all(isinstance(t, Sequence | np.ndarray | torch.Tensor) for t in target):
+            kinds = sorted({type(t).__name__ for t in target})
+            raise _bad_target(
+                f"a sequence of {', '.join(kinds)}",
+                'Pass ints or class names, one per sample, or target="predicted".',
             )
-        idx = t.reshape(-1).long().cpu()
-        if idx.numel() == 1:
-            idx = idx.expand(n).clone()
-        if idx.numel() != n:
-            raise InputError(
-                describe(
-                    "`target`",
-                    f"one class per sample ({n})",
-                    f"{idx.numel()} targets",
-                    'Pass one target per sample, a single int, or "predicted".',
-                )
-            )
-    bad = (idx < 0) | (idx >= n_classes)
-    if bool(bad.any()):
+    elif not isinstance(target, torch.Tensor | np.ndarray):
+        raise _bad_target(f"{type(target).__name__}")
+    t = _to_tensor(target, "target")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise InputError(
             describe(
                 "`target`",
-                f"a class index in [0, {n_classes})",
-                f"{idx[bad][0].item()}",
-                'Pass target="predicted" to explain the predicted class.',
+                "integer class indices",
+                f"dtype {t.dtype}",
+                "Convert with target.long().",
             )
         )
+    idx = t.reshape(-1).long().cpu()
+    if idx.numel() == 0:
+        raise _bad_target(
+            f"an empty tensor of shape {tuple(t.shape)}",
+            f'Pass one target per sample ({n}), a single int, or "predicted".',
+        )
+    if idx.numel() == 1:
+        idx = idx.expand(n).clone()
+    if idx.numel() != n:
+        raise InputError(
+            describe(
+                "`target`",
+                f"one class per sample ({n})",
+                f"{idx.numel()} targets",
+                'Pass one target per sample, a single int, or "predicted".',
+            )
+        )
+    in_range(idx.tolist())
     return idx
 
 
@@ -220,7 +297,7 @@ def as_reference(
             )
         )
     check_finite(ref, name)
-    return ref.to(device=x.device, dtype=x.dtype)
+    return _convert(ref, x.device, x.dtype, name)
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -235,6 +312,108 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
             )
         )
     return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A real boolean (``True``/``False`` or a numpy bool): ``"no"`` or ``1`` are refused,
+    since ``bool("no")`` is True."""
+    if not isinstance(value, bool | np.bool_):
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "True or False",
+                f"{value!r} ({type(value).__name__})",
+                f"Pass {name}=True or {name}=False.",
+            )
+        )
+    return bool(value)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed: an integer in [0, 2**63 - 1]; ``None`` means 0.
+
+    One meaning everywhere (every method and ``ex.evaluate``): ``None`` is seed 0, so
+    results are deterministic unless a seed is chosen. Fresh randomness is asked for by
+    passing a fresh seed, e.g. ``seed=secrets.randbits(32)``.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "an integer in [0, 2**63 - 1] (or None, meaning 0)",
+                f"{value!r} ({type(value).__name__})",
+                f"Pass e.g. {name}=0.",
+            )
+        )
+    if not 0 <= int(value) <= SEED_MAX:
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "an integer in [0, 2**63 - 1] (or None, meaning 0)",
+                repr(int(value)),
+                f"Pass e.g. {name}=0.",
+            )
+        )
+    return int(value)
+
+
+def check_names(value: Any, name: str, count: int | None = None) -> tuple[str, ...] | None:
+    """Names (class names, feature names) as a tuple of strings, or None.
+
+    Accepts a sequence (each entry converted with ``str``) or a mapping ``{index: name}``
+    whose keys are exactly the integers 0..K-1 (any order). A bare string is refused: it
+    would be split into characters. ``count``: the number of names required.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str | bytes):
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "a list of names, one per entry",
+                f"the single string {value!r}, which would be split into characters",
+                f"Pass a list, e.g. {name}="
+                f"{value.split(',') if isinstance(value, str) and ',' in value else [value]!r}.",
+            )
+        )
+    if isinstance(value, Mapping):
+        keys = list(value)
+        ints = all(isinstance(k, int | np.integer) and not isinstance(k, bool) for k in keys)
+        if not ints or sorted(int(k) for k in keys) != list(range(len(keys))):
+            raise InputError(
+                describe(
+                    f"`{name}`",
+                    "a list of names, or a mapping {index: name} with integer keys 0..K-1",
+                    f"a mapping with keys {sorted(map(repr, keys))[:8]}",
+                    "Use integer keys 0, 1, ..., K-1 (one per column), or pass a list.",
+                )
+            )
+        names = tuple(str(value[k]) for k in sorted(keys, key=int))
+    elif isinstance(value, Sequence | np.ndarray) or (
+        hasattr(value, "__iter__") and not isinstance(value, torch.Tensor | Mapping)
+    ):
+        names = tuple(str(v) for v in value)
+    else:
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "a list of names",
+                f"{type(value).__name__}",
+                f"Pass e.g. {name}=['a', 'b'].",
+            )
+        )
+    if count is not None and len(names) != count:
+        raise InputError(
+            describe(
+                f"`{name}`",
+                f"{count} names (one per column)",
+                f"{len(names)}",
+                "Pass one name per input column.",
+            )
+        )
+    return names
 
 
 def check_fraction(value: Any, name: str, low: float = 0.0, high: float = 1.0) -> float:
@@ -280,3 +459,104 @@ def has_gradient_path(model: Model, out: torch.Tensor) -> None:
                 "Remove .detach()/no_grad from forward, or use a perturbation method such as kernel_shap.",
             )
         )
+
+
+def check_model(model: Model) -> None:
+    """Raise ModelError when the network's weights hold no data (the ``meta`` device)."""
+    for kind, tensors in (
+        ("parameter", model.net.named_parameters()),
+        ("buffer", model.net.named_buffers()),
+    ):
+        for key, t in tensors:
+            if t.device.type == "meta":
+                raise ModelError(
+                    describe(
+                        "Model",
+                        "parameters and buffers that hold values",
+                        f"{kind} {key!r} on the meta device (shapes only, no data)",
+                        "Load the weights first, e.g. net.to_empty(device='cpu') then "
+                        "net.load_state_dict(state), or load_state_dict(state, assign=True).",
+                    )
+                )
+
+
+def check_autograd_mode(entry: str) -> None:
+    """Raise InputError when called under ``torch.inference_mode()``.
+
+    Attribution methods differentiate with respect to the inputs and re-run the model;
+    inference mode turns autograd off for good (tensors made in it can never join a graph),
+    so we refuse at the entry instead of failing inside the model. ``torch.no_grad()``
+    around a call is fine: methods turn gradients on where they need them.
+    """
+    if torch.is_inference_mode_enabled():
+        raise InputError(
+            describe(
+                f"{entry} call",
+                "a call outside torch.inference_mode()",
+                "a call inside an inference_mode block (autograd is off there)",
+                f"Call {entry} after the `with torch.inference_mode():` block "
+                "(torch.no_grad() around it is fine).",
+            )
+        )
+
+
+def check_attributions(attributions: torch.Tensor, method: str) -> None:
+    """Raise ModelError when a method's attributions hold NaN/Inf.
+
+    Inputs and references are checked to be finite and every forward pass checks its
+    outputs, so a non-finite attribution comes from the model's gradients (e.g. sqrt or
+    log at 0) at some point the method evaluated.
+    """
+    bad = ~torch.isfinite(attributions)
+    if bool(bad.any()):
+        samples = sorted({int(i) for i in bad.reshape(len(bad), -1).any(1).nonzero()[:, 0]})
+        raise ModelError(
+            describe(
+                f"Attributions of {method}",
+                "finite values",
+                f"{int(bad.sum())} NaN/Inf value(s) in sample(s) {samples[:8]}",
+                "The model produced non-finite outputs or gradients at some point of the "
+                "path between the baselines/references and the inputs (e.g. log, sqrt or "
+                "division at 0); check the model there, or choose other baselines.",
+            )
+        )
+
+
+def as_methods(methods: Any) -> dict[str, dict[str, Any]]:
+    """``explain_many``'s ``methods`` -> ``{name: options}``.
+
+    Accepts one name (``"saliency"``), a sequence of names, or a mapping
+    ``{name: options}`` where options is a mapping of parameters or None (the defaults).
+    """
+    if isinstance(methods, str):
+        return {methods: {}}
+    if isinstance(methods, Mapping):
+        spec = {}
+        for key, opts in methods.items():
+            if opts is not None and not isinstance(opts, Mapping):
+                raise InputError(
+                    describe(
+                        f"`methods[{key!r}]`",
+                        "a mapping of the method's options, or None for its defaults",
+                        f"{type(opts).__name__}",
+                        f"Pass methods={{{key!r}: {{}}}} or e.g. {{'ig': {{'n_steps': 32}}}}.",
+                    )
+                )
+            spec[key] = dict(opts or {})
+    elif isinstance(methods, Sequence | set | frozenset) and not isinstance(methods, bytes):
+        spec = {m: {} for m in methods}
+    else:
+        got = "None" if methods is None else type(methods).__name__
+        spec = None
+    if spec == {}:
+        got = "an empty collection"
+    if not spec:
+        raise InputError(
+            describe(
+                "`methods`",
+                "a method name, a list of names, or a mapping {name: options}",
+                got,
+                'Pass e.g. methods=["saliency", "ig"].',
+            )
+        )
+    return spec

@@ -11,10 +11,19 @@ from typing import Any
 import torch
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
-from ._checks import as_inputs, as_targets
-from ._runtime import Runtime, parse_bytes
+from ._checks import (
+    as_inputs,
+    as_methods,
+    as_targets,
+    check_attributions,
+    check_autograd_mode,
+    check_bool,
+    check_model,
+    check_names,
+)
+from ._runtime import Runtime, forward_in_chunks, parse_bytes
 from .errors import InputError, describe
-from .explanation import SCHEMA_VERSION, Explanation, check_feature_names
+from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
 from .registry import get_method
 
@@ -51,22 +60,33 @@ def explain(
 
     Args:
         model: a :class:`Model` (from :func:`wrap`) or a bare ``nn.Module`` (wrapped with defaults).
-        inputs: a batch, torch tensor or numpy array: (N, C, H, W) images or (N, features) rows.
+        inputs: a batch, torch tensor or numpy array: (N, C, H, W) images or (N, features) rows,
+            finite floats. They are converted to the model's dtype (that of its first floating
+            parameter, float32 if it has none): float16 or float64 inputs of a float32 model
+            run, and are recorded, as float32.
         method: a registered method name or alias (see :func:`list_methods`).
         target: class to explain: an int, a class name, ``"predicted"`` (default), or one
             int/name per sample.
-        progress: show a progress bar for long work (quiet when not on a terminal).
-        memory_budget: bytes (or "512MB") that batch expansions may use; default a quarter
-            of available memory, at most 4 GiB.
-        feature_names: names of tabular columns, for reports.
+        progress: show a progress bar for long work (quiet when not on a terminal); True or False.
+        memory_budget: bytes (or "512MB"), at least 1, that batch expansions may use; None
+            (default) for a quarter of available memory, at most 4 GiB. 0 is refused.
+        feature_names: names of tabular columns, for reports: a list (not a bare string) or
+            ``{index: name}`` with keys 0..K-1.
         **params: the method's own options (e.g. ``n_steps=64`` for integrated gradients).
+            Seeds are integers in [0, 2**63 - 1]; ``seed=None`` means 0 for every method.
 
     Returns:
         An :class:`Explanation` with attributions shaped like ``inputs``.
 
     Raises:
-        InputError: bad inputs, target or parameter. UnknownMethodError: unknown method.
-        ModelError: the network's output is not (batch, classes) or has no gradient path.
+        InputError: bad inputs, target or parameter (NaN/Inf inputs or references included),
+            or a call under ``torch.inference_mode()`` (autograd is off there: call outside
+            it; ``torch.no_grad()`` is fine). UnknownMethodError: unknown method.
+        ModelError: the network fails (any exception its forward raises, chained), its
+            output is not finite (batch, classes), it has no gradient path, its weights are
+            on the ``meta`` device, or the attributions came out non-finite (non-finite
+            outputs or gradients somewhere on the method's path). Whatever is raised, the
+            network's training flags, ``requires_grad`` and ``inplace`` flags are restored.
 
     Example:
         >>> import torch, explainer as ex
@@ -76,7 +96,9 @@ def explain(
         >>> torch.allclose(e.attributions, net.weight[0:1].detach())
         True
     """
+    check_autograd_mode("ex.explain")
     model = wrap(model)
+    check_model(model)
     info = get_method(method)
     info.check_params(params)
     if model.modality not in info.modalities:
@@ -89,23 +111,27 @@ def explain(
             )
         )
     runtime = Runtime(
-        progress=bool(progress),
+        progress=check_bool(progress, "progress"),
         memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
     )
     start = time.perf_counter()
     with model.evaluating():
         x = as_inputs(model, inputs)
-        with torch.no_grad():
-            out = model.forward(x)
+        # The budget bounds this pass too; a budget below the method's floor is refused by
+        # the method, with its (larger) minimum.
+        out = forward_in_chunks(model, x, runtime, enforce=False)
         targets = as_targets(model, target, out).to(x.device)
         names = (
-            check_feature_names(feature_names, x.shape[1]) if model.modality == "tabular" else None
+            check_names(feature_names, "feature_names", x.shape[1])
+            if model.modality == "tabular"
+            else None
         )
         result = info.func(model, x, targets, runtime=runtime, **params)
     if tuple(result.attributions.shape) != tuple(x.shape):
         raise RuntimeError(
             f"method {info.name} returned shape {tuple(result.attributions.shape)} for inputs {tuple(x.shape)}"
         )
+    check_attributions(result.attributions, info.name)
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -141,29 +167,26 @@ def explain(
 def explain_many(
     model: Model | torch.nn.Module,
     inputs: Any,
-    methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    methods: str | Sequence[str] | Mapping[str, Mapping[str, Any] | None],
     target: Any = "predicted",
     **common: Any,
 ) -> list[Explanation]:
     """Explain the same inputs with several methods.
 
     Args:
-        methods: method names, or a mapping ``{name: {param: value}}`` with per-method options.
+        methods: one method name (``"saliency"``), a list of names, or a mapping
+            ``{name: {param: value}}`` with per-method options (``None``: the defaults, as
+            in :func:`~explainer.explain_dataset`).
         target, **common: passed to every :func:`explain` call (e.g. ``progress=False``).
 
     Returns:
         One Explanation per method, in order.
+
+    Raises:
+        InputError: ``methods`` is None, empty or not one of the forms above; and
+            everything :func:`explain` raises.
     """
-    spec = methods if isinstance(methods, Mapping) else {m: {} for m in methods}
-    if not spec:
-        raise InputError(
-            describe(
-                "`methods`",
-                "at least one method name",
-                "nothing",
-                'Pass e.g. methods=["saliency"].',
-            )
-        )
+    spec = as_methods(methods)
     return [
         explain(model, inputs, name, target, **common, **dict(opts)) for name, opts in spec.items()
     ]

@@ -189,11 +189,77 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
+_ARRAYS = ("attributions", "inputs", "targets", "scores")
+# Header keys and the JSON types they must have (None allowed where listed).
+_HEADER = {
+    "method": (str,),
+    "modality": (str,),
+    "class_names": (list, type(None)),
+    "params": (dict,),
+    "manifest": (dict,),
+}
+_OPTIONAL = {"feature_names": (list, type(None)), "call_params": (dict,)}
+
+
+def _bad_file(path: Path, problem: str) -> StoreError:
+    return StoreError(
+        describe(
+            "Explanation file",
+            "a .npz written by Explanation.save",
+            f"{path} ({problem})",
+            "Re-create it with exp.save(path).",
+        )
+    )
+
+
+def _check_contents(path: Path, header: Any, arrays: dict[str, torch.Tensor]) -> None:
+    """Raise StoreError unless header and arrays have what an Explanation needs."""
+    if not isinstance(header, dict):
+        raise _bad_file(path, f"its header is a JSON {type(header).__name__}, not an object")
+    version = header.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            describe(
+                "Explanation schema version",
+                str(SCHEMA_VERSION),
+                repr(version),
+                "Re-create the file with this version of explainer.",
+            )
+        )
+    missing = [k for k in _HEADER if k not in header] + [k for k in _ARRAYS if k not in arrays]
+    if missing:
+        raise _bad_file(path, f"missing {missing}")
+    for key, types in {**_HEADER, **_OPTIONAL}.items():
+        value = header.get(key)
+        if key in header and not isinstance(value, types):
+            raise _bad_file(path, f"header {key!r} is a {type(value).__name__}")
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise _bad_file(path, f"header {key!r} holds entries that are not strings")
+    if header["modality"] not in ("image", "tabular"):
+        raise _bad_file(path, f"unknown modality {header['modality']!r}")
+    attributions, inputs = arrays["attributions"], arrays["inputs"]
+    if attributions.shape != inputs.shape or attributions.ndim < 2:
+        raise _bad_file(
+            path, f"attributions {tuple(attributions.shape)} for inputs {tuple(inputs.shape)}"
+        )
+    if not attributions.is_floating_point() or not bool(torch.isfinite(attributions).all()):
+        raise _bad_file(path, "its attributions are not finite floats")
+    n = len(inputs)
+    if arrays["targets"].shape != (n,) or arrays["scores"].ndim != 2 or len(arrays["scores"]) != n:
+        raise _bad_file(
+            path,
+            f"targets {tuple(arrays['targets'].shape)} and scores "
+            f"{tuple(arrays['scores'].shape)} for {n} samples",
+        )
+
+
 def load_explanation(path: str | os.PathLike) -> Explanation:
     """Read an Explanation written by :meth:`Explanation.save`.
 
     Raises:
-        StoreError: the file is missing, unreadable, not an explanation, or of another schema version.
+        StoreError: the file is missing, unreadable, not an explanation (a header that is
+            not a JSON object with the expected keys, nested too deeply, arrays missing or
+            of mismatched shapes, non-finite attributions), or of another schema version.
     """
     path = Path(path)
     try:
@@ -209,25 +275,11 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
                 "Check the path.",
             )
         ) from err
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        raise StoreError(
-            describe(
-                "Explanation file",
-                "a .npz written by Explanation.save",
-                f"{path} ({err})",
-                "Re-create it with exp.save(path).",
-            )
-        ) from err
-    version = header.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise StoreError(
-            describe(
-                "Explanation schema version",
-                str(SCHEMA_VERSION),
-                repr(version),
-                "Re-create the file with this version of explainer.",
-            )
-        )
+    except RecursionError as err:  # json.loads on very deeply nested arrays or objects
+        raise _bad_file(path, "its header is nested too deeply to be one of ours") from err
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise _bad_file(path, str(err)) from err
+    _check_contents(path, header, arrays)
     tuple_or_none = lambda v: tuple(v) if v is not None else None  # noqa: E731
     return Explanation(
         method=header["method"],
@@ -249,17 +301,7 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
 
 
 def check_feature_names(names: Any, n_features: int) -> tuple[str, ...] | None:
-    """Validate tabular feature names (one per column)."""
-    if names is None:
-        return None
-    names = tuple(str(n) for n in names)
-    if len(names) != n_features:
-        raise InputError(
-            describe(
-                "`feature_names`",
-                f"{n_features} names (one per column)",
-                f"{len(names)}",
-                "Pass one name per input column.",
-            )
-        )
-    return names
+    """Validate tabular feature names (one per column; a bare string is refused)."""
+    from ._checks import check_names
+
+    return check_names(names, "feature_names", n_features)

@@ -14,13 +14,14 @@ The wrapper owns three things every method needs and no method should redo:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from .errors import InputError, ModelError, describe
+from ._checks import check_names
+from .errors import ExplainerError, InputError, ModelError, describe
 
 __all__ = ["Model", "wrap"]
 
@@ -38,7 +39,7 @@ class Model:
     def __init__(
         self,
         net: nn.Module,
-        class_names: Sequence[str] | None = None,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
         modality: str = "image",
         output: str = "logits",
         name: str | None = None,
@@ -70,8 +71,8 @@ class Model:
                     'Use output="probabilities" when the network ends in a softmax.',
                 )
             )
+        class_names = check_names(class_names, "class_names")
         if class_names is not None:
-            class_names = tuple(str(c) for c in class_names)
             if len(set(class_names)) != len(class_names):
                 raise InputError(
                     describe(
@@ -102,6 +103,15 @@ class Model:
         for b in self.net.buffers():
             return b.device
         return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point dtype inputs are run in: that of the first floating parameter
+        (or buffer), float32 when the network has none."""
+        for t in (*self.net.parameters(), *self.net.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
 
     @property
     def n_parameters(self) -> int:
@@ -148,12 +158,19 @@ class Model:
                 m.inplace = flag
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network and check its output is (batch, classes). Call inside ``evaluating``."""
+        """Run the network and check its output is finite and (batch, classes).
+
+        Call inside ``evaluating``. Any exception the network raises (other than our own)
+        becomes a :class:`ModelError` chained to it.
+        """
         try:
             out = self.net(x)
-        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        except ExplainerError:
+            raise
+        except Exception as err:  # any failure of the user's code is the model's, not ours
             raise ModelError(
-                f"The network failed on inputs of shape {tuple(x.shape)}: {err}. "
+                f"The network failed on inputs of shape {tuple(x.shape)}: "
+                f"{type(err).__name__}: {err}. "
                 "Check that the inputs have the shape and layout the network was trained on."
             ) from err
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
@@ -174,6 +191,19 @@ class Model:
                     f"{len(self.class_names)} classes (one per class name)",
                     f"{out.shape[1]}",
                     "Pass class_names with one entry per output column.",
+                )
+            )
+        bad = ~torch.isfinite(out.detach())
+        if bool(bad.any()):
+            raise ModelError(
+                describe(
+                    "Model output",
+                    "finite class scores",
+                    f"{int(bad.sum())} NaN/Inf value(s) in the output for a batch of shape "
+                    f"{tuple(x.shape)}",
+                    "The model produced non-finite outputs on the inputs or on the "
+                    "references/path points the method evaluates (overflow, log(0), "
+                    "division by zero); check the model on those inputs.",
                 )
             )
         return out
@@ -203,7 +233,7 @@ class Model:
 
 def wrap(
     net: nn.Module | Model,
-    class_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | Mapping[int, str] | None = None,
     modality: str | None = None,
     output: str | None = None,
     name: str | None = None,
@@ -212,7 +242,8 @@ def wrap(
 
     Args:
         net: a ``torch.nn.Module`` returning (batch, classes) scores, or a ``Model``.
-        class_names: one name per output column (optional).
+        class_names: one name per output column (optional): a list, or a mapping
+            ``{index: name}`` with integer keys 0..K-1. A bare string is refused.
         modality: ``"image"`` for (N, C, H, W) inputs or ``"tabular"`` for (N, features).
         output: ``"logits"`` (default) or ``"probabilities"`` if the network ends in softmax.
         name: a display name for reports (default: the network's class name).

@@ -8,6 +8,7 @@ modules can import it by a name no other conftest shadows.)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -243,3 +244,16 @@ def dress_up(net: nn.Module) -> nn.Module:
     last.register_forward_pre_hook(lambda module, args: None)
     last.register_full_backward_hook(lambda module, grad_in, grad_out: None)
     return net
+
+
+def minimum_budget(call) -> int:
+    """The smallest memory budget ``call(memory_budget)`` accepts, as the InputError it
+    raises for a 1-byte budget states it (with it, chunks hold one row)."""
+    try:
+        call(1)
+    except ex.InputError as err:
+        found = re.search(r"at least (\d+) bytes", str(err))
+        if found and "memory_budget" in str(err):
+            return int(found.group(1))
+        raise
+    raise AssertionError("a 1-byte memory budget was accepted")

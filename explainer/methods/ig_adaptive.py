@@ -271,8 +271,16 @@ def adaptive_gradient_integral(
         An :class:`AdaptiveResult`.
     """
     n = len(inputs)
-    half = dataclasses.replace(runtime, memory_budget=max(1, runtime.budget // 2))
-    size = chunk_size(model, inputs[0], half)
+    half = runtime.reserve(runtime.budget - runtime.budget // 2)  # the other half: gradients
+    size = chunk_size(
+        model,
+        inputs[0],
+        half,
+        # the path points and their temporaries (x - b, the path slope's product)
+        extra_bytes_per_row=3 * inputs[0].numel() * inputs.element_size() + 64,
+        what=f"integrated_gradients (tolerance=) on {n} input(s)",
+        buffers="none: the stored gradients have the other half of the budget",
+    )
     per_sample = (max_steps + 4) * inputs[0].numel() * inputs.element_size()  # stored gradients
     group = int(max(1, min(n, half.budget // per_sample)))
     bar = progress_bar(None, "integrated_gradients (adaptive)", runtime)

@@ -19,12 +19,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import as_reference, check_choice, check_int
-from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar, seeded_generator
+from .._checks import as_reference, check_choice, check_int, check_seed
+from .._runtime import (
+    Runtime,
+    check_expansion,
+    chunk_size,
+    chunks,
+    forward_in_chunks,
+    input_gradients,
+    progress_bar,
+    seeded_generator,
+)
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
 from .ig_adaptive import MIN_STEPS, adaptive_gradient_integral
+from .ig_quadrature import MAX_STEPS, gauss_legendre
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 BASELINES = ("zeros", "blur", "uniform")
@@ -34,7 +44,7 @@ def quadrature(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes in [0, 1] and weights (summing to 1) of a quadrature rule with ``n_steps`` nodes."""
     n = n_steps
     if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(n)
+        nodes, weights = gauss_legendre(n)
         return 0.5 * (nodes + 1), 0.5 * weights
     if rule == "riemann_trapezoid":
         if n < 2:
@@ -97,7 +107,18 @@ def make_baselines(
             dtype=inputs.dtype,
         )
         return lo + u * (hi - lo)
-    if isinstance(baselines, int | float) and not isinstance(baselines, bool):
+    if isinstance(baselines, int | float | np.integer | np.floating) and not isinstance(
+        baselines, bool | np.bool_
+    ):
+        if not np.isfinite(float(baselines)):
+            raise InputError(
+                describe(
+                    "`baselines`",
+                    "a finite number, a tensor or one of " + ", ".join(map(repr, BASELINES)),
+                    repr(baselines),
+                    'Pass e.g. baselines=0.0 or baselines="zeros".',
+                )
+            )
         return torch.full_like(inputs[:1], float(baselines))
     ref = as_reference(model, baselines, inputs, "baselines")
     if len(ref) not in (1, len(inputs)):
@@ -124,20 +145,30 @@ def integrate_gradients(
 ) -> torch.Tensor:
     """sum_k w_k * grad F(b + a_k (x - b)), chunked over (step, sample) rows by the memory budget."""
     n, steps = len(inputs), len(alphas)
+    size = chunk_size(
+        model,
+        inputs[0],
+        runtime,
+        extra_bytes_per_row=row_bytes(inputs) + 64,  # the path points; row indices
+        fixed_bytes=fixed_bytes(inputs, baselines) + 16 * steps,
+        what=f"integrated_gradients on {n} input(s)",
+        buffers=FIXED_BUFFERS,
+    )
     diff = inputs - baselines  # (N, ...)
     base = baselines.expand_as(inputs)
     a = torch.as_tensor(alphas, dtype=inputs.dtype, device=inputs.device)
     w = torch.as_tensor(weights, dtype=inputs.dtype, device=inputs.device)
     total = torch.zeros_like(inputs)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
-    size = chunk_size(model, inputs[0], runtime)
     bar = progress_bar(steps * n, desc, runtime)
     for part in chunks(steps * n, size):  # row r is step r // N of sample r % N
         rows = torch.arange(part.start, part.stop, device=inputs.device)
         step, sample = rows // n, rows % n
-        points = base[sample] + a[step].view(shape1) * diff[sample]  # (rows, ...)
+        # In place on the gathered rows: the same values as b + a (x - b), one temporary less.
+        points = diff[sample].mul_(a[step].view(shape1)).add_(base[sample])  # (rows, ...)
         grads, _ = input_gradients(model, points, target[sample])
-        total.index_add_(0, sample, grads * w[step].view(shape1))
+        del points
+        total.index_add_(0, sample, grads.mul_(w[step].view(shape1)))
         bar.update(len(rows))
     bar.close()
     return total
@@ -162,7 +193,8 @@ def integrated_gradients(
     Args:
         baselines: "zeros", "blur" (Gaussian-blurred input), "uniform" (noise in the input's
             range, seeded) or a tensor of shape (1 or N, ...) or a number.
-        n_steps: quadrature nodes along the path.
+        n_steps: quadrature nodes along the path, at most 10000 (MAX_STEPS; for more
+            accuracy use ``tolerance``).
         rule: "gausslegendre" (default), "riemann_trapezoid", "riemann_middle",
             "riemann_left" or "riemann_right".
         tolerance: None (default) for the fixed ``rule`` with ``n_steps`` nodes. A number in
@@ -172,9 +204,9 @@ def integrated_gradients(
             (GELU, SiLU, tanh), until the estimated relative L2 error of the attributions is
             at most ``tolerance`` (see :mod:`explainer.methods.ig_adaptive`); ``n_steps``
             and ``rule`` are then unused.
-        max_steps: with ``tolerance``, the most gradient evaluations per sample (>= 5); a
-            sample that needs more stops there and is reported as not converged.
-        seed: used by baselines="uniform".
+        max_steps: with ``tolerance``, the most gradient evaluations per sample (5 to
+            10000); a sample that needs more stops there and is reported as not converged.
+        seed: used by baselines="uniform": an integer in [0, 2**63 - 1]; None means 0.
 
     Returns extras ``convergence_delta`` (sum of attributions - (f(x) - f(b)), per sample)
     and ``relative_gap`` (|delta| / |f(x) - f(b)|). With ``tolerance`` also, per sample:
@@ -190,23 +222,29 @@ def integrated_gradients(
         >>> bool(e.extras["converged"].all()), bool((e.extras["error_estimate"] <= 0.01).all())
         (True, True)
     """
+    seed = check_seed(seed)
     b = make_baselines(model, inputs, baselines, seed)
     if tolerance is None:
-        n_steps = check_int(n_steps, "n_steps")
+        n_steps = check_steps(n_steps)
         check_choice(rule, "rule", RULES)
         alphas, weights = quadrature(rule, n_steps)
         grad_sum = integrate_gradients(model, inputs, b, target, alphas, weights, runtime)
         extras: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            f_x = model.forward(inputs).gather(1, target[:, None].to(inputs.device)).squeeze(1)
-            f_b = (
-                model.forward(b.expand_as(inputs))
-                .gather(1, target[:, None].to(inputs.device))
-                .squeeze(1)
-            )
+        held = fixed_bytes(inputs, b)
+        f_x = forward_in_chunks(model, inputs, runtime, held, "integrated_gradients' f(x)")
+        f_x = f_x.gather(1, target[:, None].to(inputs.device)).squeeze(1)
+        f_b = forward_in_chunks(model, b.expand_as(inputs), runtime, held, "its f(baseline)")
+        f_b = f_b.gather(1, target[:, None].to(inputs.device)).squeeze(1)
     else:
         tolerance = check_tolerance(tolerance)
-        max_steps = check_int(max_steps, "max_steps", minimum=MIN_STEPS)
+        max_steps = check_expansion(
+            check_int(max_steps, "max_steps", minimum=MIN_STEPS),
+            "max_steps",
+            MAX_STEPS,
+            f"A sample that needs more than {MAX_STEPS} gradients for this tolerance is "
+            "reported as not converged at max_steps; loosen tolerance, or pass "
+            f"max_steps <= {MAX_STEPS}.",
+        )
         result = adaptive_gradient_integral(model, inputs, b, target, tolerance, max_steps, runtime)
         grad_sum, f_x, f_b = result.grad_integral, result.f_inputs, result.f_baselines
         extras = {
@@ -215,7 +253,7 @@ def integrated_gradients(
             "forward_evaluations": torch.zeros(len(inputs), dtype=torch.long),
             "converged": result.converged,
         }
-    attributions = (inputs - b) * grad_sum
+    attributions = (inputs - b).mul_(grad_sum)  # as (x - b) * grad_sum, one (N, ...) less
     delta = attributions.reshape(len(inputs), -1).sum(1) - (f_x - f_b)
     rel = delta.abs() / (f_x - f_b).abs().clamp_min(1e-12)
     params = {
@@ -230,6 +268,35 @@ def integrated_gradients(
     }
     extras = {"convergence_delta": delta.cpu(), "relative_gap": rel.cpu(), **extras}
     return MethodResult(attributions, extras=extras, params=params)
+
+
+FIXED_BUFFERS = "baselines, x - b, the gradient total, the attributions and the inputs"
+
+
+def row_bytes(inputs: torch.Tensor) -> int:
+    """Bytes of one input sample."""
+    return inputs[0].numel() * inputs.element_size()
+
+
+def fixed_bytes(inputs: torch.Tensor, baselines: torch.Tensor) -> int:
+    """What a call holds whatever the chunk size: the baselines, x - b and the gradient total
+    during the loop (then the total and the attributions), and the inputs once (as a dtype
+    conversion copies them), all (N, ...)."""
+    return (len(baselines) + 3 * len(inputs)) * row_bytes(inputs)
+
+
+def check_steps(value: Any) -> int:
+    """``n_steps``: an integer in [1, MAX_STEPS]."""
+    return check_expansion(
+        check_int(value, "n_steps"),
+        "n_steps",
+        MAX_STEPS,
+        f"More nodes than {MAX_STEPS} rarely add accuracy a fixed rule can use (on ReLU "
+        "networks every rule converges at first order); for a given accuracy pass "
+        "tolerance=0.01 (the error-controlled rule places nodes where the integrand "
+        "changes and reports its error), or n_steps <= "
+        f"{MAX_STEPS}.",
+    )
 
 
 def check_tolerance(value: Any) -> float:

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import as_reference, check_choice, check_int
-from .._runtime import Runtime, bytes_per_sample, chunk_size, chunks, progress_bar
+from .._checks import as_reference, check_choice, check_int, check_seed
+from .._runtime import Runtime, check_expansion, chunk_size, chunks, network_cost, progress_bar
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
@@ -39,6 +39,7 @@ from .segmentation import expand_feature_mask, group_adjacency, superpixels
 from .shapley_design import bayes_design
 from .shapley_gp import gp_shapley
 
+MAX_EVALUATIONS = 2**20  # coalitions per sample (n_samples): planned up front
 FILLS = ("mean", "blur", "zeros")
 ESTIMATORS = ("gp", "regression")
 CACHE_BYTES = (
@@ -88,7 +89,19 @@ def coalition_values(
     n_ref = len(ref)
     # Within the memory budget, and small enough to stay in cache: on 2 CPU cores a small CNN
     # on 64x64 images ran ~3x faster per row in batches of 16-32 than of 1024.
-    rows = min(chunk_size(model, x, runtime), max(8, CACHE_BYTES // bytes_per_sample(model, x)))
+    fits = chunk_size(
+        model,
+        x,
+        runtime,
+        # the built rows, and per coalition its (sample-shaped) keep mask over its references
+        extra_bytes_per_row=x.numel() * x.element_size() + -(-x.numel() // n_ref) + 64,
+        fixed_bytes=(ref.numel() + x.numel()) * x.element_size() + 8 * groups.numel(),
+        backward=False,
+        min_rows=n_ref,  # one coalition: all its reference rows in one forward
+        what=f"kernel_shap with {n_ref} reference row(s) per coalition on an input",
+        buffers="the references, the feature groups",
+    )
+    rows = min(fits, max(8, CACHE_BYTES // network_cost(model, x, False, runtime).per_row))
     size = max(1, rows // n_ref)
     # Build rows in the caller's memory layout: CPU convolutions on channels-last images (as
     # torch.from_numpy(hwc).permute(2, 0, 1) gives) ran ~1.5x faster than on a contiguous copy.
@@ -189,15 +202,18 @@ def kernel_shap(
         background: reference rows (B, ...) standing in for absent features; required for
             tabular data, optional for images (then ``fill`` is used).
         n_samples: budget of coalition evaluations per sample, the empty and full coalitions
-            included (each costs one forward per reference row). With 2^M or more the
-            result is the exact Shapley value.
+            included (each costs one forward per reference row), at most 2**20. With 2^M
+            or more the result is the exact Shapley value.
         n_segments: approximate number of SLIC superpixels per image (a regular grid where
             SLIC finds only one segment).
         compactness: SLIC compactness (higher: more regular superpixels).
         fill: reference for absent superpixels without background: "mean", "blur", "zeros".
-        feature_mask: integer group ids broadcastable to the inputs; overrides superpixels
-            (images) or the one-feature-per-column default (tabular).
-        seed: seed of the coalition sampling.
+        feature_mask: non-negative integer group ids broadcastable to the inputs; overrides
+            superpixels (images) or the one-feature-per-column default (tabular). Ids are
+            renumbered 0..K-1 per sample in sorted order (``feature_values`` column k is the
+            k-th smallest id), so gaps are allowed; negative ids are refused.
+        seed: seed of the coalition sampling, an integer in [0, 2**63 - 1]; None means 0
+            (deterministic, as for every method).
         estimator: "gp" (paired coalitions, Gaussian-process posterior; default) or
             "regression" (classic constrained Kernel SHAP regression).
 
@@ -206,10 +222,18 @@ def kernel_shap(
         (N,) relative L2 error estimate of the feature values, ``evaluations`` (N,),
         ``segments`` and ``n_features``.
     """
-    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_samples = check_expansion(
+        check_int(n_samples, "n_samples", minimum=2),
+        "n_samples",
+        MAX_EVALUATIONS,
+        f"The coalitions are planned up front ((n_samples, M) masks); with 2^M <= n_samples "
+        f"the values are exact, so pass n_samples <= {MAX_EVALUATIONS} and, for exactness "
+        "beyond, fewer features (n_segments); extras['error_estimate'] says how close it is.",
+    )
     n_segments = check_int(n_segments, "n_segments", minimum=2)
     check_choice(fill, "fill", FILLS)
     check_choice(estimator, "estimator", ESTIMATORS)
+    seed = check_seed(seed)
     refs = _references(model, inputs, background, fill)
     if feature_mask is not None:
         groups = expand_feature_mask(feature_mask, inputs)

@@ -6,17 +6,38 @@ from typing import Any
 
 import torch
 
-from .._checks import check_fraction, check_int
-from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar, seeded_generator
+from .._checks import check_bool, check_fraction, check_int, check_seed
+from .._runtime import (
+    Runtime,
+    check_budget,
+    chunk_size,
+    chunks,
+    format_bytes,
+    input_gradients,
+    network_cost,
+    progress_bar,
+    seeded_generator,
+)
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, get_method, register_method
 
 
 def _batched_gradients(
-    model: Model, x: torch.Tensor, target: torch.Tensor, runtime: Runtime
+    model: Model, x: torch.Tensor, target: torch.Tensor, runtime: Runtime, what: str
 ) -> torch.Tensor:
-    size = chunk_size(model, x[0], runtime)
+    """Input gradients of every row, in chunks that fit the budget next to the (N, ...)
+    gradients and the inputs (a dtype conversion copies them; in a nested call, such as
+    smoothgrad's, they are the caller's, already held out); attributions are made in place."""
+    size = chunk_size(
+        model,
+        x[0],
+        runtime,
+        extra_bytes_per_row=64,
+        fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
+        what=f"{what} on {len(x)} input(s)",
+        buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
+    )
     grads = torch.empty_like(x)
     for part in chunks(len(x), size):
         grads[part], _ = input_gradients(model, x[part], target[part])
@@ -34,10 +55,11 @@ def saliency(
 ) -> MethodResult:
     """Gradient of the target score with respect to the input (absolute value by default).
 
-    Simonyan et al. 2014. ``absolute=False`` keeps the sign.
+    Simonyan et al. 2014. ``absolute=False`` keeps the sign (``absolute`` must be a bool).
     """
-    grads = _batched_gradients(model, inputs, target, runtime)
-    return MethodResult(grads.abs() if absolute else grads, params={"absolute": bool(absolute)})
+    absolute = check_bool(absolute, "absolute")
+    grads = _batched_gradients(model, inputs, target, runtime, "saliency")
+    return MethodResult(grads.abs_() if absolute else grads, params={"absolute": absolute})
 
 
 @register_method("gradient_x_input", aliases=("input_x_gradient",))
@@ -45,7 +67,8 @@ def gradient_x_input(
     model: Model, inputs: torch.Tensor, target: torch.Tensor, *, runtime: Runtime = Runtime()
 ) -> MethodResult:
     """Input times gradient: exact for linear models with a zero baseline (Shrikumar et al. 2016)."""
-    return MethodResult(inputs * _batched_gradients(model, inputs, target, runtime))
+    grads = _batched_gradients(model, inputs, target, runtime, "gradient_x_input")
+    return MethodResult(grads.mul_(inputs))
 
 
 @register_method("smoothgrad", aliases=("noise_tunnel",))
@@ -67,10 +90,12 @@ def smoothgrad(
         base: the method to smooth (any registered method except smoothgrad itself).
         n_samples: noisy copies per input.
         stdev: noise standard deviation as a fraction of each input's value range (max - min).
-        seed: seed of the noise; results are identical for the same seed.
+        seed: seed of the noise, an integer in [0, 2**63 - 1]; results are identical for
+            the same seed; None means 0.
         base_params: options passed to the base method.
     """
     n_samples = check_int(n_samples, "n_samples")
+    seed = check_seed(seed)
     stdev = check_fraction(stdev, "stdev", 0.0, 10.0)
     info = get_method(base)
     if info.name == "smoothgrad":
@@ -85,30 +110,30 @@ def smoothgrad(
     sigma = sigma.reshape(n, *([1] * (inputs.ndim - 1)))
     gen = seeded_generator(seed, inputs.device)
     # Draw noise sample by sample, so the result for a given seed does not depend on chunking.
-    per_chunk = max(1, chunk_size(model, inputs[0], runtime) // n)
+    per_chunk = noisy_copies_per_chunk(model, inputs, runtime)
     total = torch.zeros_like(inputs)
     bar = progress_bar(n_samples * n, "smoothgrad", runtime)
     for part in chunks(n_samples, per_chunk):
         k = part.stop - part.start
         # One equal-sized draw per noisy copy: the CPU generator's stream depends on the size of
         # each call, so drawing (k, N, ...) at once would tie the noise to the chunk size.
-        noise = torch.stack(
-            [
-                torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
-                for _ in range(k)
-            ]
-        )  # (k, N, ...)
-        noisy = (inputs[None] + noise * sigma[None]).reshape(
-            k * n, *inputs.shape[1:]
-        )  # (k * N, ...)
+        noise = torch.empty((k, *inputs.shape), device=inputs.device, dtype=inputs.dtype)
+        for j in range(k):
+            noise[j] = torch.randn(
+                inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype
+            )
+        # In place: the same values as inputs + noise * sigma, in the noise's memory.
+        noisy = noise.mul_(sigma[None]).add_(inputs[None]).reshape(k * n, *inputs.shape[1:])
+        del noise  # (k * N, ...) rows, held while the base method runs
         res = info.func(
             model,
             noisy,
             target.repeat(k),
-            runtime=Runtime(False, runtime.memory_budget),
+            runtime=runtime.reserve(smoothgrad_bytes(inputs, k), progress=False),
             **base_params,
         )
         total += res.attributions.reshape(k, *inputs.shape).sum(0)
+        del noisy, res  # before the next chunk's noise is allocated
         bar.update(k * n)
     bar.close()
     params = {
@@ -119,3 +144,42 @@ def smoothgrad(
         "base_params": base_params,
     }
     return MethodResult(total / n_samples, params=params)
+
+
+def gradient_buffers(x: torch.Tensor, nested: bool) -> int:
+    """(N, ...) gradients, and the inputs unless a calling method holds them."""
+    return (1 if nested else 2) * len(x) * x[0].numel() * x.element_size()
+
+
+def smoothgrad_bytes(inputs: torch.Tensor, copies: int) -> int:
+    """What smoothgrad holds while its base method runs on ``copies`` noisy copies of the
+    batch: the total, a noise draw being copied, the inputs, a chunk's summed attributions
+    (four (N, ...)) and the noisy rows themselves."""
+    return (4 + copies) * len(inputs) * inputs[0].numel() * inputs.element_size()
+
+
+def noisy_copies_per_chunk(model: Model, inputs: torch.Tensor, runtime: Runtime) -> int:
+    """Noisy copies of the batch per call of the base method: as many as fit the budget with
+    one network chunk for all their rows (as saliency needs: the rows, their gradients and
+    attributions next to the network's cost). At least one; a base method that needs more
+    memory per row chunks the rows itself within what is left.
+
+    Raises:
+        InputError: the budget (set by the caller) is below what one copy needs with a
+            network chunk of one row; the message says the minimum.
+    """
+    n, row = len(inputs), inputs[0].numel() * inputs.element_size()
+    cost = network_cost(model, inputs[0], runtime=runtime)
+    one_row = cost.floor(64)  # as saliency's chunk_size counts it
+    minimum = smoothgrad_bytes(inputs, 1) + n * row + one_row  # + the copy's gradients
+    check_budget(
+        runtime,
+        minimum,
+        f"smoothgrad on {n} input(s) of shape {tuple(inputs.shape[1:])}",
+        f"{format_bytes(one_row)} for one row's forward+backward pass and "
+        f"{format_bytes(minimum - one_row)} of buffers (one noisy copy of the batch, its "
+        "gradients, the total, the inputs)",
+    )
+    # per row: the noisy row and its gradient (the attributions, in place) next to the pass
+    rows = cost.rows_within(runtime.budget - smoothgrad_bytes(inputs, 0), 2 * row + 64)
+    return int(max(1, rows // n))

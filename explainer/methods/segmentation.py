@@ -89,6 +89,15 @@ def expand_feature_mask(feature_mask: object, inputs: torch.Tensor) -> torch.Ten
                 "Pass an integer tensor where equal ids form one feature.",
             )
         )
+    if mask.numel() and int(mask.min()) < 0:
+        raise InputError(
+            describe(
+                "`feature_mask`",
+                "non-negative integer group ids (0..K-1)",
+                f"{int((mask < 0).sum())} negative id(s), e.g. {int(mask.min())}",
+                "Number the features 0, 1, ..., K-1.",
+            )
+        )
     shape = tuple(inputs.shape)
     if inputs.ndim == 4 and mask.ndim == 3 and tuple(mask.shape) == (shape[0], *shape[2:]):
         mask = mask[:, None]

@@ -12,8 +12,20 @@ from typing import Any
 import torch
 from captum.attr import DeepLift
 
-from .._checks import as_reference, check_fraction, check_int, has_gradient_path
-from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar, seeded_generator
+from .._checks import as_reference, check_fraction, check_int, check_seed, has_gradient_path
+from .._runtime import (
+    RowCost,
+    Runtime,
+    check_expansion,
+    chunk_size,
+    chunks,
+    forward_in_chunks,
+    input_gradients,
+    measured_cost,
+    network_cost,
+    progress_bar,
+    seeded_generator,
+)
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
@@ -32,9 +44,21 @@ def _background(model: Model, background: Any, inputs: torch.Tensor, method: str
     return as_reference(model, background, inputs, "background")
 
 
-def _target_outputs(model: Model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model.forward(x).gather(1, target[:, None].to(x.device)).squeeze(1)
+MAX_SAMPLES = 10_000  # gradient_shap draws per input: (N, n_samples) indices are drawn up front
+BUFFERS = "the background, the total, the attributions and the inputs"
+
+
+def _held_bytes(inputs: torch.Tensor, bg: torch.Tensor) -> int:
+    """(N, ...) total, attributions and inputs (a dtype conversion copies them), and the
+    background (B, ...), held for the whole call."""
+    return (3 * len(inputs) + len(bg)) * inputs[0].numel() * inputs.element_size()
+
+
+def _target_outputs(
+    model: Model, x: torch.Tensor, target: torch.Tensor, runtime: Runtime, held: int
+) -> torch.Tensor:
+    out = forward_in_chunks(model, x, runtime, held, "f(inputs)")
+    return out.gather(1, target[:, None].to(x.device)).squeeze(1)
 
 
 @register_method("gradient_shap", aliases=("expected_gradients",))
@@ -57,17 +81,45 @@ def gradient_shap(
 
     Args:
         background: reference samples (B, ...).
-        n_samples: (reference, a) draws per input.
+        n_samples: (reference, a) draws per input, at most 10000 (MAX_SAMPLES).
         stdev: optional Gaussian noise added to the path points, as a fraction of each
             input's value range (captum's ``stdevs``); 0 by default.
-        seed: seed of the draws.
+        seed: seed of the draws, an integer in [0, 2**63 - 1]; None means 0.
     """
-    n_samples = check_int(n_samples, "n_samples")
+    n_samples = check_expansion(
+        check_int(n_samples, "n_samples"),
+        "n_samples",
+        MAX_SAMPLES,
+        f"Every draw is one gradient per input; the estimate's error falls as 1/sqrt(n_samples) "
+        f"(with n_samples a multiple of the background size the reference mean is exact), so "
+        f"pass n_samples <= {MAX_SAMPLES}, or deep_shap for an exact average over the background.",
+    )
+    seed = check_seed(seed)
     stdev = check_fraction(stdev, "stdev", 0.0, 10.0)
     bg = _background(model, background, inputs, "gradient_shap")
     n, n_bg = len(inputs), len(bg)
-    gen = seeded_generator(seed, inputs.device)
     reps = -(-n_samples // n_bg)
+    row = inputs[0].numel() * inputs.element_size()
+    held = _held_bytes(inputs, bg)
+    # Drawn up front, (N, n_samples): reference indices and strata (int64), path positions,
+    # and the lists and sums they are built from.
+    draws = 8 * n * reps * n_bg + 40 * n * n_samples
+    # Per row: the reference, x - b and the path point (and the noise) while they are built,
+    # then x - b and the point next to the network's pass.
+    build = (4 if stdev > 0 else 3) * row
+    size = chunk_size(
+        model,
+        inputs[0],
+        runtime,
+        extra_bytes_per_row=max(
+            2 * row, build - network_cost(model, inputs[0], runtime=runtime).per_row
+        )
+        + 64,
+        fixed_bytes=held + draws,
+        what=f"gradient_shap on {n} input(s)",
+        buffers=f"{BUFFERS}, the (N, n_samples) draws",
+    )
+    gen = seeded_generator(seed, inputs.device)
     ref_idx = torch.stack(
         [
             torch.cat(
@@ -87,32 +139,36 @@ def gradient_shap(
     ) * stdev  # (N,)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
     total = torch.zeros_like(inputs)
-    size = chunk_size(model, inputs[0], runtime)
     bar = progress_bar(n * n_samples, "gradient_shap", runtime)
     for part in chunks(n * n_samples, size):  # row r is draw r // N of sample r % N
         rows = torch.arange(part.start, part.stop, device=inputs.device)
         draw, sample = rows // n, rows % n
+        # In place on gathered rows: the same values as x - b and b + a (x - b).
         b = bg[ref_idx[sample, draw]]
-        diff = inputs[sample] - b
-        points = b + alphas[sample, draw].to(inputs.dtype).view(shape1) * diff
+        diff = inputs[sample].sub_(b)
+        points = (diff * alphas[sample, draw].to(inputs.dtype).view(shape1)).add_(b)
+        del b
         if stdev > 0:
             # One draw per row, so the noise of a row does not depend on the chunk size.
-            noise = torch.stack(
-                [
-                    torch.randn(
-                        points.shape[1:], generator=gen, device=inputs.device, dtype=inputs.dtype
-                    )
-                    for _ in range(len(rows))
-                ]
-            )  # (rows, ...)
-            points = points + noise * span[sample].view(shape1)
+            noise = torch.empty_like(points)  # (rows, ...)
+            for j in range(len(rows)):
+                noise[j] = torch.randn(
+                    points.shape[1:], generator=gen, device=inputs.device, dtype=inputs.dtype
+                )
+            points.add_(noise.mul_(span[sample].view(shape1)))
+            del noise
         grads, _ = input_gradients(model, points, target[sample])
-        total.index_add_(0, sample, grads * diff)
+        del points
+        total.index_add_(0, sample, grads.mul_(diff))
+        del diff, grads
         bar.update(len(rows))
     bar.close()
+    del ref_idx, strata, alphas
     attributions = total / n_samples
+    del total
     delta = attributions.reshape(n, -1).sum(1) - (
-        _target_outputs(model, inputs, target) - _mean_reference_output(model, bg, target)
+        _target_outputs(model, inputs, target, runtime, held)
+        - _mean_reference_output(model, bg, target, runtime, held)
     )
     params = {
         "n_samples": n_samples,
@@ -123,11 +179,30 @@ def gradient_shap(
     return MethodResult(attributions, extras={"convergence_delta": delta.cpu()}, params=params)
 
 
-def _mean_reference_output(model: Model, bg: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _mean_reference_output(
+    model: Model, bg: torch.Tensor, target: torch.Tensor, runtime: Runtime, held: int
+) -> torch.Tensor:
     """Mean over background rows of f(b)[target_i], per sample (N,)."""
-    with torch.no_grad():
-        out = model.forward(bg)  # (B, classes)
+    out = forward_in_chunks(model, bg, runtime, held, "f(background)")  # (B, classes)
     return out.mean(0)[target.to(out.device)]
+
+
+def _deeplift_cost(
+    model: Model, engine: DeepLift, sample: torch.Tensor, runtime: Runtime
+) -> RowCost:
+    """Measured cost of captum's DeepLift on (input, reference) pairs shaped like ``sample``
+    (it runs inputs and references through the network together, with its hooks)."""
+
+    def run(rows: torch.Tensor) -> None:
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
+            engine.attribute(
+                rows.requires_grad_(True),
+                baselines=rows.detach().mul(0.5),  # a reference row, allocated as in the loop
+                target=0,
+            )
+
+    return measured_cost(model, sample, "deeplift", run, runtime)
 
 
 @register_method("deep_shap", aliases=("deeplift_shap",))
@@ -151,10 +226,18 @@ def deep_shap(
         probe = inputs[:1].detach().requires_grad_(True)
         has_gradient_path(model, model.forward(probe)[:, int(target[0])])
     engine = DeepLift(model.net)
+    held = _held_bytes(inputs, bg)
+    size = chunk_size(
+        model,
+        inputs[0],
+        runtime,
+        extra_bytes_per_row=inputs[0].numel() * inputs.element_size() + 64,  # the input copy
+        fixed_bytes=held,
+        what=f"deep_shap on {n} input(s)",
+        buffers=BUFFERS,
+        cost=_deeplift_cost(model, engine, inputs[0], runtime),
+    )
     total = torch.zeros_like(inputs)
-    size = max(
-        1, chunk_size(model, inputs[0], runtime) // 2
-    )  # DeepLIFT runs inputs and references together
     bar = progress_bar(n * n_bg, "deep_shap", runtime)
     for part in chunks(n * n_bg, size):  # row r pairs reference r // N with sample r % N
         rows = torch.arange(part.start, part.stop, device=inputs.device)
@@ -168,11 +251,14 @@ def deep_shap(
                 target=target[sample].to(inputs.device),
             )
         total.index_add_(0, sample, attr.detach())
+        del attr
         bar.update(len(rows))
     bar.close()
     attributions = total / n_bg
+    del total
     delta = attributions.reshape(n, -1).sum(1) - (
-        _target_outputs(model, inputs, target) - _mean_reference_output(model, bg, target)
+        _target_outputs(model, inputs, target, runtime, held)
+        - _mean_reference_output(model, bg, target, runtime, held)
     )
     return MethodResult(
         attributions,

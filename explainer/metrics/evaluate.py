@@ -9,7 +9,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_int
+from .._checks import (
+    check_attributions,
+    check_autograd_mode,
+    check_bool,
+    check_choice,
+    check_int,
+    check_model,
+    check_seed,
+)
 from .._runtime import Runtime, parse_bytes
 from ..errors import InputError, describe
 from ..explanation import Explanation
@@ -92,25 +100,53 @@ def _call_params(exp: Explanation, given: Mapping[str, Any]) -> dict[str, Any]:
     return {**exp.call_params, **given}
 
 
-def _masks(masks: Any, n: int) -> dict[str, torch.Tensor]:
+def _masks(masks: Any, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Ground-truth masks for inputs of ``shape`` (N, C, H, W) -> {name: (N, H, W) bool}.
+
+    Boolean masks, or numbers that are all exactly 0 or 1. Soft masks (other values, NaN)
+    are refused rather than silently read as True wherever they are not 0.
+    """
     if masks is None:
         return {}
+    n, hw = shape[0], tuple(shape[2:])
     items = masks.items() if isinstance(masks, Mapping) else [("mask", masks)]
     out = {}
     for name, value in items:
-        t = torch.as_tensor(
-            np.asarray(value) if not isinstance(value, torch.Tensor) else value
-        ).bool()
-        if t.ndim != 3 or len(t) != n:
+        try:
+            t = torch.as_tensor(
+                np.asarray(value) if not isinstance(value, torch.Tensor) else value
+            ).detach()
+        except (TypeError, ValueError, RuntimeError) as err:
             raise InputError(
                 describe(
                     f"`masks` ({name})",
                     f"a (N={n}, H, W) boolean tensor",
+                    f"{type(value).__name__} that is not a numeric array",
+                    "Pass one ground-truth mask per explained image.",
+                )
+            ) from err
+        if t.dtype != torch.bool:
+            odd = t[(t != 0) & (t != 1)]  # NaN included
+            if len(odd):
+                raise InputError(
+                    describe(
+                        f"`masks` ({name})",
+                        "boolean masks (or numbers that are exactly 0 or 1)",
+                        f"dtype {t.dtype} with {len(odd)} other value(s), e.g. {odd[0].item()!r}",
+                        "Threshold soft masks first, e.g. masks > 0.5.",
+                    )
+                )
+            t = t == 1
+        if t.ndim != 3 or len(t) != n or tuple(t.shape[1:]) != hw:
+            raise InputError(
+                describe(
+                    f"`masks` ({name})",
+                    f"a (N={n}, {', '.join(map(str, hw))}) boolean tensor",
                     f"shape {tuple(t.shape)}",
                     "Pass one ground-truth mask per explained image.",
                 )
             )
-        out[str(name)] = t
+        out[str(name)] = t.cpu()
     return out
 
 
@@ -145,8 +181,11 @@ def evaluate(
             randomization check works on a copy. For a store written from a model file it
             may be omitted (the recorded file is loaded).
         metrics: "default" (all groups that apply) or a list of METRIC_GROUPS.
-        masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions.
-        seed: seeds every random choice (orderings, perturbations, randomized weights).
+        masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions:
+            booleans, or numbers that are exactly 0 or 1 (soft masks are refused: threshold
+            them first, e.g. ``masks > 0.5``).
+        seed: seeds every random choice (orderings, perturbations, randomized weights): an
+            integer in [0, 2**63 - 1]; None means 0, as for the methods.
         features: "superpixels" (SLIC, shared by all methods, ``n_segments``) or "pixels" for
             deletion/insertion on images; tabular data always uses columns.
         fill: value of removed features: "blur", "mean" or "zeros".
@@ -161,8 +200,17 @@ def evaluate(
 
     Returns:
         :class:`~explainer.metrics.scores.Scores`: tidy rows, curves and verdicts.
+
+    Raises:
+        InputError: bad options, masks or explanations (NaN/Inf attributions included), or
+            a call under ``torch.inference_mode()``. ModelError: the model fails, gives
+            non-finite outputs, or has weights on the ``meta`` device.
     """
     from ..store import Store
+
+    check_autograd_mode("ex.evaluate")
+    seed = check_seed(seed)
+    progress = check_bool(progress, "progress")
 
     if isinstance(explanations, Store):
         from .store_eval import evaluate_store
@@ -203,7 +251,24 @@ def evaluate(
             )
         )
     model = wrap(model)
+    check_model(model)
+    for e in exps:
+        bad = ~torch.isfinite(e.attributions)
+        if bool(bad.any()):
+            raise InputError(
+                describe(
+                    f"`explanations` ({e.method})",
+                    "finite attributions",
+                    f"{int(bad.sum())} NaN/Inf value(s)",
+                    "Scores of NaN attributions mean nothing: re-run ex.explain, which "
+                    "refuses to return them.",
+                )
+            )
     chosen = _metric_set(metrics)
+    # Checked before any work, so that a bad mask does not fail after minutes of scoring.
+    mask_sets = {
+        id(e): _masks(masks, tuple(e.inputs.shape)) if e.modality == "image" else {} for e in exps
+    }
     check_choice(features, "features", ("superpixels", "pixels"))
     check_choice(fill, "fill", FILLS)
     check_choice(randomization, "randomization", ("cascading", "independent"))
@@ -252,7 +317,9 @@ def evaluate(
         def explain_fn(
             m: Model, x: torch.Tensor, t: torch.Tensor, _info=info, _call=call
         ) -> torch.Tensor:
-            return _info.func(m, x, t, runtime=runtime, **_call).attributions
+            out = _info.func(m, x, t, runtime=runtime, **_call).attributions
+            check_attributions(out, _info.name)
+            return out
 
         x, t, attr = exp.inputs.to(model.device), exp.targets, exp.attributions.to(model.device)
         gen = torch.Generator().manual_seed(seed)
@@ -324,7 +391,7 @@ def evaluate(
                     for s in steps_out
                 ]
         if "localization" in chosen and exp.modality == "image":
-            for name, mk in _masks(masks, len(exp)).items():
+            for name, mk in mask_sets[id(exp)].items():
                 scores.add(
                     exp.method, "relevance_mass", relevance_mass(exp.attributions, mk), mask=name
                 )

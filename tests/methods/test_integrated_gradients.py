@@ -9,6 +9,7 @@ from attribution_helpers import (
     init_parameters,
     make_cnn,
     make_images,
+    minimum_budget,
     relative_l2,
     seeded,
 )
@@ -120,10 +121,16 @@ def test_convergence_delta_is_sum_of_attributions_minus_output_difference(setup)
     assert exp.extras["convergence_delta"].shape == (3,)
 
 
-@pytest.mark.parametrize("budget", [1, 3 * 10**5, "1MB"])
+@pytest.mark.parametrize("budget", ["minimum", 3 * 10**5, "1MB"])
 def test_memory_bounded_batching_gives_identical_results(setup, budget):
     _, model, x = setup
     default = ex.explain(model, x, "ig", target=TARGETS, n_steps=12, progress=False)
+    if budget == "minimum":  # one row per chunk
+        budget = minimum_budget(
+            lambda b: ex.explain(
+                model, x, "ig", target=TARGETS, n_steps=12, memory_budget=b, progress=False
+            )
+        )
     bounded = ex.explain(
         model, x, "ig", target=TARGETS, n_steps=12, memory_budget=budget, progress=False
     )
@@ -138,7 +145,13 @@ def test_ig_chunks_the_step_expansion_by_the_memory_budget(setup):
         max(recorder.sizes) == 30
     )  # the whole (steps x samples) expansion fits the default budget
     recorder.sizes.clear()
-    ex.explain(recorder, x, "ig", target=TARGETS, n_steps=10, memory_budget=1, progress=False)
+    floor = minimum_budget(
+        lambda b: ex.explain(
+            recorder, x, "ig", target=TARGETS, n_steps=10, memory_budget=b, progress=False
+        )
+    )
+    recorder.sizes.clear()
+    ex.explain(recorder, x, "ig", target=TARGETS, n_steps=10, memory_budget=floor, progress=False)
     assert (
         recorder.sizes.count(1) >= 30 and max(recorder.sizes) <= 3
     )  # one row per chunk (3 = the inputs)
