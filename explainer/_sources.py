@@ -35,17 +35,40 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
     )
 
 
+def _label(y: Any, what: str = "dataset label") -> int:
+    """An int label (-1: none). Integral floats (1.0, as pandas gives) are accepted; 1.7,
+    NaN or a bool are refused rather than truncated."""
+    if y is None:
+        return -1
+    y = y.item() if isinstance(y, torch.Tensor | np.ndarray) and np.size(y) == 1 else y
+    if isinstance(y, int | np.integer) and not isinstance(y, bool | np.bool_):
+        return int(y)
+    if isinstance(y, float | np.floating) and np.isfinite(y) and float(y).is_integer():
+        return int(y)
+    raise InputError(
+        describe(
+            what,
+            "an integer class index (or -1 / no label)",
+            repr(y),
+            "Give integer labels, e.g. y.astype(int) for integral floats; a label of "
+            "1.7 or NaN is not a class.",
+        )
+    )
+
+
 def _split(item: Any) -> tuple[torch.Tensor, int]:
     if isinstance(item, tuple | list):
         if not item:
-            raise InputError(describe("dataset item", "x or (x, label)", "an empty tuple", ""))
+            raise InputError(
+                describe(
+                    "dataset item",
+                    "x or (x, label)",
+                    "an empty tuple",
+                    "Make __getitem__ return the input, or (input, label).",
+                )
+            )
         x = _as_tensor(item[0], "dataset item[0]")
-        label = -1
-        if len(item) > 1:
-            y = item[1]
-            y = y.item() if isinstance(y, torch.Tensor | np.ndarray) and np.size(y) == 1 else y
-            if isinstance(y, int | np.integer) and not isinstance(y, bool):
-                label = int(y)
+        label = _label(item[1]) if len(item) > 1 else -1
         return x, label
     if isinstance(item, dict):
         key = next((k for k in ("image", "input", "x", "inputs") if k in item), None)
@@ -58,8 +81,24 @@ def _split(item: Any) -> tuple[torch.Tensor, int]:
                     "Return (x, label) from __getitem__.",
                 )
             )
-        return _as_tensor(item[key], f"item[{key!r}]"), int(item.get("label", -1))
+        return _as_tensor(item[key], f"item[{key!r}]"), _label(item.get("label"))
     return _as_tensor(item, "dataset item"), -1
+
+
+def _floating(x: torch.Tensor) -> torch.Tensor:
+    """Inputs as float32; integer, bool and complex data are refused as ``ex.explain``
+    refuses them (a uint8 image explained as 0..255 floats is not what the model saw)."""
+    if not x.is_floating_point():
+        fix = (
+            "Scale to floats with the model's preprocessing, e.g. x.float() / 255 (or "
+            "ImageFolder, which does)."
+            if x.dtype == torch.uint8
+            else "Convert with x.float(), using the preprocessing the model was trained with."
+        )
+        raise InputError(
+            describe("dataset inputs", "floating-point values", f"dtype {x.dtype}", fix)
+        )
+    return x.to(torch.float32)
 
 
 def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +114,35 @@ def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
                 "Resize the inputs (e.g. ImageFolder(root, size=224)).",
             )
         )
-    x = torch.stack([x for x, _ in pairs]).to(torch.float32)
+    x = _floating(torch.stack([x for x, _ in pairs]))
     return x, torch.tensor([y for _, y in pairs], dtype=torch.int64)
+
+
+class _Items(Dataset):
+    """The user's dataset, with any failure of ``__getitem__`` turned into an InputError
+    naming the index (a ``len()`` larger than the data is the usual cause)."""
+
+    def __init__(self, dataset: Any, n: int) -> None:
+        self.dataset, self.n = dataset, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.dataset[i]
+        except InputError:
+            raise
+        except Exception as err:  # the user's code: any error, named and chained
+            raise InputError(
+                describe(
+                    f"dataset item {i}",
+                    f"an item for every index below len(data) = {self.n}",
+                    f"{type(err).__name__}: {err}",
+                    "Check the dataset's __getitem__, and that __len__ counts only the "
+                    "items it can return.",
+                )
+            ) from err
 
 
 @dataclass
@@ -91,14 +157,18 @@ class Source:
     preprocessing: dict | None = None
 
     @property
+    def items(self) -> _Items:
+        return _Items(self.dataset, self.n)
+
+    @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(collate([self.dataset[0]])[0].shape[1:])
+        return tuple(collate([self.items[0]])[0].shape[1:])
 
     def rows(self, b: int, batch_size: int) -> range:
         return range(b * batch_size, min((b + 1) * batch_size, self.n))
 
     def load(self, b: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate([self.dataset[i] for i in self.rows(b, batch_size)])
+        return collate([self.items[i] for i in self.rows(b, batch_size)])
 
     def batches(
         self, pending: Sequence[int], batch_size: int, num_workers: int = 0
@@ -106,10 +176,13 @@ class Source:
         if not pending:
             return iter(())
         loader = DataLoader(
-            self.dataset,
+            self.items,
             batch_sampler=[list(self.rows(b, batch_size)) for b in pending],
             num_workers=num_workers,
             collate_fn=collate,
+            # its own generator: a DataLoader otherwise draws its worker seed from the
+            # global torch RNG, which the caller's code would see advance
+            generator=torch.Generator().manual_seed(0),
         )
         return iter(loader)
 
@@ -118,7 +191,7 @@ class Source:
         tell another dataset from this one when resuming."""
         h = hashlib.sha256(f"{self.n}".encode())
         for i in sorted({0, self.n - 1}):
-            x, y = collate([self.dataset[i]])
+            x, y = collate([self.items[i]])
             h.update(str(tuple(x.shape)).encode())
             h.update(x.numpy().tobytes())
             h.update(y.numpy().tobytes())
@@ -136,6 +209,36 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, i: int):
         return (self.x[i], int(self.labels[i]) if self.labels is not None else -1)
+
+
+def _labels(labels: Any, n: int) -> torch.Tensor:
+    y = _as_tensor(labels, "`labels`")
+    if y.ndim != 1 or len(y) != n:
+        raise InputError(
+            describe(
+                "`labels`",
+                f"one label per sample ({n})",
+                f"shape {tuple(y.shape)}",
+                "Pass a 1-D array with one integer label per input row.",
+            )
+        )
+    if y.is_floating_point():
+        bad = ~torch.isfinite(y) | (y != torch.round(y))
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise InputError(
+                describe(
+                    "`labels`",
+                    "integer class indices",
+                    f"{y[i].item()!r} at index {i}",
+                    "Give integer labels; a label of 1.7 or NaN is not a class.",
+                )
+            )
+    elif y.dtype == torch.bool or y.is_complex():
+        raise InputError(
+            describe("`labels`", "integer class indices", f"dtype {y.dtype}", "Use y.long().")
+        )
+    return y.to(torch.int64)
 
 
 def as_source(data: Any, labels: Any = None) -> Source:
@@ -164,20 +267,33 @@ def as_source(data: Any, labels: Any = None) -> Source:
         x = _as_tensor(data, "`data`")
         if x.ndim < 2 or len(x) == 0:
             raise InputError(
-                describe("`data`", "a batch (N, ...) with N >= 1", f"shape {tuple(x.shape)}", "")
-            )
-        y = None
-        if labels is not None:
-            y = _as_tensor(labels, "`labels`").reshape(-1).to(torch.int64)
-            if len(y) != len(x):
-                raise InputError(
-                    describe("`labels`", f"{len(x)} labels", f"{len(y)}", "One per sample.")
+                describe(
+                    "`data`",
+                    "a batch (N, ...) with N >= 1",
+                    f"shape {tuple(x.shape)}",
+                    "Stack the samples along a first (batch) axis, e.g. x[None] for one.",
                 )
+            )
+        _floating(x[:1])
+        y = None if labels is None else _labels(labels, len(x))
         return Source(ArrayDataset(x, y), len(x), "array")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        if labels is not None:
+            raise InputError(
+                describe(
+                    "`labels`",
+                    "labels only with array data",
+                    f"labels beside a {type(data).__name__}",
+                    "Return (input, label) pairs from the Dataset instead.",
+                )
+            )
         n = len(data)
+        if not isinstance(n, int) or n < 0:
+            raise InputError(describe("len(data)", "a count", repr(n), "Fix __len__."))
         if n == 0:
-            raise InputError(describe("`data`", "at least one sample", "an empty dataset", ""))
+            raise InputError(
+                describe("`data`", "at least one sample", "an empty dataset", "Check the data.")
+            )
         prep = getattr(data, "preprocessing", None)
         return Source(data, n, type(data).__name__, preprocessing=prep)
     raise InputError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,13 @@ def _friendly(fn):
             return fn(*args, **kwargs)
         except (ExplainerError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        except OSError as err:  # permissions, a full disk, a read-only file system
+            typer.echo(
+                f"error: {err.strerror or err} ({err.filename or 'file system'}). Check the "
+                "path's permissions and free space; finished batches of a store are kept.",
+                err=True,
+            )
             raise typer.Exit(code=2) from None
 
     return run
@@ -92,38 +100,58 @@ def _method_params(methods: list[str], params: list[str]) -> dict[str, dict]:
 
 
 def _data(data: str, size: int | None, mean: list[float], std: list[float], limit: int | None):
-    """The --data argument: an image folder, a .npy/.npz array file, or "demo"."""
+    """The --data argument -> (data, labels): an image folder, a .npy/.npz file, or "demo"."""
     import numpy as np
-    import torch
 
     from ._sources import ArrayDataset
 
-    if data == "demo" and not Path(data).exists():
+    path = Path(data)
+    if not path.is_dir() and (size is not None or mean or std):
+        raise InputError(
+            describe(
+                "--size / --mean / --std",
+                "an image folder as --data (they set how its files are read)",
+                f"--data {data!r}",
+                "Resize and normalize arrays before saving them, or drop these options.",
+            )
+        )
+    if data == "demo" and not path.exists():
         from .demo.shapes import make_shapes
 
         shapes = make_shapes(limit or 64, seed=1)
-        return ArrayDataset(shapes.images, shapes.labels)
-    path = Path(data)
+        return ArrayDataset(shapes.images, shapes.labels), None
     if path.is_dir():
         from .images import ImageFolder
 
-        return ImageFolder(path, size=size, mean=mean or None, std=std or None)
+        return ImageFolder(path, size=size, mean=mean or None, std=std or None), None
     if path.suffix in (".npy", ".npz") and path.is_file():
-        arrays = np.load(path, allow_pickle=False)
-        if path.suffix == ".npz":
-            key = next((k for k in ("x", "inputs", "images", "data") if k in arrays), None)
-            if key is None:
-                raise InputError(
-                    describe(
-                        "--data .npz", "an array named x, inputs or images", f"{arrays.files}", ""
+        try:
+            arrays = np.load(path, allow_pickle=False)
+            if path.suffix == ".npz":
+                key = next((k for k in ("x", "inputs", "images", "data") if k in arrays), None)
+                if key is None:
+                    raise InputError(
+                        describe(
+                            "--data .npz",
+                            "an array named x, inputs, images or data",
+                            f"{arrays.files}",
+                            "Save it with np.savez(path, x=inputs, y=labels).",
+                        )
                     )
+                x = arrays[key]
+                y = next((arrays[k] for k in ("y", "labels", "targets") if k in arrays), None)
+            else:
+                x, y = arrays, None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise InputError(
+                describe(
+                    "--data",
+                    "a numeric array saved with np.save/np.savez (no pickled objects)",
+                    f"{path.name}: {type(err).__name__}: {err}",
+                    "Save a numeric array: np.save(path, x.astype(np.float32)).",
                 )
-            x = arrays[key]
-            y = next((arrays[k] for k in ("y", "labels", "targets") if k in arrays), None)
-        else:
-            x, y = arrays, None
-        labels = None if y is None else torch.as_tensor(np.asarray(y)).long()
-        return ArrayDataset(torch.as_tensor(np.asarray(x, dtype=np.float32)), labels)
+            ) from err
+        return x, y
     raise InputError(
         describe(
             "--data",
@@ -187,14 +215,17 @@ def explain(
     from .dataset import explain_dataset
     from .io import load_model
 
+    spec = _method_params(method or ["integrated_gradients"], param or [])
+    inputs, labels = _data(data, size, mean or [], std or [], limit)
     net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
     if target not in ("predicted", "label"):
         target = int(target) if target.lstrip("-").isdigit() else target
     result = explain_dataset(
         net,
-        _data(data, size, mean or [], std or [], limit),
-        _method_params(method or ["integrated_gradients"], param or []),
+        inputs,
+        spec,
         store,
+        labels=labels,
         batch_size=batch_size,
         target=target,
         resume=resume,

@@ -12,12 +12,15 @@ Decisions (also in the docstring below):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,15 +29,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._checks import as_methods, check_bool
 from ._runtime import default_memory_budget, parse_bytes
-from ._sources import as_source
+from ._sources import Source, as_source
 from .api import explain, library_versions
-from .errors import InputError, StoreError, describe
+from .errors import ExplainerError, InputError, StoreError, describe
 from .explanation import SCHEMA_VERSION
 from .model import Model, wrap
 from .registry import get_method
 from .store import STORE_SCHEMA, Store, _safe_key, open_store
-from .store_write import create_store, remove_partials, write_batch, writer_lock
+from .store_integrity import data_digest
+from .store_write import (
+    create_store,
+    lock_key,
+    mark_pending,
+    remove_partials,
+    write_batch,
+    writer_lock,
+)
 
 __all__ = ["explain_dataset", "run_batch", "BACKENDS"]
 
@@ -59,18 +71,12 @@ def _canonical(value: Any) -> Any:
 
 
 def _method_spec(methods: Any) -> dict[str, dict[str, Any]]:
-    if isinstance(methods, str):
-        methods = [methods]
-    spec = dict(methods) if isinstance(methods, Mapping) else {m: {} for m in methods or ()}
-    if not spec:
-        raise InputError(
-            describe("`methods`", "at least one method name", "nothing", 'Pass "saliency".')
-        )
+    """Method names resolved (aliases to names), parameter names checked."""
     out = {}
-    for name, params in spec.items():
+    for name, params in as_methods(methods).items():
         info = get_method(name)  # raises UnknownMethodError with the closest name
-        info.check_params(dict(params or {}))
-        out[info.name] = dict(params or {})
+        info.check_params(params)
+        out[info.name] = params
     return out
 
 
@@ -148,6 +154,22 @@ def _manifest(model, source, methods, target, batch_size, budget, feature_names,
 _COMPARED = ("n", "batch_size", "input_shape", "methods", "target", "feature_names")
 
 
+def _difference(have: Any, want: Any, prefix: str = "") -> list[str]:
+    """Where two manifest entries differ, down to the first differing leaves, so that a
+    long value never hides the difference behind an ellipsis."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        out = []
+        for key in sorted(set(have) | set(want), key=str):
+            if json.dumps(have.get(key), sort_keys=True) != json.dumps(
+                want.get(key), sort_keys=True
+            ):
+                out += _difference(
+                    have.get(key), want.get(key), f"{prefix}.{key}" if prefix else str(key)
+                )
+        return out
+    return [f"{prefix}: stored {_short(have)}, now {_short(want)}"]
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -158,21 +180,206 @@ def _check_compatible(store: Store, wanted: dict) -> None:
     pairs = {k: (have.get(k), wanted.get(k)) for k in _COMPARED}
     pairs["model fingerprint"] = (have["model"]["fingerprint"], wanted["model"]["fingerprint"])
     pairs["modality"] = (have["model"]["modality"], wanted["model"]["modality"])
-    pairs["data"] = (have["data"]["fingerprint"], wanted["data"]["fingerprint"])
-    diffs = [k for k, (a, b) in pairs.items() if json.dumps(a) != json.dumps(b)]
+    pairs["data"] = (have["data"].get("fingerprint"), wanted["data"]["fingerprint"])
+    diffs = [
+        k
+        for k, (a, b) in pairs.items()
+        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True)
+    ]
     if diffs:
-        detail = "; ".join(
-            f"{k}: stored {_short(pairs[k][0])}, now {_short(pairs[k][1])}" for k in diffs[:2]
-        )
+        detail = "; ".join(d for k in diffs for d in _difference(*pairs[k], k))
         raise StoreError(
             describe(
                 f"store {store.path}",
                 "results of the same model, data and method settings to resume",
-                f"a different {', '.join(diffs)} ({detail})",
+                f"a different {', '.join(diffs)} ({detail[:600]})",
                 "Use another store path, or pass overwrite=True (CLI: --overwrite) to replace "
                 "it (its results are deleted).",
             )
         )
+
+
+@dataclass
+class _Plan:
+    """Everything a run needs, validated before anything is written."""
+
+    model: Model
+    source: Source
+    methods: dict[str, dict[str, Any]]
+    target: Any
+    batch_size: int
+    budget: int
+    num_workers: int
+    backend: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+def _check_workers(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise InputError(
+            describe("`num_workers`", "an integer >= 0", repr(value), "Pass e.g. num_workers=2.")
+        )
+    return int(value)
+
+
+def _check_target(model: Model, target: Any) -> Any:
+    if isinstance(target, str):
+        if target in TARGETS or (model.class_names and target in model.class_names):
+            return target
+    elif isinstance(target, int | np.integer) and not isinstance(target, bool):
+        return int(target)  # range checked by the dry run against the model's classes
+    raise InputError(
+        describe(
+            "`target`",
+            '"predicted", "label", a class index or a class name'
+            + (f" ({list(model.class_names)[:6]})" if model.class_names else ""),
+            repr(target),
+            'Use target="predicted".',
+        )
+    )
+
+
+def _plan(
+    model,
+    data,
+    methods,
+    store,
+    *,
+    batch_size,
+    target,
+    labels,
+    progress,
+    memory_budget,
+    num_workers,
+    backend,
+    feature_names,
+    factory,
+    source,
+    resume,
+    overwrite,
+) -> _Plan:
+    for flag, name in ((resume, "resume"), (overwrite, "overwrite"), (progress, "progress")):
+        check_bool(flag, name)
+    spec = dict(source) if source else None
+    if isinstance(model, str | os.PathLike):
+        from .io import load_model
+
+        spec = {"path": str(model), "factory": factory if isinstance(factory, str) else None}
+        model = load_model(model, factory=factory)
+    if spec and Path(spec["path"]).exists():  # "demo" stays a name; files become absolute
+        spec["path"] = str(Path(spec["path"]).resolve())
+    model = wrap(model)
+    if backend not in BACKENDS:
+        raise InputError(
+            describe("`backend`", f"one of {list(BACKENDS)}", repr(backend), 'Use "local".')
+        )
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(
+            describe("`batch_size`", "a positive integer", repr(batch_size), "Use e.g. 32.")
+        )
+    if not isinstance(store, str | os.PathLike) or not str(store):
+        raise InputError(
+            describe("`store`", "a folder path", repr(store), 'Pass e.g. store="runs/x.zarr".')
+        )
+    data_source = as_source(data, labels)
+    # one chunk per batch: never larger than the data (a huge batch_size would size chunks)
+    batch_size = min(data_source.batch_size or batch_size, data_source.n)
+    workers = max(_check_workers(num_workers), data_source.num_workers)
+    target = _check_target(model, target)
+    methods = _method_spec(methods)
+    budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
+    wanted = _manifest(model, data_source, methods, target, batch_size, budget, feature_names, spec)
+    return _Plan(
+        model,
+        data_source,
+        methods,
+        target,
+        batch_size,
+        budget,
+        workers,
+        backend,
+        lock_key(Path(store)),
+        wanted,
+    )
+
+
+def _dry_run(plan: _Plan) -> None:
+    """Explain the first sample with every method: every parameter, the target and the
+    model are checked exactly as the run will use them, before any file is written."""
+    x, y = plan.source.load(0, 1)
+    target = plan.target
+    if isinstance(target, str) and target == "label" and bool((y < 0).any()):
+        target = "predicted"  # a missing label fails at its own batch, with its own message
+    run_batch(plan.model, x, y, plan.methods, target, plan.budget)
+
+
+def _open_or_create(plan: _Plan, resume: bool, overwrite: bool) -> tuple[Store, list[int]]:
+    """The store to write (created, or reopened and checked) and the batches to compute."""
+    path = plan.path
+    n_batches = -(-plan.source.n // plan.batch_size)
+    if path.exists() and overwrite:
+        open_store(path, verify="none")  # refuses to delete anything that is not one of ours
+        shutil.rmtree(path)
+    if not path.exists():
+        return create_store(path, plan.manifest, n_batches), list(range(n_batches))
+    if not resume:
+        raise StoreError(
+            describe(
+                "`store`",
+                "a path with no store (resume=False)",
+                f"an existing {str(path)!r}",
+                "Pass resume=True to continue it, overwrite=True to replace it, or "
+                "choose another path.",
+            )
+        )
+    out = open_store(path, mode="r+", verify="none")
+    _check_compatible(out, plan.manifest)
+    remove_partials(path)
+    plan.budget = int(out.manifest["memory_budget"])  # identical chunking after a restart
+    damaged = sorted(out.damaged_batches(full=True))
+    _check_same_data(out, plan, damaged)
+    if damaged:
+        warnings.warn(
+            f"store {path}: {len(damaged)} damaged batch(es) {damaged[:8]} will be recomputed",
+            stacklevel=3,
+        )
+        mark_pending(out, damaged)
+    return out, [int(b) for b in np.flatnonzero(~out.batches_done)]
+
+
+def _check_same_data(store: Store, plan: _Plan, damaged: list[int]) -> None:
+    """Every finished batch was computed on the rows the data holds now (digests compared:
+    the manifest's fingerprint only covers the first and last sample)."""
+    finished = [int(b) for b in np.flatnonzero(store.batches_done) if int(b) not in damaged]
+    batches = plan.source.batches(finished, plan.batch_size, plan.num_workers)
+    for b, (x, y) in zip(finished, batches, strict=True):
+        if store.record(b)["data"] != data_digest(x.numpy(), y.numpy()):
+            start, stop = store.batch_rows(b)
+            raise StoreError(
+                describe(
+                    f"store {store.path}",
+                    "the data its finished batches were computed on",
+                    f"different inputs or labels in batch {b} (rows {start}-{stop - 1})",
+                    "Resuming would mix results of two datasets: write to another store, or "
+                    "pass overwrite=True (CLI: --overwrite) to start again.",
+                )
+            )
+
+
+def _store_os_error(err: OSError, path: Path) -> StoreError:
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return StoreError(
+        describe(
+            f"writing store {path}",
+            "a writable folder with free space",
+            f"{type(err).__name__}: {err}",
+            "Free disk space and run the same call again: finished batches are kept."
+            if full
+            else "Check the folder's permissions (and that it is not read-only), or choose "
+            "another store path.",
+        )
+    )
 
 
 def explain_dataset(
@@ -200,6 +407,13 @@ def explain_dataset(
     Killed at any moment (SIGKILL included), a rerun with ``resume=True`` continues where it
     stopped, and the final store equals an uninterrupted run's.
 
+    Nothing is written before every argument has been checked: the first sample is
+    explained with every method as a dry run. On resume, every finished batch is checked
+    against its checksums (damaged ones are recomputed, with a warning) and the data is
+    read again and compared with the digest each finished batch recorded (a changed
+    dataset is refused). One writer per store: the lock is taken on the store's resolved
+    path, so a symlink and its target cannot be written (or overwritten) at once.
+
     Args:
         model: a Model, an ``nn.Module``, or a model file / spec for :func:`load_model`
             (with ``factory`` for a state_dict); the spec is recorded in the store so
@@ -207,9 +421,11 @@ def explain_dataset(
         data: a torch Dataset (items ``x`` or ``(x, label, ...)``), a DataLoader without
             shuffling (its dataset, batch size and workers are used), an array/tensor
             (N, ...) with optional ``labels``, or an image folder path (see ImageFolder).
+            Inputs must be floating point (integer images: scale them first); labels
+            integers (integral floats accepted).
         methods: a method name, names, or ``{name: {param: value}}``.
         store: the zarr folder to write.
-        batch_size: samples per batch (one zarr chunk per batch).
+        batch_size: samples per batch (one zarr chunk per batch; at most the data's length).
         target: "predicted" (default), "label" (the data's labels), or a class index/name.
         resume: continue an existing store with the same settings; ``False`` refuses to touch
             an existing store unless ``overwrite=True``.
@@ -226,101 +442,88 @@ def explain_dataset(
         The :class:`Store`, opened for reading.
 
     Raises:
-        StoreError: the store exists with other settings (or exists and ``resume=False``).
-        InputError: unusable data, batch size, target or backend.
+        StoreError: the store exists with other settings or other data (or exists and
+            ``resume=False``), is locked by another run, or cannot be written.
+        InputError: unusable data, batch size, target, method parameter or backend.
+
+    Example:
+        >>> import torch, tempfile, explainer as ex
+        >>> net = torch.nn.Linear(3, 2)
+        >>> path = tempfile.mkdtemp() + "/s.zarr"
+        >>> store = ex.explain_dataset(ex.wrap(net, modality="tabular"), torch.ones(5, 3),
+        ...                            "saliency", path, batch_size=2, progress=False)
+        >>> store.complete, store[0]["saliency"].attributions.shape
+        (True, torch.Size([1, 3]))
     """
-    spec = dict(source) if source else None
-    if isinstance(model, str | os.PathLike):
-        from .io import load_model
-
-        spec = {"path": str(model), "factory": factory if isinstance(factory, str) else None}
-        model = load_model(model, factory=factory)
-    if spec and Path(spec["path"]).exists():  # "demo" stays a name; files become absolute
-        spec["path"] = str(Path(spec["path"]).resolve())
-    model = wrap(model)
-    if backend not in BACKENDS:
-        raise InputError(
-            describe("`backend`", f"one of {list(BACKENDS)}", repr(backend), 'Use "local".')
-        )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(
-            describe("`batch_size`", "a positive integer", repr(batch_size), "Use e.g. 32.")
-        )
-    source = as_source(data, labels)
-    batch_size = source.batch_size or batch_size
-    num_workers = max(num_workers, source.num_workers)
-    if isinstance(target, str) and target not in TARGETS:
-        if not (model.class_names and target in model.class_names):
-            raise InputError(
-                describe(
-                    "`target`",
-                    '"predicted", "label", a class index or a class name',
-                    repr(target),
-                    'Use target="predicted".',
-                )
-            )
-    methods = _method_spec(methods)
-    path = Path(store)
-    budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
-    wanted = _manifest(model, source, methods, target, batch_size, budget, feature_names, spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(path):
-        n_batches = -(-source.n // batch_size)
-        if path.exists() and overwrite:
-            open_store(path)  # refuses to delete anything that is not one of our stores
-            shutil.rmtree(path)
-        if path.exists():
-            if not resume:
-                raise StoreError(
-                    describe(
-                        "`store`",
-                        "a path with no store (resume=False)",
-                        f"an existing {str(path)!r}",
-                        "Pass resume=True to continue it, overwrite=True to replace it, or "
-                        "choose another path.",
-                    )
-                )
-            out = open_store(path, mode="r+")
-            _check_compatible(out, wanted)
-            remove_partials(path)
-            budget = int(out.manifest["memory_budget"])
-        else:
-            out = create_store(path, wanted, n_batches)
-        pending = [int(b) for b in np.flatnonzero(~out.batches_done)]
-        done_samples = source.n - sum(min(batch_size, source.n - b * batch_size) for b in pending)
-        bar = tqdm(
-            total=source.n,
-            initial=done_samples,
-            desc="explain_dataset",
-            unit="sample",
-            disable=None if progress else True,
-            delay=0.5,
-            smoothing=0.1,
-        )
-        start = time.perf_counter()
-        try:
-            if backend == "ray":
-                from ._ray import run_ray
-
-                results = run_ray(model, source, pending, methods, target, budget, batch_size)
-            else:
-                results = _run_local(
-                    model, source, pending, methods, target, budget, batch_size, num_workers
-                )
-            for b, arrays in results:
-                write_batch(out, b, arrays)
-                bar.update(len(arrays["inputs"]))
-        finally:
-            bar.close()
-        out.group.attrs["last_run"] = {
-            "backend": backend,
-            "batches": len(pending),
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-    return open_store(path)
+    plan = _plan(
+        model,
+        data,
+        methods,
+        store,
+        batch_size=batch_size,
+        target=target,
+        labels=labels,
+        progress=progress,
+        memory_budget=memory_budget,
+        num_workers=num_workers,
+        backend=backend,
+        feature_names=feature_names,
+        factory=factory,
+        source=source,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    _dry_run(plan)
+    try:
+        plan.path.parent.mkdir(parents=True, exist_ok=True)
+        with writer_lock(plan.path):
+            out, pending = _open_or_create(plan, resume, overwrite)
+            _run(out, plan, pending, progress)
+    except ExplainerError:
+        raise
+    except OSError as err:
+        raise _store_os_error(err, plan.path) from err
+    return open_store(plan.path)
 
 
-def _run_local(model, source, pending, methods, target, budget, batch_size, num_workers):
-    batches = source.batches(pending, batch_size, num_workers)
+def _run(out: Store, plan: _Plan, pending: list[int], progress: bool) -> None:
+    n = plan.source.n
+    done_samples = n - sum(min(plan.batch_size, n - b * plan.batch_size) for b in pending)
+    start = time.perf_counter()
+    with tqdm(
+        total=n,
+        initial=done_samples,
+        desc="explain_dataset",
+        unit="sample",
+        disable=None if progress else True,
+        delay=0.5,
+        smoothing=0.1,
+    ) as bar:
+        for b, arrays in _results(plan, pending):
+            write_batch(out, b, arrays)
+            bar.update(len(arrays["inputs"]))
+    out.group.attrs["last_run"] = {
+        "backend": plan.backend,
+        "batches": len(pending),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _results(plan: _Plan, pending: list[int]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    args = (
+        plan.model,
+        plan.source,
+        pending,
+        plan.methods,
+        plan.target,
+        plan.budget,
+        plan.batch_size,
+    )
+    if plan.backend == "ray":
+        from ._ray import run_ray
+
+        yield from run_ray(*args)
+        return
+    batches = plan.source.batches(pending, plan.batch_size, plan.num_workers)
     for b, (x, y) in zip(pending, batches, strict=True):
-        yield b, run_batch(model, x, y, methods, target, budget)
+        yield b, run_batch(plan.model, x, y, plan.methods, plan.target, plan.budget)

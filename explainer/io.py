@@ -111,7 +111,7 @@ def load_model(
                 'Check the path, or pass "demo" for the shipped demo model.',
             )
         )
-    limit = None if max_size is None else _max_size(max_size)
+    limit = None if max_size is None else parse_bytes(max_size, "max_size", "no limit")
     if limit is not None and path.stat().st_size > limit:
         raise ModelError(
             describe(
@@ -322,17 +322,3 @@ def _build(factory: Callable[[], nn.Module] | str | None) -> nn.Module:
 def _few(keys: list[str], n: int = 4) -> str:
     more = f" and {len(keys) - n} more" if len(keys) > n else ""
     return f"{keys[:n]}{more}" if keys else "[]"
-
-
-def _max_size(value: Any) -> int:
-    try:
-        return parse_bytes(value)
-    except InputError:
-        raise InputError(
-            describe(
-                "`max_size`",
-                'a positive number of bytes, a string like "16GB", or None for no limit',
-                repr(value),
-                f'Pass e.g. max_size="16GB" (the default is {DEFAULT_MAX_SIZE // 2**30} GiB).',
-            )
-        ) from None

@@ -3,7 +3,7 @@
 This module reads stores (:class:`Store`, :func:`open_store`); writing lives in
 :mod:`explainer.store_write`.
 
-Layout (``STORE_SCHEMA`` 1)::
+Layout (``STORE_SCHEMA`` 2)::
 
     x.zarr/
       attrs["explainer"]        the manifest: model, methods and their parameters, target,
@@ -12,6 +12,9 @@ Layout (``STORE_SCHEMA`` 1)::
       labels      (N,)          int64, -1 where the data has no label
       targets     (N,)          int64, the explained class
       scores      (N, K)        float32, class probabilities of the model
+      records     (B,)          str, one chunk per batch: the batch's commit record (rows,
+                                data digest, per array shape + SHA-256), written just
+                                before its done flag; see :mod:`explainer.store_integrity`
       done        (B,)          bool, one chunk per batch: set only after the batch's rows
       attributions/<method>     (N, ...) float32
       extras/<method>/<key>     (N, ...) per-sample method outputs (IG's error estimate, ...)
@@ -23,6 +26,10 @@ renames it into place, each batch fills whole chunks, and a batch's ``done`` fla
 chunk) is written last. A batch whose flag is unset is recomputed from scratch on resume, and
 every batch is a pure function of its rows and the recorded settings (seeds, memory budget),
 so a resumed store equals an uninterrupted one.
+
+Why it never serves holes: every read of a batch is checked against its record (a deleted
+chunk would otherwise read back as NaN), and a damaged batch is a StoreError naming it;
+resuming recomputes damaged batches.
 """
 
 from __future__ import annotations
@@ -38,11 +45,23 @@ import zarr
 
 from .errors import InputError, StoreError, describe
 from .explanation import Explanation
+from .store_integrity import CORE_ARRAYS, check_rows, damaged, digest, parse_record
 
 __all__ = ["Store", "open_store", "STORE_SCHEMA"]
 
-STORE_SCHEMA = 1
+STORE_SCHEMA = 2
 _KEY = "explainer"
+# manifest entries every reader relies on, and their types
+_MANIFEST = {
+    "n": int,
+    "batch_size": int,
+    "methods": dict,
+    "model": dict,
+    "input_shape": list,
+    "data": dict,
+    "versions": dict,
+    "explanation_schema": int,
+}
 
 
 def _safe_key(name: str) -> str:
@@ -63,7 +82,8 @@ class Store:
     def __init__(self, group: zarr.Group, path: Path) -> None:
         self.group = group
         self.path = path
-        self.manifest: dict[str, Any] = dict(group.attrs.get(_KEY, {}))
+        manifest = group.attrs.get(_KEY, {})
+        self.manifest: dict[str, Any] = dict(manifest) if isinstance(manifest, dict) else {}
         if self.manifest.get("store_schema") != STORE_SCHEMA:
             raise StoreError(
                 describe(
@@ -73,6 +93,27 @@ class Store:
                     "Write it with ex.explain_dataset(...) (or re-create it with this version).",
                 )
             )
+        bad = [
+            k
+            for k, kind in _MANIFEST.items()
+            if not isinstance(self.manifest.get(k), kind) or isinstance(self.manifest.get(k), bool)
+        ]
+        bad += [
+            k
+            for k in ("fingerprint", "modality", "name")
+            if k not in self.manifest.get("model", {})
+        ]
+        if bad:
+            raise StoreError(
+                describe(
+                    f"the manifest of store {path}",
+                    f"the entries {sorted(_MANIFEST)} (and model fingerprint, modality, name)",
+                    f"missing or malformed {bad}",
+                    "The store was damaged or not written by explainer: re-create it with "
+                    "ex.explain_dataset(..., overwrite=True).",
+                )
+            )
+        self._verified: dict[str, np.ndarray] = {}  # whole small arrays, checked once
 
     # -- what is in it ------------------------------------------------------------------
     @property
@@ -100,9 +141,100 @@ class Store:
         return str(self.manifest["model"]["modality"])
 
     @property
+    def n_batches(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    @property
     def batches_done(self) -> np.ndarray:
         """(B,) bool: which batches are finished."""
-        return np.asarray(self.group["done"][:], dtype=bool)
+        return np.asarray(self._read("done", slice(None)), dtype=bool)
+
+    def batch_rows(self, b: int) -> tuple[int, int]:
+        start = int(b) * self.batch_size
+        return start, min(start + self.batch_size, self.n)
+
+    # -- integrity ------------------------------------------------------------------------
+    def _read(self, name: str, where: Any) -> np.ndarray:
+        """Raw zarr read; a chunk zarr cannot decode (truncated, corrupt) is a StoreError."""
+        try:
+            return np.asarray(self.array(name)[where])
+        except StoreError:
+            raise
+        except (RuntimeError, ValueError, OSError, KeyError, TypeError) as err:
+            rows = where if isinstance(where, slice) else None
+            batches = (
+                list(range(rows.start // self.batch_size, -(-rows.stop // self.batch_size)))
+                if rows is not None and rows.start is not None and rows.stop is not None
+                else []
+            )
+            raise damaged(
+                self.path,
+                batches or [-1],
+                f"{name} cannot be decoded: {type(err).__name__}: {str(err)[:120]}",
+            ) from None
+
+    def record(self, b: int) -> dict[str, Any]:
+        """The commit record of finished batch ``b`` (see :mod:`explainer.store_integrity`)."""
+        return parse_record(self._read("records", int(b)).item(), self.path, int(b))
+
+    def batch(self, name: str, b: int) -> np.ndarray:
+        """The rows of finished batch ``b`` of array ``name``, checked against its record."""
+        entry = self.record(b)["arrays"].get(name)
+        if entry is None:
+            raise damaged(self.path, [int(b)], f"no {name} was recorded for it")
+        start, stop = self.batch_rows(b)
+        value = self._read(name, slice(start, stop))
+        check_rows(value, entry, self.array(name).fill_value, self.path, int(b), name)
+        return value
+
+    def _chunk_files_present(self, name: str, b: int, ndim: int) -> bool:
+        return (self.path / name / "c" / "/".join([str(b)] + ["0"] * (ndim - 1))).is_file()
+
+    def damaged_batches(self, full: bool = False) -> dict[int, str]:
+        """Finished batches that cannot be served, with the reason: records, arrays or chunk
+        files missing (quick), or, with ``full=True``, any array not matching its checksum
+        (reads every finished batch once)."""
+        out: dict[int, str] = {}
+        for b in np.flatnonzero(self.batches_done).tolist():
+            try:
+                record = self.record(b)
+                for name in record["arrays"]:
+                    arr = self.array(name)
+                    if not self._chunk_files_present(name, b, arr.ndim):
+                        raise damaged(self.path, [b], f"a chunk file of {name} is missing")
+                    if full:
+                        self.batch(name, b)
+                missing = [
+                    a
+                    for a in (*CORE_ARRAYS, *(f"attributions/{_safe_key(m)}" for m in self.methods))
+                    if a not in record["arrays"]
+                ]
+                if missing:
+                    raise damaged(self.path, [b], f"{missing[0]} was not recorded")
+            except StoreError as err:
+                out[b] = str(err).split("(", 1)[-1].split(")")[0]
+        return out
+
+    def verify(self, full: bool = False) -> None:
+        """Raise StoreError naming every damaged batch (see :meth:`damaged_batches`)."""
+        bad = self.damaged_batches(full)
+        if bad:
+            first = next(iter(bad.values()))
+            raise damaged(self.path, sorted(bad), first)
+
+    def _whole(self, name: str) -> np.ndarray:
+        """A small per-sample array (targets, labels, scores), every finished batch checked."""
+        if name not in self._verified:
+            value = self._read(name, slice(None))
+            fill = self.array(name).fill_value
+            for b in np.flatnonzero(self.batches_done).tolist():
+                start, stop = self.batch_rows(b)
+                entry = self.record(b)["arrays"].get(name)
+                if entry is None:
+                    raise damaged(self.path, [b], f"no {name} was recorded for it")
+                check_rows(value[start:stop], entry, fill, self.path, b, name)
+            self._verified[name] = value
+        return self._verified[name]
 
     @property
     def done(self) -> np.ndarray:
@@ -176,15 +308,15 @@ class Store:
 
     @property
     def targets(self) -> np.ndarray:
-        return np.asarray(self.group["targets"][:])
+        return self._whole("targets")
 
     @property
     def labels(self) -> np.ndarray:
-        return np.asarray(self.group["labels"][:])
+        return self._whole("labels")
 
     @property
     def predictions(self) -> np.ndarray:
-        return np.asarray(self.group["scores"][:]).argmax(1)
+        return self._whole("scores").argmax(1)
 
     # -- selecting ----------------------------------------------------------------------
     def class_index(self, cls: int | str) -> int:
@@ -232,10 +364,13 @@ class Store:
         return np.where(rows < 0, rows + self.n, rows).astype(np.int64)
 
     def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
-        arr = self.array(name)
-        if rows.size and np.all(np.diff(rows) == 1):
-            return np.asarray(arr[int(rows[0]) : int(rows[-1]) + 1])
-        return np.asarray(arr.get_orthogonal_selection((rows,)))
+        """Rows of a per-sample array, read batch by batch, each batch checked."""
+        batches = np.unique(rows // self.batch_size)
+        if batches.size == 0:
+            arr = self.array(name)
+            return np.zeros((0, *arr.shape[1:]), dtype=arr.dtype)
+        parts = {int(b): self.batch(name, int(b)) for b in batches}
+        return np.stack([parts[int(r) // self.batch_size][int(r) % self.batch_size] for r in rows])
 
     def explanation(self, method: str, index: Any = slice(None)) -> Explanation:
         """One method's Explanation for the rows ``index`` (int, slice, list, mask)."""
@@ -320,11 +455,9 @@ class Store:
     # -- dataset summaries -----------------------------------------------------------------
     def iter_chunks(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rows, values) of a per-sample array, one finished batch at a time (flat memory)."""
-        arr = self.array(name)
-        for b in np.flatnonzero(self.batches_done):
-            start = int(b) * self.batch_size
-            stop = min(start + self.batch_size, self.n)
-            yield np.arange(start, stop), np.asarray(arr[start:stop])
+        for b in np.flatnonzero(self.batches_done).tolist():
+            start, stop = self.batch_rows(b)
+            yield np.arange(start, stop), self.batch(name, b)
 
     def mean_attribution(
         self,
@@ -345,9 +478,8 @@ class Store:
         if classes is not None:
             cls[~np.isin(cls, np.asarray(list(classes), dtype=cls.dtype))] = -1
         sums: dict[int, list] = {}
-        inputs = self.array("inputs")
         for rows, values in self.iter_chunks(f"attributions/{_safe_key(method)}"):
-            x = np.asarray(inputs[int(rows[0]) : int(rows[-1]) + 1], dtype=np.float64)
+            x = self.batch("inputs", int(rows[0]) // self.batch_size).astype(np.float64)
             v = np.abs(values) if absolute else values.astype(np.float64)
             for c in np.unique(cls[rows]):
                 if c < 0:
@@ -364,16 +496,56 @@ class Store:
         key = f"metrics/{_safe_key(method)}"
         if key not in self.group:
             return {}
-        return {name: np.asarray(arr[:]) for name, arr in self.group[key].arrays()}
+        sums = self.group.attrs.get("metric_digests", {})
+        out = {}
+        for name, _arr in self.group[key].arrays():
+            value = self._read(f"{key}/{name}", slice(None))
+            if digest(value) != sums.get(f"{key}/{name}"):
+                raise StoreError(
+                    describe(
+                        f"trust scores {key}/{name} of store {self.path}",
+                        "the values ex.evaluate wrote (checked by checksum)",
+                        "values that differ (a deleted or altered chunk)",
+                        "Run ex.evaluate(store) again to recompute them.",
+                    )
+                )
+            out[name] = value
+        return out
 
 
-def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
+def open_store(path: str | os.PathLike, mode: str = "r", verify: str = "quick") -> Store:
     """Open a store written by :func:`explainer.explain_dataset` (lazily; ``mode="r+"`` to
     add trust scores).
 
+    Args:
+        path: the store folder.
+        mode: ``"r"`` or ``"r+"``.
+        verify: ``"quick"`` (default: records, arrays and chunk files of every finished
+            batch present), ``"full"`` (also every checksum: reads the whole store once) or
+            ``"none"`` (manifest only). Reads always check the batches they touch.
+
     Raises:
-        StoreError: no store at ``path`` or not one of ours.
+        StoreError: no store at ``path``, not one of ours, or damaged batches (named).
+
+    Example:
+        >>> import torch, tempfile, explainer as ex
+        >>> net = torch.nn.Linear(3, 2)
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = ex.explain_dataset(ex.wrap(net, modality="tabular"), torch.ones(4, 3),
+        ...                        "saliency", f"{folder}/s.zarr", batch_size=2, progress=False)
+        >>> store = ex.open_store(f"{folder}/s.zarr", verify="full")
+        >>> len(store), store.complete
+        (4, True)
     """
+    if mode not in ("r", "r+") or verify not in ("quick", "full", "none"):
+        raise InputError(
+            describe(
+                "`mode` / `verify`",
+                'mode "r" or "r+", verify "quick", "full" or "none"',
+                f"{mode!r} / {verify!r}",
+                'Use open_store(path) to read, mode="r+" to add trust scores.',
+            )
+        )
     path = Path(path)
     if not (path / "zarr.json").exists():
         raise StoreError(
@@ -386,8 +558,47 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
         )
     try:
         group = zarr.open_group(str(path), mode=mode)
-    except (ValueError, OSError, KeyError) as err:
+    except (ValueError, OSError, KeyError, TypeError) as err:
         raise StoreError(
-            describe("store", "a readable zarr group", f"{type(err).__name__}: {err}", "")
+            describe(
+                f"store {path}",
+                "a readable zarr group",
+                f"{type(err).__name__}: {err}",
+                "Check the path; a damaged store can be re-created with overwrite=True.",
+            )
         ) from None
-    return Store(group, path)
+    store = Store(group, path)
+    if verify != "none":
+        _check_arrays(store)
+        store.verify(full=verify == "full")
+    return store
+
+
+def _check_arrays(store: Store) -> None:
+    """Every array the manifest implies exists, is numeric (or the records' strings) and
+    has one row per sample."""
+    wanted = ["done", "records", *CORE_ARRAYS]
+    wanted += [f"attributions/{_safe_key(m)}" for m in store.methods]
+    for name in wanted:
+        try:
+            arr = store.group[name]
+            kind = np.dtype(arr.dtype).kind if name != "records" else "U"
+        except (KeyError, ValueError, TypeError) as err:
+            raise StoreError(
+                describe(
+                    f"store {store.path}",
+                    f"an array {name!r}",
+                    f"none readable ({type(err).__name__}: {err})" if str(err) else "none",
+                    "The store is damaged: re-create it with ex.explain_dataset(..., overwrite=True).",
+                )
+            ) from None
+        rows = store.n_batches if name in ("done", "records") else store.n
+        if name != "records" and (kind not in "biuf" or not arr.shape or arr.shape[0] != rows):
+            raise StoreError(
+                describe(
+                    f"array {name!r} of store {store.path}",
+                    f"numbers with {rows} rows",
+                    f"dtype {arr.dtype}, shape {arr.shape}",
+                    "The store is damaged: re-create it with ex.explain_dataset(..., overwrite=True).",
+                )
+            )

@@ -90,7 +90,7 @@ def evaluate_store(
     """Trust scores of up to ``sample`` finished samples of ``store`` (balanced over the
     explained classes), written back into the store. See :func:`explainer.evaluate`."""
     from ..store import open_store
-    from ..store_write import write_metric, writer_lock
+    from ..store_write import seal_metrics, write_metric, writer_lock
     from .evaluate import evaluate
 
     if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
@@ -117,5 +117,6 @@ def evaluate_store(
             values = scores.values(method, metric)
             if len(values) == len(rows):
                 write_metric(writable, method, metric, rows, values)
+        seal_metrics(writable)
         writable.group.attrs[_ATTR] = scores_to_json(scores, rows)
     return scores
