@@ -21,7 +21,7 @@ def run(n: int = 32, size: int = 224, seed: int = 0) -> dict:
     import matplotlib.pyplot as plt
     from captum.attr import visualization as viz
 
-    from explainer.report.heatmap import encode_png, render_overlay, spec_for
+    from explainer.viz.heatmap import encode_png, render_overlay, spec_for
 
     rng = np.random.default_rng(seed)
     attrs = rng.normal(size=(n, 3, size, size)).astype(

@@ -90,7 +90,7 @@ def run_trapezoid_only(
     """The same error control with trapezoid panels only (no Kronrod panels), once."""
     import explainer as ex
     from explainer._runtime import Runtime
-    from explainer.methods.ig_adaptive import adaptive_gradient_integral
+    from explainer.methods._ig.adaptive import adaptive_gradient_integral
 
     model = ex.wrap(net)
     start = time.perf_counter()

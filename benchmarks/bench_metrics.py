@@ -23,7 +23,7 @@ def run(quick: bool = False, n: int | None = None) -> dict:
 
     import explainer as ex
     from explainer.demo import CLASS_NAMES, load_demo_cnn, make_shapes
-    from explainer.metrics.evaluate import METRIC_GROUPS
+    from explainer.metrics.suite import METRIC_GROUPS
 
     torch.set_num_threads(2)
     n = n or (4 if quick else 8)

@@ -6,17 +6,17 @@
 """
 
 from .api import explain, explain_many
-from .dataset import explain_dataset
+from .comparison import Comparison, compare
+from .dataset.images import ImageFolder
+from .dataset.run import explain_dataset
+from .dataset.store import Store, open_store
 from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
 from .explanation import Explanation, load_explanation
-from .images import ImageFolder
-from .io import load_model
+from .loading import load_model
 from .metrics import Scores, evaluate
 from .model import Model, wrap
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
-from .report.html import report
-from .report.notebook import Comparison, compare
-from .store import Store, open_store
+from .reporting.html import report
 
 __version__ = "0.1.0"
 

@@ -103,7 +103,7 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
     """The --data argument -> (data, labels): an image folder, a .npy/.npz file, or "demo"."""
     import numpy as np
 
-    from ._sources import ArrayDataset
+    from .dataset.sources import ArrayDataset
 
     path = Path(data)
     if not path.is_dir() and (size is not None or mean or std):
@@ -121,7 +121,7 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
         shapes = make_shapes(limit or 64, seed=1)
         return ArrayDataset(shapes.images, shapes.labels), None
     if path.is_dir():
-        from .images import ImageFolder
+        from .dataset.images import ImageFolder
 
         return ImageFolder(path, size=size, mean=mean or None, std=std or None), None
     if path.suffix in (".npy", ".npz") and path.is_file():
@@ -212,8 +212,8 @@ def explain(
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
     crash: finished batches are kept)."""
-    from .dataset import explain_dataset
-    from .io import load_model
+    from .dataset.run import explain_dataset
+    from .loading import load_model
 
     spec = _method_params(method or ["integrated_gradients"], param or [])
     inputs, labels = _data(data, size, mean or [], std or [], limit)
@@ -260,9 +260,9 @@ def evaluate(
     ] = "4GiB",
 ) -> None:
     """Compute trust scores on a sample of a store and save them in it (reports show them)."""
-    from .io import load_model
-    from .metrics.evaluate import evaluate as run_evaluate
-    from .store import open_store
+    from .dataset.store import open_store
+    from .loading import load_model
+    from .metrics.suite import evaluate as run_evaluate
 
     opened = open_store(store)
     net = load_model(model, factory=factory, max_size=max_model_size) if model else None
@@ -289,8 +289,8 @@ def report(
     max_samples: Annotated[int, typer.Option(min=1, help="Samples shown (store: balanced).")] = 32,
 ) -> None:
     """Build one self-contained HTML report from a result store or saved explanations."""
-    from .report.html import report as write_report
-    from .store import open_store
+    from .dataset.store import open_store
+    from .reporting.html import report as write_report
 
     if len(files) == 1 and files[0].is_dir():
         items = open_store(files[0])

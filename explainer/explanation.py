@@ -117,7 +117,7 @@ class Explanation:
             index: the sample of "waterfall".
             top: features shown by the tabular kinds.
         """
-        from .report import figures
+        from .viz import figures
 
         kinds = {
             "samples": lambda: figures.plot_explanation(self, max_samples=max_samples, top=top),
@@ -138,7 +138,7 @@ class Explanation:
         return kinds[kind]()
 
     def _repr_html_(self) -> str:
-        from .report.notebook import explanation_html
+        from .comparison import explanation_html
 
         return explanation_html(self)
 

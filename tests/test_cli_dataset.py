@@ -133,7 +133,7 @@ def test_image_folder_with_normalization_is_recorded(tmp_path):
     exp = opened.explanation("saliency", [0])
     assert exp.manifest["preprocessing"] == prep
     # the stored inputs are normalized; reports show them de-normalized, back in [0, 1]
-    from explainer.report.heatmap import denormalize
+    from explainer.viz.heatmap import denormalize
 
     shown = denormalize(exp.inputs[0].numpy(), prep)
     assert exp.inputs.min() < -0.5 and 0 <= shown.min() and shown.max() <= 1.0 + 1e-6

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from explainer import store_write
 from explainer.cli import app
-from explainer.store import open_store
+from explainer.dataset import writer as store_write
+from explainer.dataset.store import open_store
 
 
 def cli(*args: str):
@@ -177,9 +177,9 @@ def test_disk_full_keeps_finished_batches_the_old_report_and_resume_is_identical
             raise OSError(errno.ENOSPC, "No space left on device")
         real(out, b, arrays)
 
-    monkeypatch.setattr("explainer.dataset.write_batch", fills_up)
+    monkeypatch.setattr("explainer.dataset.run.write_batch", fills_up)
     one_error(explain(store), "Free disk space")
-    monkeypatch.setattr("explainer.dataset.write_batch", real)
+    monkeypatch.setattr("explainer.dataset.run.write_batch", real)
     assert open_store(store).batches_done.sum() == 1
     assert explain(store).exit_code == 0
     a, b = open_store(store), open_store(full)

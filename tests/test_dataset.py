@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import explainer as ex
-from explainer.dataset import explain_dataset
+from explainer.dataset.run import explain_dataset
+from explainer.dataset.store import open_store
 from explainer.demo.cnn import CLASS_NAMES, load_demo_cnn
 from explainer.demo.shapes import make_shapes
-from explainer.store import open_store
 
 METHODS = {
     "saliency": {},
@@ -105,7 +105,7 @@ def test_lazy_access_by_index_and_class(demo, tmp_path):
         assert count == int((targets == cls).sum())
         np.testing.assert_allclose(mean_map, attr[targets == cls].mean(0), rtol=1e-6)
         np.testing.assert_allclose(mean_input, data.images[targets == cls].double().mean(0))
-    from explainer.report.dataset import dataset_summary
+    from explainer.reporting.store_summary import dataset_summary
 
     summary = dataset_summary(store, shown=4, max_classes=2)  # the 2 most frequent classes
     counts = np.bincount(targets)
@@ -122,7 +122,7 @@ CHILD = textwrap.dedent(
     import sys, torch
     torch.set_num_threads(1)
     import explainer as ex
-    from explainer.dataset import explain_dataset
+    from explainer.dataset.run import explain_dataset
     from explainer.demo.cnn import CLASS_NAMES, load_demo_cnn
     from explainer.demo.shapes import make_shapes
     model = ex.wrap(load_demo_cnn(), class_names=CLASS_NAMES, modality="image")
@@ -342,7 +342,7 @@ def test_tabular_store_and_trust_scores_need_the_recorded_background(tmp_path):
 
 
 def test_a_store_being_written_is_refused_to_a_second_run(tmp_path):
-    from explainer.store_write import writer_lock
+    from explainer.dataset.writer import writer_lock
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
     model, path = ex.wrap(net, modality="image"), tmp_path / "s.zarr"
@@ -378,7 +378,7 @@ def test_ray_backend_writes_the_same_store(demo, tmp_path):
 
 def test_only_per_sample_extras_are_stored(monkeypatch):
     """A method's scalar extras (0-d tensors) are not rows of the store and must not break it."""
-    import explainer.dataset as dataset
+    import explainer.dataset.run as dataset
 
     real = dataset.explain
 

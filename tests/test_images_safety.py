@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import explainer as ex
-from explainer.images import DEFAULT_MAX_PIXELS
+from explainer.dataset.images import DEFAULT_MAX_PIXELS
 
 
 def assert_message_format(err: Exception) -> None:

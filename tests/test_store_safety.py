@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import explainer as ex
-from explainer import store_write
-from explainer.dataset import explain_dataset
-from explainer.store import open_store
+from explainer.dataset import writer as store_write
+from explainer.dataset.run import explain_dataset
+from explainer.dataset.store import open_store
 
 METHODS = {"saliency": {}, "integrated_gradients": {"n_steps": 8}}
 N, BATCH = 40, 8  # 5 batches
@@ -201,7 +201,7 @@ def test_overwrite_through_another_name_of_a_locked_store_is_refused(
                 f"""
                 import sys, time
                 from pathlib import Path
-                from explainer.store_write import writer_lock
+                from explainer.dataset.writer import writer_lock
                 with writer_lock(Path({str(alias)!r})):
                     print("held", flush=True)
                     time.sleep(60)
@@ -360,7 +360,7 @@ def test_a_permission_error_is_a_store_error_saying_what_to_check(
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
 
-    monkeypatch.setattr("explainer.dataset.create_store", denied)
+    monkeypatch.setattr("explainer.dataset.run.create_store", denied)
     x, y = data
     with pytest.raises(ex.StoreError, match="permissions"):
         run(model, x, y, tmp_path / "s.zarr")
@@ -377,11 +377,11 @@ def test_disk_full_mid_run_keeps_finished_batches_and_resume_is_identical(
             raise OSError(errno.ENOSPC, "No space left on device")
         real(store, b, arrays)
 
-    monkeypatch.setattr("explainer.dataset.write_batch", fills_up)
+    monkeypatch.setattr("explainer.dataset.run.write_batch", fills_up)
     x, y = data
     with pytest.raises(ex.StoreError, match="Free disk space"):
         run(model, x, y, tmp_path / "s.zarr")
-    monkeypatch.setattr("explainer.dataset.write_batch", real)
+    monkeypatch.setattr("explainer.dataset.run.write_batch", real)
     assert open_store(tmp_path / "s.zarr").batches_done.sum() == 2
     assert_same(run(model, x, y, tmp_path / "s.zarr"), run(model, x, y, tmp_path / "fresh.zarr"))
 

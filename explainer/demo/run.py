@@ -11,7 +11,7 @@ import torch
 from ..api import explain_many
 from ..metrics import evaluate
 from ..model import wrap
-from ..report.html import report
+from ..reporting.html import report
 
 __all__ = ["run_demo", "IMAGE_METHODS", "tabular_methods"]
 

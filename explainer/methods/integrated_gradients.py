@@ -4,7 +4,7 @@ IG_i(x) = (x_i - b_i) * integral_0^1 dF/dx_i (b + a (x - b)) da, approximated by
 ``rule`` with ``n_steps`` nodes. The n_steps x batch expansion is processed in chunks whose
 size comes from the memory budget, so no step count or batch size can exhaust memory.
 With ``tolerance=`` the step count is chosen per sample instead, until an error estimate is
-below the tolerance (:mod:`explainer.methods.ig_adaptive`).
+below the tolerance (:mod:`explainer.methods._ig.adaptive`).
 
 Departure from captum, on purpose: our ``riemann_trapezoid`` uses the correct composite
 trapezoid weights (they sum to 1). captum's weights sum to (n-1)/n, which leaves a
@@ -33,8 +33,8 @@ from .._runtime import (
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
-from .ig_adaptive import MIN_STEPS, adaptive_gradient_integral
-from .ig_quadrature import MAX_STEPS, gauss_legendre
+from ._ig.adaptive import MIN_STEPS, adaptive_gradient_integral
+from ._ig.quadrature import MAX_STEPS, gauss_legendre
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 BASELINES = ("zeros", "blur", "uniform")
@@ -202,7 +202,7 @@ def integrated_gradients(
             per sample, nested panels are refined where the integrand changes, trapezoid
             panels where it is rough (ReLU) and degree-9 Kronrod panels where it is smooth
             (GELU, SiLU, tanh), until the estimated relative L2 error of the attributions is
-            at most ``tolerance`` (see :mod:`explainer.methods.ig_adaptive`); ``n_steps``
+            at most ``tolerance`` (see :mod:`explainer.methods._ig.adaptive`); ``n_steps``
             and ``rule`` are then unused.
         max_steps: with ``tolerance``, the most gradient evaluations per sample (5 to
             10000); a sample that needs more stops there and is reported as not converged.

@@ -33,11 +33,16 @@ from .._runtime import Runtime, check_expansion, chunk_size, chunks, network_cos
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
-from .coalitions import bootstrap_error, plan_coalitions, residual_correction, solve_constrained
+from ._shapley.coalitions import (
+    bootstrap_error,
+    plan_coalitions,
+    residual_correction,
+    solve_constrained,
+)
+from ._shapley.design import bayes_design
+from ._shapley.gp import gp_shapley
 from .integrated_gradients import gaussian_blur
 from .segmentation import expand_feature_mask, group_adjacency, superpixels
-from .shapley_design import bayes_design
-from .shapley_gp import gp_shapley
 
 MAX_EVALUATIONS = 2**20  # coalitions per sample (n_samples): planned up front
 FILLS = ("mean", "blur", "zeros")

@@ -5,7 +5,7 @@ Each metric is a function on tensors (``faithfulness``, ``robustness``, ``sanity
 runs them for explanations and returns a tidy :class:`Scores` table with verdicts.
 """
 
-from .evaluate import METRIC_GROUPS, evaluate
 from .scores import METRIC_INFO, THRESHOLDS, Scores, Verdict
+from .suite import METRIC_GROUPS, evaluate
 
 __all__ = ["evaluate", "Scores", "Verdict", "METRIC_GROUPS", "METRIC_INFO", "THRESHOLDS"]

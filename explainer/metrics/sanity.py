@@ -25,8 +25,8 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from .._agreement import spearman
 from ..model import Model
-from .agreement import spearman
 
 __all__ = [
     "parameterized_layers",

@@ -23,8 +23,8 @@ from torch import nn
 
 import explainer as ex
 from explainer._runtime import Runtime
-from explainer.methods.ig_adaptive import MIN_STEPS, adaptive_gradient_integral
-from explainer.methods.ig_quadrature import (
+from explainer.methods._ig.adaptive import MIN_STEPS, adaptive_gradient_integral
+from explainer.methods._ig.quadrature import (
     KRONROD_ERROR,
     KRONROD_NODES,
     KRONROD_VALUE,

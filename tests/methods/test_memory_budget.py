@@ -18,8 +18,8 @@ from torch import nn
 
 import explainer as ex
 from explainer._runtime import Runtime, chunk_size, chunks, network_cost, parse_bytes
-from explainer.methods.ig_quadrature import MAX_STEPS, gauss_legendre
-from explainer.methods.shap import MAX_SAMPLES
+from explainer.methods._ig.quadrature import MAX_STEPS, gauss_legendre
+from explainer.methods.gradient_shap import MAX_SAMPLES
 
 # A peak may exceed the budget by this factor plus this many bytes: the interpreter's own
 # allocations while a method runs, and page granularity, are not under the budget's control.

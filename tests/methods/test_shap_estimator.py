@@ -328,8 +328,8 @@ def test_slic_on_pure_noise_falls_back_to_a_grid_of_about_n_segments():
 
 @pytest.mark.parametrize("with_graph", [False, True])
 def test_the_design_is_seeded_distinct_pairs_with_every_singleton(with_graph):
+    from explainer.methods._shapley.design import bayes_design
     from explainer.methods.segmentation import group_adjacency
-    from explainer.methods.shapley_design import bayes_design
 
     adjacency = group_adjacency(grid_mask()) if with_graph else None
     first = bayes_design(12, 300, np.random.default_rng(7), adjacency)

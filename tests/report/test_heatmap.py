@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explainer.report import heatmap as hm
+from explainer.viz import heatmap as hm
 
 
 def test_lut_ends_are_the_colormap_ends():

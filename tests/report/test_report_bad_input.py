@@ -58,7 +58,7 @@ def test_section_titles_not_a_list_of_strings_is_an_input_error(tmp_path, explan
 
 
 def test_render_report_and_notebook_views_check_max_samples_too(explanation):
-    from explainer.report.html import render_report
+    from explainer.reporting.html import render_report
 
     with pytest.raises(ex.InputError, match="`max_samples`"):
         render_report(explanation, max_samples=0)
@@ -154,7 +154,7 @@ def test_csp_allows_exactly_the_inline_script_in_the_file_by_its_sha256(tmp_path
 
 
 def test_report_script_cannot_close_its_own_script_element():
-    from explainer.report.html import report_script
+    from explainer.reporting.html import report_script
 
     script, source = report_script()
     assert "</script" not in script.lower() and "\r" not in script

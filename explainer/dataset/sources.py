@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .errors import InputError, describe
+from ..errors import InputError, describe
 
 __all__ = ["as_source", "ArrayDataset", "Source", "collate"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, describe
-from .scores import Scores
+from ..metrics.scores import Scores
 
 __all__ = ["evaluate_store", "scores_to_json", "scores_from_json", "stored_scores"]
 
@@ -77,7 +77,7 @@ def _model_for(store, model):
                 "Pass model=... (the same weights as used by explain_dataset).",
             )
         )
-    from ..io import load_model
+    from ..loading import load_model
 
     return load_model(
         source["path"], factory=source.get("factory"), modality=source.get("modality")
@@ -89,9 +89,9 @@ def evaluate_store(
 ) -> Scores:
     """Trust scores of up to ``sample`` finished samples of ``store`` (balanced over the
     explained classes), written back into the store. See :func:`explainer.evaluate`."""
-    from ..store import open_store
-    from ..store_write import seal_metrics, write_metric, writer_lock
-    from .evaluate import evaluate
+    from ..metrics.suite import evaluate
+    from .store import open_store
+    from .writer import seal_metrics, write_metric, writer_lock
 
     if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
         raise InputError(

@@ -3,8 +3,8 @@
 Per sample: node lists (alpha, gradient, output F, path slope (x - b) . gradient) and a dict
 of panels keyed by (start, width). Across samples: running sums of panel values and error
 vectors, so that the tensor work of a round is a few batched operations whatever the number
-of samples. The rules and the smoothness tests are in :mod:`explainer.methods.ig_quadrature`;
-the algorithm is described in :mod:`explainer.methods.ig_adaptive`.
+of samples. The rules and the smoothness tests are in :mod:`explainer.methods._ig.quadrature`;
+the algorithm is described in :mod:`explainer.methods._ig.adaptive`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import math
 import numpy as np
 import torch
 
-from .._runtime import chunks
-from .ig_quadrature import (
+from ..._runtime import chunks
+from .quadrature import (
     BOOLE_ERROR,
     KRONROD_ERROR,
     KRONROD_NODES,

@@ -1,6 +1,6 @@
 """Writing result stores: creation, one batch at a time, trust scores, and the writer lock.
 
-See :mod:`explainer.store` for the layout and why a kill never leaves a batch half-written.
+See :mod:`explainer.dataset.store` for the layout and why a kill never leaves a batch half-written.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import StoreError, describe
+from ..errors import StoreError, describe
+from .integrity import batch_record, data_digest, digest
 from .store import _KEY, Store, _safe_key
-from .store_integrity import batch_record, data_digest, digest
 
 __all__ = [
     "create_store",

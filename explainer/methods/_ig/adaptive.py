@@ -17,7 +17,7 @@ the path, and its error estimate costs no extra evaluations:
   looks smooth (the trapezoid differences shrink by about 4 per halving), refining them
   instead *raises* the parent to a Kronrod panel: two more nodes make a degree-9 rule whose
   error is estimated from the convergence of Simpson -> Boole -> Kronrod on the same nodes
-  (:mod:`explainer.methods.ig_quadrature`). A Kronrod panel that converges geometrically is
+  (:mod:`explainer.methods._ig.quadrature`). A Kronrod panel that converges geometrically is
   split into two Kronrod halves (8 nodes); one that does not is demoted to four trapezoid
   panels (4 nodes), so a kink found late costs two wasted evaluations at most.
 * Sample i's estimate combines the panels' errors e_p: ``max(sqrt(sum_p e_p^2), ||sum_p
@@ -46,9 +46,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar
-from ..model import Model
-from .ig_panels import (
+from ..._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar
+from ...model import Model
+from .panels import (
     AIM,
     COST,
     EIGHTHS,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .._agreement import method_agreement
 from ..explanation import Explanation
-from ..metrics.agreement import method_agreement
 from .heatmap import (
     HeatmapSpec,
     colorbar_rgb,

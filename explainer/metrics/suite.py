@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._agreement import method_agreement
 from .._checks import (
     check_attributions,
     check_autograd_mode,
@@ -23,8 +24,7 @@ from ..errors import InputError, describe
 from ..explanation import Explanation
 from ..model import Model, wrap
 from ..registry import get_method
-from ..report.heatmap import spec_for
-from .agreement import method_agreement
+from ..viz.heatmap import spec_for
 from .faithfulness import (
     FILLS,
     auc,
@@ -84,7 +84,7 @@ def _call_params(exp: Explanation, given: Mapping[str, Any]) -> dict[str, Any]:
                 f"Pass params={{{exp.method!r}: {{{missing[0]!r}: tensor}}}} to ex.evaluate.",
             )
         )
-    from ..dataset import _canonical
+    from ..dataset.run import _canonical
 
     for k, v in given.items():
         recorded = exp.params.get(k)
@@ -206,14 +206,14 @@ def evaluate(
             a call under ``torch.inference_mode()``. ModelError: the model fails, gives
             non-finite outputs, or has weights on the ``meta`` device.
     """
-    from ..store import Store
+    from ..dataset.store import Store
 
     check_autograd_mode("ex.evaluate")
     seed = check_seed(seed)
     progress = check_bool(progress, "progress")
 
     if isinstance(explanations, Store):
-        from .store_eval import evaluate_store
+        from ..dataset.evaluation import evaluate_store
 
         options = dict(
             features=features, n_segments=n_segments, fill=fill, steps=steps,
@@ -444,7 +444,7 @@ def _faithfulness(
 
 
 def _agreement(exps: list[Explanation], scores: Scores) -> None:
-    from ..report.html import group_by_inputs
+    from ..reporting.html import group_by_inputs
 
     for group in group_by_inputs(exps):
         if len(group) < 2:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import InputError, describe
-from ..explanation import Explanation
-from .html import render_fragment
+from .errors import InputError, describe
+from .explanation import Explanation
+from .reporting.html import render_fragment
 
 __all__ = ["explanation_html", "Comparison", "compare"]
 
@@ -44,7 +44,7 @@ class Comparison:
 
     def plot(self):
         """matplotlib Figure: samples x (input, one overlay per method)."""
-        from .figures import plot_comparison
+        from .viz.figures import plot_comparison
 
         return plot_comparison(self.explanations, max_samples=self.max_samples)
 

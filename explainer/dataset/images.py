@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import InputError, describe
+from ..errors import InputError, describe
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "DEFAULT_MAX_PIXELS"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.scores import METRIC_INFO
-from .heatmap import denormalize, encode_png, png_data_uri, render_overlay, spec_for
+from ..viz.heatmap import denormalize, encode_png, png_data_uri, render_overlay, spec_for
 
 __all__ = ["DatasetSummary", "dataset_summary"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError, describe
+from ..errors import StoreError, describe
 
 __all__ = [
     "digest",

@@ -5,7 +5,7 @@ All rules act on a panel [a, a + w] and are given as node offsets (fractions of 
 weights (fractions of w) over those nodes.
 
 * Trapezoid panel, nodes (0, 1/2, 1): value = two trapezoids; error vector = two trapezoids
-  minus one (the indicator of :mod:`explainer.methods.ig_adaptive`). Best for ReLU networks,
+  minus one (the indicator of :mod:`explainer.methods._ig.adaptive`). Best for ReLU networks,
   whose integrand is a random walk of jumps: no higher order exists to exploit there.
 * Kronrod panel, nodes (0, k-, 1/4, 1/2, 3/4, k+, 1) with k-+ = (1 -+ sqrt(11/15)) / 2: the
   five dyadic nodes of two sibling trapezoid panels plus the one symmetric pair that raises

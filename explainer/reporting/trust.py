@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..metrics.scores import METRIC_INFO, Scores, Verdict
-from .heatmap import png_data_uri
+from ..viz.heatmap import png_data_uri
 
 __all__ = ["TrustBlock", "trust_blocks"]
 
@@ -23,7 +23,7 @@ class TrustBlock:
 
 
 def _curves_png(curves: dict[str, np.ndarray], method: str) -> str:
-    from .figures import _figure, figure_png
+    from ..viz.figures import _figure, figure_png
 
     fig = _figure(figsize=(5.2, 2.0))
     axes = fig.subplots(1, 2)
@@ -51,7 +51,7 @@ def _curves_png(curves: dict[str, np.ndarray], method: str) -> str:
 
 
 def _randomization_png(steps: list[dict]) -> str:
-    from .figures import _figure, figure_png
+    from ..viz.figures import _figure, figure_png
 
     fig = _figure(figsize=(3.2, 2.0))
     ax = fig.subplots()

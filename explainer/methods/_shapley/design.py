@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .coalitions import paired_design
-from .shapley_gp import _one_thread, _Pieces, connected_odd_sets
+from .gp import _one_thread, _Pieces, connected_odd_sets
 
 __all__ = ["bayes_design"]
 

@@ -1,7 +1,7 @@
 """Dataset-scale results on disk: one zarr group written batch by batch, resumable after a kill.
 
 This module reads stores (:class:`Store`, :func:`open_store`); writing lives in
-:mod:`explainer.store_write`.
+:mod:`explainer.dataset.writer`.
 
 Layout (``STORE_SCHEMA`` 2)::
 
@@ -14,7 +14,7 @@ Layout (``STORE_SCHEMA`` 2)::
       scores      (N, K)        float32, class probabilities of the model
       records     (B,)          str, one chunk per batch: the batch's commit record (rows,
                                 data digest, per array shape + SHA-256), written just
-                                before its done flag; see :mod:`explainer.store_integrity`
+                                before its done flag; see :mod:`explainer.dataset.integrity`
       done        (B,)          bool, one chunk per batch: set only after the batch's rows
       attributions/<method>     (N, ...) float32
       extras/<method>/<key>     (N, ...) per-sample method outputs (IG's error estimate, ...)
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 import zarr
 
-from .errors import InputError, StoreError, describe
-from .explanation import Explanation
-from .store_integrity import CORE_ARRAYS, check_rows, damaged, digest, parse_record
+from ..errors import InputError, StoreError, describe
+from ..explanation import Explanation
+from .integrity import CORE_ARRAYS, check_rows, damaged, digest, parse_record
 
 __all__ = ["Store", "open_store", "STORE_SCHEMA"]
 
@@ -174,7 +174,7 @@ class Store:
             ) from None
 
     def record(self, b: int) -> dict[str, Any]:
-        """The commit record of finished batch ``b`` (see :mod:`explainer.store_integrity`)."""
+        """The commit record of finished batch ``b`` (see :mod:`explainer.dataset.integrity`)."""
         return parse_record(self._read("records", int(b)).item(), self.path, int(b))
 
     def batch(self, name: str, b: int) -> np.ndarray:

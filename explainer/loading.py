@@ -1,4 +1,4 @@
-"""Safe model loading (the image-folder dataset lives in :mod:`explainer.images`).
+"""Safe model loading (the image-folder dataset lives in :mod:`explainer.dataset.images`).
 
 :func:`load_model` reads a model file without ever unpickling arbitrary Python objects:
 
@@ -36,8 +36,8 @@ from torch import nn
 
 from ._archive import DEFAULT_MAX_SIZE, ZipMembers, read_zip, safe_export_archive
 from ._runtime import parse_bytes
+from .dataset.images import IMAGE_EXTENSIONS, ImageFolder  # noqa: F401  (re-exported)
 from .errors import InputError, ModelError, describe
-from .images import IMAGE_EXTENSIONS, ImageFolder  # noqa: F401  (re-exported)
 from .model import Model, wrap
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "load_model"]

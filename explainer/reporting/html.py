@@ -17,12 +17,12 @@ import markupsafe
 import numpy as np
 import torch
 
+from ..dataset.store import Store
 from ..errors import InputError, describe
 from ..explanation import Explanation, atomic_write_bytes, load_explanation
-from ..store import Store
-from .dataset import dataset_summary
-from .heatmap import png_data_uri, spec_for
-from .panels import MethodLegend, SampleRow, image_rows, tabular_rows
+from ..viz.heatmap import png_data_uri, spec_for
+from ..viz.panels import MethodLegend, SampleRow, image_rows, tabular_rows
+from .store_summary import dataset_summary
 
 __all__ = [
     "report",
@@ -36,7 +36,7 @@ __all__ = [
 SCALES = ("sample", "shared")
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("explainer.report", "templates"),
+    loader=jinja2.PackageLoader("explainer.reporting", "templates"),
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.StrictUndefined,
 )
@@ -317,7 +317,7 @@ def _is_sequence(value: Any) -> bool:
 
 
 def _tabular_figures(exp: Explanation) -> tuple[tuple[str, str], ...]:
-    from .figures import figure_png, plot_beeswarm, plot_global_importance, plot_waterfall
+    from ..viz.figures import figure_png, plot_beeswarm, plot_global_importance, plot_waterfall
 
     figs = [
         ("Global importance (mean |attribution|)", plot_global_importance(exp)),
@@ -421,7 +421,7 @@ def render_report(
     summary = None
     if isinstance(explanations, Store):
         if scores is None:  # what ex.evaluate(store) saved, if it ran
-            from ..metrics.store_eval import stored_scores
+            from ..dataset.evaluation import stored_scores
 
             scores = stored_scores(explanations)
         explanations, labels, summary = _from_store(explanations, max_samples, labels)

@@ -29,24 +29,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import as_methods, check_bool
-from ._runtime import default_memory_budget, parse_bytes
-from ._sources import Source, as_source
-from .api import explain, library_versions
-from .errors import ExplainerError, InputError, StoreError, describe
-from .explanation import SCHEMA_VERSION
-from .model import Model, wrap
-from .registry import get_method
+from .._checks import as_methods, check_bool
+from .._runtime import default_memory_budget, parse_bytes
+from ..api import explain, library_versions
+from ..errors import ExplainerError, InputError, StoreError, describe
+from ..explanation import SCHEMA_VERSION
+from ..model import Model, wrap
+from ..registry import get_method
+from .integrity import data_digest
+from .sources import Source, as_source
 from .store import STORE_SCHEMA, Store, _safe_key, open_store
-from .store_integrity import data_digest
-from .store_write import (
-    create_store,
-    lock_key,
-    mark_pending,
-    remove_partials,
-    write_batch,
-    writer_lock,
-)
+from .writer import create_store, lock_key, mark_pending, remove_partials, write_batch, writer_lock
 
 __all__ = ["explain_dataset", "run_batch", "BACKENDS"]
 
@@ -263,7 +256,7 @@ def _plan(
         check_bool(flag, name)
     spec = dict(source) if source else None
     if isinstance(model, str | os.PathLike):
-        from .io import load_model
+        from ..loading import load_model
 
         spec = {"path": str(model), "factory": factory if isinstance(factory, str) else None}
         model = load_model(model, factory=factory)
@@ -520,7 +513,7 @@ def _results(plan: _Plan, pending: list[int]) -> Iterator[tuple[int, dict[str, n
         plan.batch_size,
     )
     if plan.backend == "ray":
-        from ._ray import run_ray
+        from .distributed import run_ray
 
         yield from run_ray(*args)
         return

@@ -2,7 +2,7 @@
 
 Design: the Ray dataset holds the *batch numbers* still to do; each call of the callable
 reads the rows of its batch from the (pickled) data source, runs exactly the function the
-local backend runs (:func:`explainer.dataset.run_batch`) and returns that batch's arrays as
+local backend runs (:func:`explainer.dataset.batches.run_batch`) and returns that batch's arrays as
 one ``.npz`` row (uncompressed: it only travels through Ray's object store). The driver
 writes rows into the store as they arrive. So batch ``b`` holds the same samples on both
 backends, seeds and memory budget are the recorded ones, and the store contents are
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, describe
+from ..errors import InputError, describe
 
 __all__ = ["run_ray", "pack", "unpack"]
 
@@ -46,7 +46,7 @@ class _ExplainBatches:
         self.args = (model, source, methods, target, budget, batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from .dataset import run_batch
+        from .run import run_batch
 
         model, source, methods, target, budget, batch_size = self.args
         numbers, payloads = [], []

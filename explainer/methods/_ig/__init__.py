@@ -1,0 +1,1 @@
+"""Integrated-gradients engine: quadrature rules, adaptive panels and their refinement."""

@@ -1,0 +1,1 @@
+"""Shapley engine: coalition planning, constrained regression, the GP estimator and its designs."""

@@ -1,0 +1,1 @@
+"""Drawing: heatmaps in pure numpy, matplotlib figures, notebook HTML. No model knowledge."""
