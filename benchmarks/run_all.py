@@ -26,7 +26,7 @@ DEFAULT = ("heatmap", "shap", "ig", "memory", "dataset")  # dataset last: it sta
 
 
 def machine() -> dict:
-    from explainer.api import library_versions
+    from explainer.records import library_versions
 
     info = {
         "platform": platform.platform(),
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["headline"] = headline(results["benchmarks"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from explainer.explanation import atomic_write_bytes
+    from explainer._files import atomic_write_bytes
 
     from .bench_html import render
 

@@ -7,13 +7,14 @@
 
 from .api import explain, explain_many
 from .comparison import Comparison, compare
+from .dataset.evaluation import evaluate
 from .dataset.images import ImageFolder
 from .dataset.run import explain_dataset
 from .dataset.store import Store, open_store
 from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
 from .explanation import Explanation, load_explanation
 from .loading import load_model
-from .metrics import Scores, evaluate
+from .metrics import Scores
 from .model import Model, wrap
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
 from .reporting.html import report

@@ -26,6 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from tqdm.auto import tqdm
 
+from ._checks import check_seed, has_gradient_path
 from .errors import InputError, describe
 from .model import Model
 
@@ -506,8 +507,6 @@ def input_gradients(
     Rows are independent in eval mode, so the gradient of the summed selected outputs is
     the per-row gradient. Call inside ``model.evaluating()``.
     """
-    from ._checks import has_gradient_path
-
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         out = model.forward(x)
@@ -523,8 +522,6 @@ def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> to
     ``seed`` must be an integer in [0, 2**63 - 1] (see :func:`explainer._checks.check_seed`,
     which every method and ``ex.evaluate`` use, so ``None`` means 0 everywhere).
     """
-    from ._checks import check_seed
-
     gen = torch.Generator(device=device)
     gen.manual_seed(check_seed(seed))
     return gen

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,24 +23,10 @@ from ._runtime import Runtime, forward_in_chunks, parse_bytes
 from .errors import InputError, describe
 from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
+from .records import library_versions
 from .registry import get_method
 
-__all__ = ["explain", "explain_many", "library_versions"]
-
-
-@functools.lru_cache(maxsize=1)
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape results, for manifests (read once per process:
-    importlib.metadata costs ~3 ms, which every explain() call paid)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("explainer", "torch", "captum", "shap", "numpy", "scikit-image"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+__all__ = ["explain", "explain_many"]
 
 
 def explain(

@@ -9,9 +9,20 @@ import zipfile
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
+from .dataset.evaluation import evaluate as run_evaluate
+from .dataset.images import ImageFolder
+from .dataset.run import explain_dataset
+from .dataset.sources import ArrayDataset
+from .dataset.store import open_store
+from .demo.run import run_demo
+from .demo.shapes import make_shapes
 from .errors import ExplainerError, InputError, describe
+from .loading import load_model
+from .registry import list_methods
+from .reporting.html import report as write_report
 
 app = typer.Typer(
     add_completion=False,
@@ -46,9 +57,6 @@ def _friendly(fn):
 @_friendly
 def methods() -> None:
     """List the attribution methods: name, aliases, modalities, description."""
-    from . import methods as _  # noqa: F401
-    from .registry import list_methods
-
     typer.echo(str(list_methods()))
 
 
@@ -62,8 +70,6 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Explain the embedded demo (shipped CNN on synthetic shapes, MLP on breast cancer) and write a report."""
-    from .demo.run import run_demo
-
     path, seconds = run_demo(out=out, n_images=n_images, progress=progress)
     typer.echo(f"wrote {path} in {seconds:.1f} s")
 
@@ -101,10 +107,6 @@ def _method_params(methods: list[str], params: list[str]) -> dict[str, dict]:
 
 def _data(data: str, size: int | None, mean: list[float], std: list[float], limit: int | None):
     """The --data argument -> (data, labels): an image folder, a .npy/.npz file, or "demo"."""
-    import numpy as np
-
-    from .dataset.sources import ArrayDataset
-
     path = Path(data)
     if not path.is_dir() and (size is not None or mean or std):
         raise InputError(
@@ -116,13 +118,9 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
             )
         )
     if data == "demo" and not path.exists():
-        from .demo.shapes import make_shapes
-
         shapes = make_shapes(limit or 64, seed=1)
         return ArrayDataset(shapes.images, shapes.labels), None
     if path.is_dir():
-        from .dataset.images import ImageFolder
-
         return ImageFolder(path, size=size, mean=mean or None, std=std or None), None
     if path.suffix in (".npy", ".npz") and path.is_file():
         try:
@@ -212,9 +210,6 @@ def explain(
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
     crash: finished batches are kept)."""
-    from .dataset.run import explain_dataset
-    from .loading import load_model
-
     spec = _method_params(method or ["integrated_gradients"], param or [])
     inputs, labels = _data(data, size, mean or [], std or [], limit)
     net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
@@ -260,10 +255,6 @@ def evaluate(
     ] = "4GiB",
 ) -> None:
     """Compute trust scores on a sample of a store and save them in it (reports show them)."""
-    from .dataset.store import open_store
-    from .loading import load_model
-    from .metrics.suite import evaluate as run_evaluate
-
     opened = open_store(store)
     net = load_model(model, factory=factory, max_size=max_model_size) if model else None
     scores = run_evaluate(
@@ -289,9 +280,6 @@ def report(
     max_samples: Annotated[int, typer.Option(min=1, help="Samples shown (store: balanced).")] = 32,
 ) -> None:
     """Build one self-contained HTML report from a result store or saved explanations."""
-    from .dataset.store import open_store
-    from .reporting.html import report as write_report
-
     if len(files) == 1 and files[0].is_dir():
         items = open_store(files[0])
     else:

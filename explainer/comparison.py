@@ -1,4 +1,4 @@
-"""Inline notebook views (``_repr_html_``), built from the report's panels and template."""
+"""Several explanations of the same inputs side by side (renders inline in notebooks)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from collections.abc import Sequence
 
 from .errors import InputError, describe
 from .explanation import Explanation
-from .reporting.html import render_fragment
+from .viz.figures import plot_comparison
+from .viz.sections import render_fragment
 
-__all__ = ["explanation_html", "Comparison", "compare"]
-
-
-def explanation_html(exp: Explanation, max_samples: int = 8) -> str:
-    """HTML for one explanation: a heatmap grid (images) or top-feature bars (tabular)."""
-    return render_fragment([exp], max_samples=max_samples)
+__all__ = ["Comparison", "compare"]
 
 
 class Comparison:
@@ -44,8 +40,6 @@ class Comparison:
 
     def plot(self):
         """matplotlib Figure: samples x (input, one overlay per method)."""
-        from .viz.figures import plot_comparison
-
         return plot_comparison(self.explanations, max_samples=self.max_samples)
 
 

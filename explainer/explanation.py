@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import check_names
+from ._files import atomic_write_bytes
 from .errors import InputError, StoreError, describe
+from .viz import figures
+from .viz.sections import render_fragment
 
-__all__ = ["Explanation", "load_explanation", "SCHEMA_VERSION", "atomic_write_bytes"]
+__all__ = ["Explanation", "load_explanation", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
@@ -117,8 +120,6 @@ class Explanation:
             index: the sample of "waterfall".
             top: features shown by the tabular kinds.
         """
-        from .viz import figures
-
         kinds = {
             "samples": lambda: figures.plot_explanation(self, max_samples=max_samples, top=top),
             "importance": lambda: figures.plot_global_importance(self, top=top),
@@ -138,9 +139,7 @@ class Explanation:
         return kinds[kind]()
 
     def _repr_html_(self) -> str:
-        from .comparison import explanation_html
-
-        return explanation_html(self)
+        return render_fragment([self])
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -155,38 +154,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot store {type(obj).__name__} in an explanation header")
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where possible (os.umask sets it, which
-    would briefly affect files other threads create)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 _ARRAYS = ("attributions", "inputs", "targets", "scores")
@@ -302,6 +269,4 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
 
 def check_feature_names(names: Any, n_features: int) -> tuple[str, ...] | None:
     """Validate tabular feature names (one per column; a bare string is refused)."""
-    from ._checks import check_names
-
     return check_names(names, "feature_names", n_features)

@@ -1,4 +1,4 @@
-"""Safe model loading (the image-folder dataset lives in :mod:`explainer.dataset.images`).
+"""Safe model loading: TorchScript, torch.export (.pt2), checkpoints and state dicts.
 
 :func:`load_model` reads a model file without ever unpickling arbitrary Python objects:
 
@@ -36,11 +36,13 @@ from torch import nn
 
 from ._archive import DEFAULT_MAX_SIZE, ZipMembers, read_zip, safe_export_archive
 from ._runtime import parse_bytes
-from .dataset.images import IMAGE_EXTENSIONS, ImageFolder  # noqa: F401  (re-exported)
+from .demo.cnn import load_demo_cnn
+from .demo.shapes import CLASS_NAMES
+from .demo.tabular import TABULAR_CLASS_NAMES, load_tabular_mlp
 from .errors import InputError, ModelError, describe
 from .model import Model, wrap
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "load_model"]
+__all__ = ["load_model"]
 _SAFE_FORMATS = (
     "weights saved with torch.save(model.state_dict()), a TorchScript archive or a "
     "torch.export .pt2 program"
@@ -139,9 +141,6 @@ def load_model(
 
 def _demo(spec: str, modality, class_names, output, name) -> Model:
     if spec == "demo":
-        from .demo.cnn import load_demo_cnn
-        from .demo.shapes import CLASS_NAMES
-
         net, names, kind, title = (
             load_demo_cnn(),
             CLASS_NAMES,
@@ -149,8 +148,6 @@ def _demo(spec: str, modality, class_names, output, name) -> Model:
             "DemoCNN (synthetic shapes)",
         )
     else:
-        from .demo.tabular import TABULAR_CLASS_NAMES, load_tabular_mlp
-
         net, names, kind = load_tabular_mlp(), TABULAR_CLASS_NAMES, "tabular"
         title = "TabularMLP (breast cancer)"
     return wrap(net, class_names or names, modality or kind, output, name or title)

@@ -10,6 +10,7 @@ import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 import torch
@@ -87,8 +88,6 @@ class MethodList(list):
         )
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         head = "<tr><th>name</th><th>aliases</th><th>modalities</th><th>description</th></tr>"
         body = "".join(
             f"<tr><td>{escape(m.name)}</td><td>{escape(', '.join(m.aliases))}</td>"

@@ -158,7 +158,7 @@ def test_a_permission_error_is_one_error_line(tmp_path, monkeypatch):
 
     store = tmp_path / "s.zarr"
     assert explain(store).exit_code == 0
-    monkeypatch.setattr(store_write, "write_metric", denied)
+    monkeypatch.setattr("explainer.dataset.evaluation.write_metric", denied)
     one_error(cli("evaluate", store, "--sample", "2", "--no-progress"), "Permission denied")
 
 

@@ -378,7 +378,7 @@ def test_ray_backend_writes_the_same_store(demo, tmp_path):
 
 def test_only_per_sample_extras_are_stored(monkeypatch):
     """A method's scalar extras (0-d tensors) are not rows of the store and must not break it."""
-    import explainer.dataset.run as dataset
+    import explainer.dataset.batches as dataset
 
     real = dataset.explain
 

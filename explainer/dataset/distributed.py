@@ -18,8 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import InputError, describe
+from .batches import run_batch
 
 __all__ = ["run_ray", "pack", "unpack"]
 
@@ -39,15 +41,11 @@ class _ExplainBatches:
     """Holds the model (built once per Ray actor) and explains whole batches."""
 
     def __init__(self, model, source, methods, target, budget, batch_size, threads) -> None:
-        import torch
-
         if threads:
             torch.set_num_threads(threads)
         self.args = (model, source, methods, target, budget, batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from .run import run_batch
-
         model, source, methods, target, budget, batch_size = self.args
         numbers, payloads = [], []
         for b in batch["batch"].tolist():

@@ -13,10 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_autograd_mode, check_seed
 from ..errors import InputError, describe
+from ..loading import load_model
 from ..metrics.scores import Scores
+from ..metrics.suite import evaluate as evaluate_explanations
+from .store import Store, open_store
+from .writer import seal_metrics, write_metric, writer_lock
 
-__all__ = ["evaluate_store", "scores_to_json", "scores_from_json", "stored_scores"]
+__all__ = ["evaluate", "evaluate_store", "scores_to_json", "scores_from_json", "stored_scores"]
 
 _ATTR = "trust"
 
@@ -77,8 +82,6 @@ def _model_for(store, model):
                 "Pass model=... (the same weights as used by explain_dataset).",
             )
         )
-    from ..loading import load_model
-
     return load_model(
         source["path"], factory=source.get("factory"), modality=source.get("modality")
     )
@@ -89,10 +92,6 @@ def evaluate_store(
 ) -> Scores:
     """Trust scores of up to ``sample`` finished samples of ``store`` (balanced over the
     explained classes), written back into the store. See :func:`explainer.evaluate`."""
-    from ..metrics.suite import evaluate
-    from .store import open_store
-    from .writer import seal_metrics, write_metric, writer_lock
-
     if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
         raise InputError(
             describe("`sample`", "a positive number of samples", repr(sample), "Use e.g. 64.")
@@ -109,7 +108,7 @@ def evaluate_store(
             )
         )
     exps = list(store[rows].values())
-    scores = evaluate(exps, model, metrics, seed=seed, **options)
+    scores = evaluate_explanations(exps, model, metrics, seed=seed, **options)
     with writer_lock(store.path):
         writable = open_store(store.path, mode="r+")
         keys = dict.fromkeys((r["method"], r["metric"]) for r in scores.rows if r["mask"] is None)
@@ -120,3 +119,37 @@ def evaluate_store(
         seal_metrics(writable)
         writable.group.attrs[_ATTR] = scores_to_json(scores, rows)
     return scores
+
+
+def evaluate(
+    explanations: Any,
+    model: Any = None,
+    metrics: Any = "default",
+    masks: Any = None,
+    seed: int = 0,
+    *,
+    sample: int = 64,
+    **options: Any,
+) -> Scores:
+    """Trust scores of explanations or of a result store (``ex.evaluate``).
+
+    For explanations this is :func:`explainer.metrics.evaluate` (every option is described
+    there). For a store (``ex.open_store``), ``sample`` finished samples, balanced over the
+    explained classes, are scored and the scores are written into the store (per-sample
+    values and the whole table) for reports; ``model`` may then be omitted when the store
+    was written from a model file.
+    """
+    check_autograd_mode("ex.evaluate")
+    seed = check_seed(seed)
+    if not isinstance(explanations, Store):
+        return evaluate_explanations(explanations, model, metrics, masks, seed, **options)
+    if masks is not None:
+        raise InputError(
+            describe(
+                "`masks` with a store",
+                "no masks (a store has no ground-truth regions)",
+                "masks",
+                "Evaluate explanations (store[indices]) with their masks instead.",
+            )
+        )
+    return evaluate_store(explanations, model, metrics, sample, seed, **options)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 import torch
 from torch.utils.data import Dataset
 
@@ -185,8 +186,6 @@ class ImageFolder(Dataset):
     @contextmanager
     def _open(self, file: str) -> Iterator[Any]:
         """The opened image (header read, pixels not decoded), checked against max_pixels."""
-        from PIL import Image
-
         try:
             with warnings.catch_warnings():  # the limit is ours (max_pixels), not PIL's warning
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -282,8 +281,6 @@ def _too_large(file: str, got: str, max_pixels: int) -> InputError:
 
 def _pixels(img: Any, grayscale: bool, size: tuple[int, int] | None) -> np.ndarray:
     """Decode ``img`` to float32 (H, W, C) in [0, 1], scaled by its real bit depth."""
-    from PIL import Image
-
     if img.mode not in (*_SIXTEEN_BIT_MODES, "F"):  # 8 bits per sample: resize as PIL does
         if img.mode == "P":  # palette transparency must go through RGBA (PIL warns otherwise)
             img = img.convert("RGBA" if "transparency" in img.info else "RGB")

@@ -13,7 +13,6 @@ Decisions (also in the docstring below):
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -31,36 +30,23 @@ from tqdm.auto import tqdm
 
 from .._checks import as_methods, check_bool
 from .._runtime import default_memory_budget, parse_bytes
-from ..api import explain, library_versions
 from ..errors import ExplainerError, InputError, StoreError, describe
 from ..explanation import SCHEMA_VERSION
+from ..loading import load_model
 from ..model import Model, wrap
+from ..records import canonical, library_versions
 from ..registry import get_method
+from .batches import run_batch
+from .distributed import run_ray
 from .integrity import data_digest
 from .sources import Source, as_source
-from .store import STORE_SCHEMA, Store, _safe_key, open_store
+from .store import STORE_SCHEMA, Store, open_store
 from .writer import create_store, lock_key, mark_pending, remove_partials, write_batch, writer_lock
 
-__all__ = ["explain_dataset", "run_batch", "BACKENDS"]
+__all__ = ["explain_dataset", "BACKENDS"]
 
 BACKENDS = ("local", "ray")
 TARGETS = ("predicted", "label")
-
-
-def _canonical(value: Any) -> Any:
-    """JSON-able stand-in for a parameter value (tensors by shape and content hash)."""
-    if isinstance(value, torch.Tensor | np.ndarray):
-        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
-        arr = np.ascontiguousarray(arr)
-        digest = hashlib.sha256(arr.tobytes()).hexdigest()[:16]
-        return {"array": list(arr.shape), "dtype": str(arr.dtype), "sha256": digest}
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    return repr(value)
 
 
 def _method_spec(methods: Any) -> dict[str, dict[str, Any]]:
@@ -70,44 +56,6 @@ def _method_spec(methods: Any) -> dict[str, dict[str, Any]]:
         info = get_method(name)  # raises UnknownMethodError with the closest name
         info.check_params(params)
         out[info.name] = params
-    return out
-
-
-def run_batch(
-    model: Model,
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    methods: Mapping[str, Mapping[str, Any]],
-    target: Any,
-    memory_budget: int,
-) -> dict[str, np.ndarray]:
-    """Explain one batch with every method -> the store's per-sample arrays for these rows.
-
-    Pure: the same rows and settings give the same arrays (the Ray backend relies on it).
-    """
-    if isinstance(target, str) and target == "label":
-        if bool((labels < 0).any()):
-            raise InputError(
-                describe(
-                    '`target="label"`',
-                    "a label for every sample",
-                    f"{int((labels < 0).sum())} samples without one in this batch",
-                    'Use target="predicted", or data that yields (input, label) pairs.',
-                )
-            )
-        target = labels
-    out: dict[str, np.ndarray] = {"inputs": x.numpy(), "labels": labels.numpy()}
-    for name, params in methods.items():
-        exp = explain(model, x, name, target, progress=False, memory_budget=memory_budget, **params)
-        key = _safe_key(name)
-        out.setdefault("targets", exp.targets.numpy())
-        out.setdefault("scores", exp.scores.numpy())
-        out[f"attributions/{key}"] = exp.attributions.numpy()
-        for extra, value in exp.extras.items():
-            per_sample = isinstance(value, torch.Tensor | np.ndarray) and value.ndim >= 1
-            if per_sample and len(value) == len(x):
-                arr = value.numpy() if isinstance(value, torch.Tensor) else value
-                out[f"extras/{key}/{_safe_key(extra)}"] = np.asarray(arr)
     return out
 
 
@@ -127,10 +75,10 @@ def _manifest(model, source, methods, target, batch_size, budget, feature_names,
             "source": spec,
         },
         "methods": {
-            name: _canonical({**get_method(name).defaults, **params})
+            name: canonical({**get_method(name).defaults, **params})
             for name, params in methods.items()
         },
-        "target": _canonical(target),
+        "target": canonical(target),
         "batch_size": batch_size,
         "n": source.n,
         "input_shape": list(source.sample_shape),
@@ -256,8 +204,6 @@ def _plan(
         check_bool(flag, name)
     spec = dict(source) if source else None
     if isinstance(model, str | os.PathLike):
-        from ..loading import load_model
-
         spec = {"path": str(model), "factory": factory if isinstance(factory, str) else None}
         model = load_model(model, factory=factory)
     if spec and Path(spec["path"]).exists():  # "demo" stays a name; files become absolute
@@ -513,8 +459,6 @@ def _results(plan: _Plan, pending: list[int]) -> Iterator[tuple[int, dict[str, n
         plan.batch_size,
     )
     if plan.backend == "ray":
-        from .distributed import run_ray
-
         yield from run_ray(*args)
         return
     batches = plan.source.batches(pending, plan.batch_size, plan.num_workers)

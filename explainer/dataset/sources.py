@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..errors import InputError, describe
+from .images import ImageFolder
 
 __all__ = ["as_source", "ArrayDataset", "Source", "collate"]
 
@@ -244,8 +245,6 @@ def _labels(labels: Any, n: int) -> torch.Tensor:
 def as_source(data: Any, labels: Any = None) -> Source:
     """Wrap what the user passed; raise a clear InputError for anything else."""
     if isinstance(data, str | os.PathLike):
-        from .images import ImageFolder
-
         folder = ImageFolder(data)
         return Source(folder, len(folder), "image_folder", preprocessing=folder.preprocessing)
     if isinstance(data, DataLoader):

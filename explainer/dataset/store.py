@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +254,6 @@ class Store:
 
     def _repr_html_(self) -> str:
         """Notebook view: what is in the store (cheap: reads targets and the done-mask)."""
-        from html import escape
-
         done = self.indices()
         counts = np.bincount(self.targets[done], minlength=0) if done.size else np.zeros(0)
         per_class = ", ".join(

@@ -12,6 +12,8 @@ from ..api import explain_many
 from ..metrics import evaluate
 from ..model import wrap
 from ..reporting.html import report
+from . import CLASS_NAMES, load_demo_cnn, load_tabular_data, load_tabular_mlp, make_shapes
+from .masks import watermark_masks
 
 __all__ = ["run_demo", "IMAGE_METHODS", "tabular_methods"]
 
@@ -42,9 +44,6 @@ def run_demo(
 
     Uses the shipped weights (never retrains). Returns the report path and the seconds taken.
     """
-    from . import CLASS_NAMES, load_demo_cnn, load_tabular_data, load_tabular_mlp, make_shapes
-    from .masks import watermark_masks
-
     start = time.perf_counter()
     n_marked = n_images // 2
     clean = make_shapes(n_images - n_marked, split="test", seed=1, watermark=False)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_breast_cancer
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 WEIGHTS_PATH = Path(__file__).parent / "tabular_mlp.pt"
@@ -54,6 +52,10 @@ def load_tabular_data(seed: int = 0) -> TabularData:
         >>> tuple(data.x_train.shape), tuple(data.x_test.shape)
         ((426, 30), (143, 30))
     """
+    # scikit-learn is heavy to import; only the demo's data needs it.
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
     bunch = load_breast_cancer()
     x = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)

@@ -22,9 +22,12 @@ from .._checks import (
 from .._runtime import Runtime, parse_bytes
 from ..errors import InputError, describe
 from ..explanation import Explanation
+from ..methods.segmentation import superpixels
 from ..model import Model, wrap
+from ..records import canonical
 from ..registry import get_method
 from ..viz.heatmap import spec_for
+from ..viz.sections import group_by_inputs
 from .faithfulness import (
     FILLS,
     auc,
@@ -84,16 +87,14 @@ def _call_params(exp: Explanation, given: Mapping[str, Any]) -> dict[str, Any]:
                 f"Pass params={{{exp.method!r}: {{{missing[0]!r}: tensor}}}} to ex.evaluate.",
             )
         )
-    from ..dataset.run import _canonical
-
     for k, v in given.items():
         recorded = exp.params.get(k)
-        if isinstance(recorded, dict) and "sha256" in recorded and _canonical(v) != recorded:
+        if isinstance(recorded, dict) and "sha256" in recorded and canonical(v) != recorded:
             raise InputError(
                 describe(
                     f"`params[{exp.method!r}][{k!r}]`",
                     f"the tensor the explanation was computed with ({recorded})",
-                    f"{_canonical(v)}",
+                    f"{canonical(v)}",
                     "Pass the same tensor (same values, shape and dtype).",
                 )
             )
@@ -168,7 +169,6 @@ def evaluate(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
     memory_budget: int | str | None = None,
-    sample: int = 64,
 ) -> Scores:
     """Trust scores: how far each explanation can be believed.
 
@@ -196,7 +196,6 @@ def evaluate(
         randomization_steps: score at most this many randomization steps, evenly spaced and
             always including the fully randomized model (None: every layer).
         params: per-method parameters to re-run a loaded explanation (e.g. its background).
-        sample: samples of a store to score (ignored for explanations).
 
     Returns:
         :class:`~explainer.metrics.scores.Scores`: tidy rows, curves and verdicts.
@@ -206,31 +205,10 @@ def evaluate(
             a call under ``torch.inference_mode()``. ModelError: the model fails, gives
             non-finite outputs, or has weights on the ``meta`` device.
     """
-    from ..dataset.store import Store
-
     check_autograd_mode("ex.evaluate")
     seed = check_seed(seed)
     progress = check_bool(progress, "progress")
 
-    if isinstance(explanations, Store):
-        from ..dataset.evaluation import evaluate_store
-
-        options = dict(
-            features=features, n_segments=n_segments, fill=fill, steps=steps,
-            n_perturb=n_perturb, n_sensitivity=n_sensitivity, randomization=randomization,
-            randomization_steps=randomization_steps, params=params, progress=progress,
-            memory_budget=memory_budget,
-        )  # fmt: skip
-        if masks is not None:
-            raise InputError(
-                describe(
-                    "`masks` with a store",
-                    "no masks (a store has no ground-truth regions)",
-                    "masks",
-                    "Evaluate explanations (store[indices]) with their masks instead.",
-                )
-            )
-        return evaluate_store(explanations, model, metrics, sample, seed, **options)
     if model is None:
         raise InputError(
             describe(
@@ -411,8 +389,6 @@ def evaluate(
 def _faithfulness(
     model, exp, x, t, attr, scores, cache, features, n_segments, fill, steps, gen, runtime
 ) -> None:
-    from ..methods.segmentation import superpixels
-
     segments = None
     if exp.modality == "image" and features == "superpixels":
         key = id(exp.inputs)
@@ -444,8 +420,6 @@ def _faithfulness(
 
 
 def _agreement(exps: list[Explanation], scores: Scores) -> None:
-    from ..reporting.html import group_by_inputs
-
     for group in group_by_inputs(exps):
         if len(group) < 2:
             continue

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..metrics.scores import METRIC_INFO, Scores, Verdict
+from ..viz.figures import figure_png, new_figure
 from ..viz.heatmap import png_data_uri
 
 __all__ = ["TrustBlock", "trust_blocks"]
@@ -23,9 +24,7 @@ class TrustBlock:
 
 
 def _curves_png(curves: dict[str, np.ndarray], method: str) -> str:
-    from ..viz.figures import _figure, figure_png
-
-    fig = _figure(figsize=(5.2, 2.0))
+    fig = new_figure(figsize=(5.2, 2.0))
     axes = fig.subplots(1, 2)
     for ax, mode in zip(axes, ("deletion", "insertion"), strict=True):
         x = np.linspace(0, 1, curves[mode].shape[1])
@@ -51,9 +50,7 @@ def _curves_png(curves: dict[str, np.ndarray], method: str) -> str:
 
 
 def _randomization_png(steps: list[dict]) -> str:
-    from ..viz.figures import _figure, figure_png
-
-    fig = _figure(figsize=(3.2, 2.0))
+    fig = new_figure(figsize=(3.2, 2.0))
     ax = fig.subplots()
     x = np.arange(len(steps))
     ax.plot(

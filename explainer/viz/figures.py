@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..explanation import Explanation
 from .heatmap import image_to_rgb, render_overlay, spec_for
+from .shown import Shown
 
 __all__ = [
     "plot_explanation",
@@ -23,13 +23,14 @@ __all__ = [
 POS, NEG = "#c0392b", "#2c6fbb"
 
 
-def _figure(**kwargs):
-    from matplotlib.figure import Figure
+def new_figure(**kwargs):
+    """A matplotlib Figure not attached to pyplot (never shown, freed with its last reference)."""
+    from matplotlib.figure import Figure  # matplotlib is heavy: imported on first figure
 
     return Figure(layout="constrained", **kwargs)
 
 
-def _names(exp: Explanation) -> tuple[str, ...]:
+def _names(exp: Shown) -> tuple[str, ...]:
     return exp.feature_names or tuple(f"x{j}" for j in range(exp.inputs.shape[1]))
 
 
@@ -40,12 +41,12 @@ def figure_png(fig, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def plot_comparison(explanations: Sequence[Explanation], max_samples: int = 8):
+def plot_comparison(explanations: Sequence[Shown], max_samples: int = 8):
     """Grid of samples x (input, one overlay per method) for explanations of the same inputs."""
     first = explanations[0]
     n = min(len(first), max_samples)
     cols = 1 + len(explanations)
-    fig = _figure(figsize=(2.1 * cols, 2.2 * n))
+    fig = new_figure(figsize=(2.1 * cols, 2.2 * n))
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         image = first.inputs[i].numpy()
@@ -66,12 +67,12 @@ def plot_comparison(explanations: Sequence[Explanation], max_samples: int = 8):
     return fig
 
 
-def plot_global_importance(exp: Explanation, top: int = 12):
+def plot_global_importance(exp: Shown, top: int = 12):
     """Bar chart of mean |attribution| per feature over the samples (shap's ``bar``)."""
     names = _names(exp)
     imp = exp.attributions.abs().mean(0).numpy()
     order = np.argsort(-imp)[:top][::-1]
-    fig = _figure(figsize=(5.5, 0.28 * len(order) + 1.0))
+    fig = new_figure(figsize=(5.5, 0.28 * len(order) + 1.0))
     ax = fig.subplots()
     ax.barh([names[j] for j in order], imp[order], color="#7a5195")
     ax.set_xlabel(f"mean |{exp.method} attribution|", fontsize=8)
@@ -79,7 +80,7 @@ def plot_global_importance(exp: Explanation, top: int = 12):
     return fig
 
 
-def plot_waterfall(exp: Explanation, index: int = 0, top: int = 10):
+def plot_waterfall(exp: Shown, index: int = 0, top: int = 10):
     """Per-sample waterfall: reference output, the largest contributions, the sample's output.
 
     The reference (left end) is f(x) - sum(attributions), exact for complete methods.
@@ -92,7 +93,7 @@ def plot_waterfall(exp: Explanation, index: int = 0, top: int = 10):
         [(f"{len(rest)} other features", a[rest].sum())] if len(rest) else []
     )
     total = a.sum()
-    fig = _figure(figsize=(5.5, 0.3 * len(steps) + 1.2))
+    fig = new_figure(figsize=(5.5, 0.3 * len(steps) + 1.2))
     ax = fig.subplots()
     start = -total  # relative to the sample's output at 0
     for k, (_name, value) in enumerate(reversed(steps)):
@@ -108,14 +109,14 @@ def plot_waterfall(exp: Explanation, index: int = 0, top: int = 10):
     return fig
 
 
-def plot_beeswarm(exp: Explanation, top: int = 12, seed: int = 0):
+def plot_beeswarm(exp: Shown, top: int = 12, seed: int = 0):
     """Summary plot: one dot per sample and feature, x = attribution, colour = feature value."""
     names = _names(exp)
     attr = exp.attributions.numpy()
     vals = exp.inputs.numpy()
     order = np.argsort(-np.abs(attr).mean(0))[:top][::-1]
     rng = np.random.default_rng(seed)
-    fig = _figure(figsize=(6, 0.32 * len(order) + 1.2))
+    fig = new_figure(figsize=(6, 0.32 * len(order) + 1.2))
     ax = fig.subplots()
     for k, j in enumerate(order):
         v = vals[:, j]
@@ -136,8 +137,8 @@ def plot_beeswarm(exp: Explanation, top: int = 12, seed: int = 0):
     return fig
 
 
-def plot_explanation(exp: Explanation, max_samples: int = 8, top: int = 10):
-    """``Explanation.plot()``: image grid of samples x (input, overlay), or tabular bars.
+def plot_explanation(exp: Shown, max_samples: int = 8, top: int = 10):
+    """``Shown.plot()``: image grid of samples x (input, overlay), or tabular bars.
 
     Returns:
         matplotlib.figure.Figure (not shown; display it or ``fig.savefig``).
@@ -146,7 +147,7 @@ def plot_explanation(exp: Explanation, max_samples: int = 8, top: int = 10):
         return plot_comparison([exp], max_samples=max_samples)
     names = _names(exp)
     n = min(len(exp), max_samples, 4)
-    fig = _figure(figsize=(4.5 * n, 0.3 * top + 1.2))
+    fig = new_figure(figsize=(4.5 * n, 0.3 * top + 1.2))
     for i, ax in enumerate(fig.subplots(1, n, squeeze=False)[0]):
         a = exp.attributions[i].numpy()
         order = np.argsort(-np.abs(a))[:top][::-1]

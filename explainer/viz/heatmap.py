@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from skimage.segmentation import find_boundaries
 
 __all__ = [
     "REDUCTIONS",
@@ -113,7 +114,7 @@ def normalize_absolute(maps: np.ndarray, scale: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=16)
 def colormap_lut(name: str) -> np.ndarray:
     """A matplotlib colormap sampled once into a (256, 3) uint8 table."""
-    import matplotlib
+    import matplotlib  # heavy: imported when a colormap is first needed
 
     return np.round(matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(
         np.uint8
@@ -174,8 +175,6 @@ def overlay(
 
 def segment_boundaries(segments: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels on the border between superpixels (scikit-image)."""
-    from skimage.segmentation import find_boundaries
-
     return find_boundaries(segments, mode="inner")
 
 

@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 
 from .._agreement import method_agreement
-from ..explanation import Explanation
 from .heatmap import (
     HeatmapSpec,
     colorbar_rgb,
@@ -23,6 +22,7 @@ from .heatmap import (
     shared_scale,
     spec_for,
 )
+from .shown import Shown
 
 __all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "MAX_THUMB"]
 
@@ -65,7 +65,7 @@ def _thumb(rgb: np.ndarray) -> str:
     return png_data_uri(encode_png(rgb))
 
 
-def _caption(exp: Explanation, i: int, labels: Sequence[int] | None) -> dict:
+def _caption(exp: Shown, i: int, labels: Sequence[int] | None) -> dict:
     pred = int(exp.predictions[i])
     label = None if labels is None else int(labels[i])
     return {
@@ -78,7 +78,7 @@ def _caption(exp: Explanation, i: int, labels: Sequence[int] | None) -> dict:
 
 
 def image_rows(
-    explanations: Sequence[Explanation],
+    explanations: Sequence[Shown],
     labels: Sequence[int] | None = None,
     max_samples: int = 64,
     scale: str = "sample",
@@ -126,11 +126,11 @@ def image_rows(
 
 
 def tabular_rows(
-    exp: Explanation,
+    exp: Shown,
     labels: Sequence[int] | None = None,
     max_samples: int = 64,
     top: int = 8,
-    others: Sequence[Explanation] = (),
+    others: Sequence[Shown] = (),
 ) -> list[SampleRow]:
     """One row per sample with its ``top`` features by |attribution| as signed bars; the
     agreement column compares ``exp`` with ``others`` (same inputs)."""

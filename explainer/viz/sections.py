@@ -1,0 +1,287 @@
+"""Sections of a view: explanations of the same inputs grouped, checked and laid out as
+panel rows, and the notebook fragment rendered from them (the report page reuses both).
+
+Explanations are read through :class:`~explainer.viz.shown.Shown` (the attributes drawing
+needs), so this layer knows nothing about models or how explanations were computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import numpy as np
+import torch
+
+from ..errors import InputError, describe
+from .figures import figure_png, plot_beeswarm, plot_global_importance, plot_waterfall
+from .heatmap import png_data_uri, spec_for
+from .panels import MethodLegend, SampleRow, image_rows, tabular_rows
+from .shown import Shown
+
+__all__ = [
+    "SCALES",
+    "Section",
+    "TEMPLATES",
+    "check_class_names",
+    "check_options",
+    "short",
+    "group_by_inputs",
+    "build_sections",
+    "render_fragment",
+]
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("explainer.viz", "templates"),
+    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def group_by_inputs(explanations: Sequence[Shown]) -> list[list[Shown]]:
+    """Group explanations whose inputs are identical (same samples, several methods)."""
+    groups: list[list[Shown]] = []
+    for exp in explanations:
+        for group in groups:
+            ref = group[0].inputs
+            if ref.shape == exp.inputs.shape and torch.equal(ref, exp.inputs):
+                group.append(exp)
+                break
+        else:
+            groups.append([exp])
+    return groups
+
+
+SCALES = ("sample", "shared")
+
+
+@dataclass(frozen=True)
+class Section:
+    """Showns of the same inputs, shown together."""
+
+    title: str
+    modality: str
+    explanations: tuple[Shown, ...]
+    rows: tuple[SampleRow, ...]
+    legends: tuple[MethodLegend, ...] = ()
+    figures: tuple[tuple[str, str], ...] = ()  # (caption, data URI)
+    classes: tuple[str, ...] = field(default=())
+
+    @property
+    def methods(self) -> list[dict[str, Any]]:
+        out = []
+        for e in self.explanations:
+            drawing = (
+                spec_for(e.method, e.params).describe() if e.modality == "image" else "bars, signed"
+            )
+            out.append(
+                {
+                    "name": e.method,
+                    "params": e.params,
+                    "duration_s": e.manifest.get("duration_s"),
+                    "drawing": drawing,
+                }
+            )
+        return out
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.explanations[0].manifest.get("model", {})
+
+    @property
+    def has_labels(self) -> bool:
+        return any(r.correct is not None for r in self.rows)
+
+
+def check_class_names(exp: Shown) -> None:
+    """The report indexes class names by class number: one string per score column."""
+    names, classes = exp.class_names, exp.scores.shape[-1]
+    if names is None:
+        return
+    ok = (
+        isinstance(names, Sequence)
+        and not isinstance(names, str)
+        and all(isinstance(c, str) for c in names)
+        and len(names) == classes
+    )
+    if not ok:
+        got = (
+            f"{len(names)} names"
+            if isinstance(names, Sequence) and not isinstance(names, str)
+            else f"a {type(names).__name__}"
+        )
+        raise InputError(
+            describe(
+                f"`class_names` of the {exp.method!r} explanation",
+                f"None or a list of {classes} strings, one per class (score column) in order",
+                f"{got}: {short(names)}",
+                "Pass class_names as a list in class order, e.g. class_names=['cat', 'dog'] "
+                "(a dict {index: name} is not accepted).",
+            )
+        )
+
+
+def short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_options(max_samples: Any, section_titles: Any) -> tuple[str, ...] | None:
+    """Validate the report's options before any work (and before anything is written)."""
+    is_int = isinstance(max_samples, int | np.integer) and not isinstance(max_samples, bool)
+    if not is_int or max_samples < 1:
+        raise InputError(
+            describe(
+                "`max_samples`",
+                "an int >= 1 (the most samples shown per group)",
+                short(max_samples),
+                "Pass e.g. max_samples=64.",
+            )
+        )
+    if section_titles is None:
+        return None
+    if (
+        isinstance(section_titles, str)
+        or not isinstance(section_titles, Sequence)
+        or not all(isinstance(t, str) for t in section_titles)
+    ):
+        raise InputError(
+            describe(
+                "`section_titles`",
+                "None or a list of strings, one title per group of explanations",
+                short(section_titles),
+                'Pass e.g. section_titles=["CNN", "tabular"].',
+            )
+        )
+    return tuple(section_titles)
+
+
+def _labels_for(labels: Any, k: int, n: int, classes: int) -> list[int] | None:
+    """Labels of group ``k``: one sequence for all groups, or one per group."""
+    if labels is None:
+        return None
+    if isinstance(labels, Mapping | str) or not isinstance(
+        labels, Sequence | torch.Tensor | np.ndarray
+    ):
+        raise InputError(
+            describe(
+                "`labels`",
+                "a sequence of class numbers (or one sequence per group)",
+                short(labels),
+                "Pass e.g. labels=[0, 2, 1] (a dict is not accepted: list labels in sample order).",
+            )
+        )
+    seq = list(labels)
+    if seq and _is_sequence(seq[0]):
+        seq = list(seq[k]) if k < len(seq) and seq[k] is not None else None
+        if seq is None:
+            return None
+    if any(_is_sequence(v) for v in seq):
+        raise InputError(
+            describe(
+                "`labels`",
+                "one class number per sample (or one sequence per group)",
+                short(labels),
+                "Pass flat lists of ints.",
+            )
+        )
+    try:
+        values = [int(v) for v in seq]
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            describe(
+                "`labels`",
+                "class numbers (ints), not class names",
+                short(seq),
+                "Pass the index of each true class, e.g. labels=[0, 2, 1].",
+            )
+        ) from err
+    out_of_range = [v for v in values if not 0 <= v < classes]
+    if out_of_range:
+        raise InputError(
+            describe(
+                "`labels`",
+                f"class numbers in [0, {classes - 1}] (the model has {classes} classes)",
+                f"{out_of_range[:5]}",
+                "Pass the index of each sample's true class.",
+            )
+        )
+    if len(values) < n:
+        raise InputError(
+            describe(
+                "`labels`",
+                f"at least {n} true classes for this group of samples",
+                f"{len(values)}",
+                "Pass one label per explained sample (or one list per group).",
+            )
+        )
+    return values
+
+
+def _is_sequence(value: Any) -> bool:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _tabular_figures(exp: Shown) -> tuple[tuple[str, str], ...]:
+    figs = [
+        ("Global importance (mean |attribution|)", plot_global_importance(exp)),
+        ("Summary: each dot one sample (colour = feature value)", plot_beeswarm(exp)),
+        ("Waterfall of sample 0", plot_waterfall(exp, 0)),
+    ]
+    return tuple((caption, png_data_uri(figure_png(fig))) for caption, fig in figs)
+
+
+def build_sections(
+    explanations: list[Shown],
+    max_samples: int,
+    section_titles: Sequence[str] | None,
+    labels: Any = None,
+    scale: str = "sample",
+    figures: bool = True,
+) -> list[Section]:
+    if scale not in SCALES:
+        raise InputError(
+            describe(
+                "`scale`",
+                f"one of {list(SCALES)}",
+                repr(scale),
+                'Use scale="shared" to compare magnitudes.',
+            )
+        )
+    sections = []
+    for k, group in enumerate(group_by_inputs(explanations)):
+        first = group[0]
+        modality = first.modality
+        n = min(len(first), max_samples)
+        lab = _labels_for(labels, k, n, classes=first.scores.shape[-1])
+        default = f"{first.manifest.get('model', {}).get('name', 'model')} ({modality})"
+        title = section_titles[k] if section_titles and k < len(section_titles) else default
+        classes = tuple(
+            first.class_names or sorted({first.class_label(int(p)) for p in first.predictions})
+        )
+        if modality == "image":
+            rows, legends = image_rows(group, labels=lab, max_samples=max_samples, scale=scale)
+            sections.append(
+                Section(title, modality, tuple(group), tuple(rows), tuple(legends), classes=classes)
+            )
+        else:
+            rows = tabular_rows(first, labels=lab, max_samples=max_samples, others=group[1:])
+            figs = tuple(fig for e in group for fig in _tabular_figures(e)) if figures else ()
+            sections.append(
+                Section(title, modality, tuple(group), tuple(rows), figures=figs, classes=classes)
+            )
+    return sections
+
+
+def render_fragment(explanations: list[Shown], max_samples: int = 8) -> str:
+    """HTML fragment (no <html>) for notebooks."""
+    check_options(max_samples, None)
+    for e in explanations:
+        check_class_names(e)
+    return TEMPLATES.get_template("fragment.html.j2").render(
+        sections=build_sections(explanations, max_samples, None, figures=False)
+    )
