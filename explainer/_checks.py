@@ -7,6 +7,7 @@ says what was wrong, what was expected, what was got and how to fix it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "check_bool",
     "check_finite",
     "check_int",
+    "check_path",
+    "check_target_spec",
     "check_seed",
     "check_names",
     "check_choice",
@@ -186,21 +189,15 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
 
     Accepts an int, a class name, ``"predicted"``, or a sequence/tensor of ints or names
     with one entry per sample. ``scores`` are the model's (N, classes) outputs.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
+        >>> scores = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+        >>> as_targets(m, "yes", scores).tolist(), as_targets(m, "predicted", scores).tolist()
+        ([1, 1], [0, 1])
     """
     n, n_classes = scores.shape
-
-    def in_range(indices: Sequence[int]) -> None:
-        bad = [i for i in indices if not 0 <= i < n_classes]
-        if bad:
-            raise InputError(
-                describe(
-                    "`target`",
-                    f"a class index in [0, {n_classes})",
-                    f"{bad[0]}",
-                    'Pass target="predicted" to explain the predicted class.',
-                )
-            )
-
     if isinstance(target, str):
         if target == "predicted":
             return scores.argmax(dim=1).cpu()
@@ -215,26 +212,52 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
         )
         raise _bad_target(f"{target!r} ({type(target).__name__})", fix)
     if isinstance(target, int | np.integer):
-        in_range([int(target)])  # before torch.full: 10**30 would overflow a long
+        _check_classes([int(target)], n_classes)  # before torch.full: 10**30 would overflow a long
         return torch.full((n,), int(target), dtype=torch.long)
     if isinstance(target, Sequence) and not isinstance(target, torch.Tensor | bytes):
-        if len(target) == 0:
-            raise _bad_target(
-                "an empty sequence",
-                f'Pass one target per sample ({n}), a single int, or "predicted".',
-            )
-        if all(isinstance(t, str) for t in target):
-            target = [model.class_index(t) for t in target]
-        elif all(isinstance(t, int | np.integer) and not isinstance(t, bool) for t in target):
-            in_range([int(t) for t in target])
-        elif not all(isinstance(t, Sequence | np.ndarray | torch.Tensor) for t in target):
-            kinds = sorted({type(t).__name__ for t in target})
-            raise _bad_target(
-                f"a sequence of {', '.join(kinds)}",
-                'Pass ints or class names, one per sample, or target="predicted".',
-            )
+        target = _sequence_targets(model, target, n, n_classes)
     elif not isinstance(target, torch.Tensor | np.ndarray):
         raise _bad_target(f"{type(target).__name__}")
+    return _tensor_targets(target, n, n_classes)
+
+
+def _check_classes(indices: Sequence[int], n_classes: int) -> None:
+    """Every index is a class of the model's ``n_classes`` outputs."""
+    bad = [i for i in indices if not 0 <= i < n_classes]
+    if bad:
+        raise InputError(
+            describe(
+                "`target`",
+                f"a class index in [0, {n_classes})",
+                f"{bad[0]}",
+                'Pass target="predicted" to explain the predicted class.',
+            )
+        )
+
+
+def _sequence_targets(model: Model, target: Sequence[Any], n: int, n_classes: int) -> Any:
+    """A list of targets: names resolved to indices, ints range-checked; nested sequences
+    and arrays are left for :func:`_tensor_targets`."""
+    if len(target) == 0:
+        raise _bad_target(
+            "an empty sequence",
+            f'Pass one target per sample ({n}), a single int, or "predicted".',
+        )
+    if all(isinstance(t, str) for t in target):
+        return [model.class_index(t) for t in target]
+    if all(isinstance(t, int | np.integer) and not isinstance(t, bool) for t in target):
+        _check_classes([int(t) for t in target], n_classes)
+    elif not all(isinstance(t, Sequence | np.ndarray | torch.Tensor) for t in target):
+        kinds = sorted({type(t).__name__ for t in target})
+        raise _bad_target(
+            f"a sequence of {', '.join(kinds)}",
+            'Pass ints or class names, one per sample, or target="predicted".',
+        )
+    return target
+
+
+def _tensor_targets(target: Any, n: int, n_classes: int) -> torch.Tensor:
+    """Integer targets (tensor, array or list) -> (n,) long: one per sample, or one for all."""
     t = _to_tensor(target, "target")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise InputError(
@@ -262,7 +285,7 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
                 'Pass one target per sample, a single int, or "predicted".',
             )
         )
-    in_range(idx.tolist())
+    _check_classes(idx.tolist(), n_classes)
     return idx
 
 
@@ -300,18 +323,62 @@ def as_reference(
     return _convert(ref, x.device, x.dtype, name)
 
 
-def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    """An integer >= ``minimum``."""
+def check_int(value: Any, name: str, minimum: int = 1, example: int | None = None) -> int:
+    """An integer >= ``minimum``; ``example`` is the value the error message suggests.
+
+    Example:
+        >>> check_int(4, "steps", 2)
+        4
+        >>> check_int(0, "batch_size", example=32)
+        Traceback (most recent call last):
+        ...
+        explainer.errors.InputError: `batch_size`: expected an integer >= 1, got 0. Pass e.g. batch_size=32.
+    """
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise InputError(
             describe(
                 f"`{name}`",
                 f"an integer >= {minimum}",
                 repr(value),
-                f"Pass e.g. {name}={max(minimum, 1) * 8}.",
+                f"Pass e.g. {name}={max(minimum, 1) * 8 if example is None else example}.",
             )
         )
     return int(value)
+
+
+def check_path(value: Any, name: str, example: str) -> Any:
+    """A non-empty path (``str`` or ``os.PathLike``), returned as given."""
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise InputError(
+            describe(f"`{name}`", "a folder path", repr(value), f'Pass e.g. {name}="{example}".')
+        )
+    return value
+
+
+def check_target_spec(
+    target: Any, keywords: Sequence[str], class_names: Sequence[str] | None
+) -> str | int:
+    """A target given once for a whole dataset: one of ``keywords`` (``"predicted"``, ...),
+    a class name or a class index (its range is checked when the model runs).
+
+    Example:
+        >>> check_target_spec("label", ("predicted", "label"), None), check_target_spec(2, (), None)
+        ('label', 2)
+    """
+    if isinstance(target, str):
+        if target in keywords or (class_names and target in class_names):
+            return target
+    elif isinstance(target, int | np.integer) and not isinstance(target, bool):
+        return int(target)
+    names = f" ({list(class_names)[:6]})" if class_names else ""
+    raise InputError(
+        describe(
+            "`target`",
+            ", ".join(f'"{k}"' for k in keywords) + f", a class index or a class name{names}",
+            repr(target),
+            f'Use target="{keywords[0]}".' if keywords else "Pass a class index.",
+        )
+    )
 
 
 def check_bool(value: Any, name: str) -> bool:

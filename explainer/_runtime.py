@@ -17,6 +17,7 @@ import platform
 import re
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "parse_bytes",
     "network_cost",
     "measured_cost",
+    "ChunkRequest",
     "chunk_size",
     "check_budget",
     "check_expansion",
@@ -47,6 +49,7 @@ __all__ = [
     "format_bytes",
     "peak_bytes",
     "progress_bar",
+    "progress_chunks",
     "input_gradients",
     "bytes_per_sample",
     "seeded_generator",
@@ -388,48 +391,73 @@ def check_budget(runtime: Runtime, minimum: int, what: str, parts: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class ChunkRequest:
+    """What a chunked pass needs beside the network's measured cost, and how an error names it.
+
+    Attributes:
+        extra_bytes_per_row: the method's own temporaries per row (such as the rows themselves).
+        fixed_bytes: the method's per-call buffers, held whatever the chunk size.
+        backward: a forward+backward pass (True) or a forward without autograd.
+        min_rows: the fewest rows a chunk may hold.
+        what: the work, for messages ("integrated_gradients on 8 input(s)").
+        buffers: what ``fixed_bytes`` is made of, for messages.
+        cost: the pass's measured cost when it is not the plain network's (captum's DeepLift).
+        enforce: False for a pass whose method checks its own, larger minimum next.
+
+    Example:
+        >>> ChunkRequest(fixed_bytes=1024, what="saliency on 2 input(s)").min_rows
+        1
+    """
+
+    extra_bytes_per_row: int = 0
+    fixed_bytes: int = 0
+    backward: bool = True
+    min_rows: int = 1
+    what: str = "this method"
+    buffers: str = "its buffers"
+    cost: RowCost | None = None
+    enforce: bool = True
+
+
 def chunk_size(
-    model: Model,
-    sample: torch.Tensor,
-    runtime: Runtime,
-    extra_bytes_per_row: int = 0,
-    fixed_bytes: int = 0,
-    *,
-    backward: bool = True,
-    min_rows: int = 1,
-    what: str = "this method",
-    buffers: str = "its buffers",
-    cost: RowCost | None = None,
-    enforce: bool = True,
+    model: Model, sample: torch.Tensor, runtime: Runtime, request: ChunkRequest = ChunkRequest()
 ) -> int:
     """How many rows of ``sample``'s shape fit into the memory budget at once (>= min_rows).
 
-    The peak of a chunk of r rows is ``fixed_bytes`` (the method's per-call buffers) plus the
-    network's measured cost of r rows (:func:`network_cost`) plus r * ``extra_bytes_per_row``
-    (the method's own temporaries per row, such as the rows themselves). A method whose
-    pass is not the plain network's (captum's DeepLift) gives its own measured ``cost``.
+    The peak of a chunk of r rows is ``request.fixed_bytes`` (the method's per-call buffers)
+    plus the network's measured cost of r rows (:func:`network_cost`) plus r *
+    ``request.extra_bytes_per_row`` (the method's own temporaries per row). A method whose
+    pass is not the plain network's (captum's DeepLift) gives its own measured
+    ``request.cost``.
 
     Raises:
         InputError: the caller set a budget below the cost of ``min_rows`` rows; the message
             says the minimum. (Under the default budget, or with ``enforce=False`` for a pass
             whose method checks its own, larger minimum next, the result is ``min_rows``.)
     """
-    cost = cost or network_cost(model, sample, backward, runtime)
-    extra = int(extra_bytes_per_row)
-    one = cost.floor(extra, min_rows)  # the pass, its temporaries, allocator slack
-    pass_kind = "forward+backward pass" if backward else "forward pass"
-    rows = f"one row's {pass_kind}" if min_rows == 1 else f"the {pass_kind} of {min_rows} rows"
-    parts = f"{format_bytes(one)} for {rows}"
-    slack = cost.slack(min_rows, min_rows * (cost.per_row + extra))
+    r = request
+    cost = r.cost or network_cost(model, sample, r.backward, runtime)
+    extra, fixed = int(r.extra_bytes_per_row), int(r.fixed_bytes)
+    if r.enforce:
+        one = cost.floor(extra, r.min_rows)  # the pass, its temporaries, allocator slack
+        what = f"{r.what} of shape {tuple(sample.shape)}"
+        check_budget(runtime, fixed + one, what, _floor_parts(cost, r))
+    return max(r.min_rows, cost.rows_within(runtime.budget - fixed, extra))
+
+
+def _floor_parts(cost: RowCost, request: ChunkRequest) -> str:
+    """What the smallest chunk's peak is made of, for :func:`check_budget`'s message."""
+    r, extra = request, int(request.extra_bytes_per_row)
+    pass_kind = "forward+backward pass" if r.backward else "forward pass"
+    rows = f"one row's {pass_kind}" if r.min_rows == 1 else f"the {pass_kind} of {r.min_rows} rows"
+    parts = f"{format_bytes(cost.floor(extra, r.min_rows))} for {rows}"
+    slack = cost.slack(r.min_rows, r.min_rows * (cost.per_row + extra))
     if slack:
         parts += f" (with {format_bytes(slack)} the allocator keeps resident)"
-    if fixed_bytes:
-        parts += f" and {format_bytes(int(fixed_bytes))} of per-call buffers ({buffers})"
-    if enforce:
-        check_budget(
-            runtime, int(fixed_bytes) + one, f"{what} of shape {tuple(sample.shape)}", parts
-        )
-    return max(min_rows, cost.rows_within(runtime.budget - int(fixed_bytes), extra))
+    if r.fixed_bytes:
+        parts += f" and {format_bytes(int(r.fixed_bytes))} of per-call buffers ({r.buffers})"
+    return parts
 
 
 def check_expansion(value: int, name: str, maximum: int, advice: str) -> int:
@@ -449,9 +477,17 @@ def chunks(total: int, size: int) -> Iterator[slice]:
             release_free_memory()
 
 
-def progress_bar(total: int, desc: str, runtime: Runtime):
+def progress_bar(total: int | None, desc: str, runtime: Runtime) -> tqdm:
     """A tqdm bar: off when ``progress=False``, quiet when stderr is not a terminal, and
-    only shown for work that lasts more than half a second."""
+    only shown for work that lasts more than half a second. Use it in a ``with`` block, so
+    that it is closed when the work fails too.
+
+    Example:
+        >>> with progress_bar(4, "demo", Runtime(progress=False)) as bar:
+        ...     bar.update(4)
+        >>> bar.disable  # progress=False: nothing is drawn
+        True
+    """
     return tqdm(
         total=total,
         desc=desc,
@@ -460,6 +496,33 @@ def progress_bar(total: int, desc: str, runtime: Runtime):
         delay=0.5,
         unit="rows",
     )
+
+
+@contextmanager
+def progress_chunks(
+    total: int, size: int, desc: str, runtime: Runtime, rows_per_index: int = 1
+) -> Iterator[Iterator[slice]]:
+    """:func:`chunks` of ``range(total)`` counted on a :func:`progress_bar`, closed on exit.
+
+    After the body has handled a slice, the bar advances by its length times
+    ``rows_per_index`` (the rows one index stands for: smoothgrad's index is a noisy copy of
+    the whole batch); the bar's total is ``total * rows_per_index``. The bar is closed when
+    the ``with`` block ends, an error included.
+
+    Example:
+        >>> with progress_chunks(5, 2, "demo", Runtime(progress=False)) as parts:
+        ...     [(part.start, part.stop) for part in parts]
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    with progress_bar(total * rows_per_index, desc, runtime) as bar:
+        yield _counted(chunks(total, size), bar, rows_per_index)
+
+
+def _counted(parts: Iterator[slice], bar: tqdm, rows_per_index: int) -> Iterator[slice]:
+    """``parts``, advancing ``bar`` once the caller is done with each."""
+    for part in parts:
+        yield part
+        bar.update((part.stop - part.start) * rows_per_index)
 
 
 def forward_in_chunks(
@@ -481,15 +544,10 @@ def forward_in_chunks(
     if not runtime.explicit:
         with torch.no_grad():
             return model.forward(x)
-    size = chunk_size(
-        model,
-        x[0],
-        runtime,
-        fixed_bytes=fixed_bytes,
-        backward=False,
-        what=f"{what} on {len(x)} row(s)",
-        enforce=enforce,
+    request = ChunkRequest(
+        fixed_bytes=fixed_bytes, backward=False, what=f"{what} on {len(x)} row(s)", enforce=enforce
     )
+    size = chunk_size(model, x[0], runtime, request)
     with torch.no_grad():
         if size >= len(x):
             out = model.forward(x)

@@ -23,8 +23,8 @@ from ._runtime import Runtime, forward_in_chunks, parse_bytes
 from .errors import InputError, describe
 from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
-from .records import library_versions
-from .registry import get_method
+from .records import explanation_manifest
+from .registry import MethodInfo, MethodResult, get_method
 
 __all__ = ["explain", "explain_many"]
 
@@ -83,17 +83,7 @@ def explain(
     check_autograd_mode("ex.explain")
     model = wrap(model)
     check_model(model)
-    info = get_method(method)
-    info.check_params(params)
-    if model.modality not in info.modalities:
-        raise InputError(
-            describe(
-                "`method`",
-                f"a method for {model.modality} models",
-                f"{info.name} ({', '.join(info.modalities)})",
-                "See ex.list_methods() for the methods of each modality.",
-            )
-        )
+    info = _method_for(model, method, params)
     runtime = Runtime(
         progress=check_bool(progress, "progress"),
         memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
@@ -111,27 +101,16 @@ def explain(
             else None
         )
         result = info.func(model, x, targets, runtime=runtime, **params)
-    if tuple(result.attributions.shape) != tuple(x.shape):
-        raise RuntimeError(
-            f"method {info.name} returned shape {tuple(result.attributions.shape)} for inputs {tuple(x.shape)}"
-        )
-    check_attributions(result.attributions, info.name)
+    _check_result(result, x, info)
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "versions": dict(library_versions()),  # a copy: the cached dict is shared
-        "seed": used.get("seed"),
-        "model": {
-            "name": model.name,
-            "fingerprint": model.fingerprint(),
-            "parameters": model.n_parameters,
-            "output": model.output,
-        },
-        "input_shape": list(x.shape),
-        "duration_s": round(time.perf_counter() - start, 4),
-        "device": str(x.device),
-        "memory_budget": runtime.budget,
-    }
+    manifest = explanation_manifest(
+        model,
+        x,
+        schema_version=SCHEMA_VERSION,
+        seed=used.get("seed"),
+        duration_s=round(time.perf_counter() - start, 4),
+        memory_budget=runtime.budget,
+    )
     return Explanation(
         method=info.name,
         attributions=result.attributions.detach().cpu(),
@@ -146,6 +125,32 @@ def explain(
         feature_names=names,
         call_params=dict(params),
     )
+
+
+def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodInfo:
+    """The registered method ``method`` (aliases resolved), its parameters checked and its
+    modalities including the model's."""
+    info = get_method(method)
+    info.check_params(params)
+    if model.modality not in info.modalities:
+        raise InputError(
+            describe(
+                "`method`",
+                f"a method for {model.modality} models",
+                f"{info.name} ({', '.join(info.modalities)})",
+                "See ex.list_methods() for the methods of each modality.",
+            )
+        )
+    return info
+
+
+def _check_result(result: MethodResult, x: torch.Tensor, info: MethodInfo) -> None:
+    """A method's attributions are shaped like the inputs and finite."""
+    if tuple(result.attributions.shape) != tuple(x.shape):
+        raise RuntimeError(
+            f"method {info.name} returned shape {tuple(result.attributions.shape)} for inputs {tuple(x.shape)}"
+        )
+    check_attributions(result.attributions, info.name)
 
 
 def explain_many(
@@ -169,6 +174,14 @@ def explain_many(
     Raises:
         InputError: ``methods`` is None, empty or not one of the forms above; and
             everything :func:`explain` raises.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exps = ex.explain_many(m, torch.ones(2, 3), {"saliency": None, "ig": {"n_steps": 8}},
+        ...                        target=1, progress=False)
+        >>> [e.method for e in exps], exps[1].params["n_steps"]
+        (['saliency', 'integrated_gradients'], 8)
     """
     spec = as_methods(methods)
     return [

@@ -99,7 +99,12 @@ def _method_params(methods: list[str], params: list[str]) -> dict[str, dict]:
         method = method or next(iter(spec))
         if method not in spec:
             raise InputError(
-                describe("--param", f"a method given with --method {list(spec)}", repr(method), "")
+                describe(
+                    "--param",
+                    f"a method given with --method {list(spec)}",
+                    repr(method),
+                    f"Add --method {method}, or name one of {list(spec)} before the dot.",
+                )
             )
         spec[method][name] = _value(value)
     return spec
@@ -123,33 +128,7 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
     if path.is_dir():
         return ImageFolder(path, size=size, mean=mean or None, std=std or None), None
     if path.suffix in (".npy", ".npz") and path.is_file():
-        try:
-            arrays = np.load(path, allow_pickle=False)
-            if path.suffix == ".npz":
-                key = next((k for k in ("x", "inputs", "images", "data") if k in arrays), None)
-                if key is None:
-                    raise InputError(
-                        describe(
-                            "--data .npz",
-                            "an array named x, inputs, images or data",
-                            f"{arrays.files}",
-                            "Save it with np.savez(path, x=inputs, y=labels).",
-                        )
-                    )
-                x = arrays[key]
-                y = next((arrays[k] for k in ("y", "labels", "targets") if k in arrays), None)
-            else:
-                x, y = arrays, None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise InputError(
-                describe(
-                    "--data",
-                    "a numeric array saved with np.save/np.savez (no pickled objects)",
-                    f"{path.name}: {type(err).__name__}: {err}",
-                    "Save a numeric array: np.save(path, x.astype(np.float32)).",
-                )
-            ) from err
-        return x, y
+        return _arrays(path)
     raise InputError(
         describe(
             "--data",
@@ -160,31 +139,87 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
     )
 
 
+def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A .npy or .npz file -> (inputs, labels or None), read without unpickling anything."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            key = next((k for k in ("x", "inputs", "images", "data") if k in arrays), None)
+            if key is None:
+                raise InputError(
+                    describe(
+                        "--data .npz",
+                        "an array named x, inputs, images or data",
+                        f"{arrays.files}",
+                        "Save it with np.savez(path, x=inputs, y=labels).",
+                    )
+                )
+            x = arrays[key]
+            y = next((arrays[k] for k in ("y", "labels", "targets") if k in arrays), None)
+        else:
+            x, y = arrays, None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(
+            describe(
+                "--data",
+                "a numeric array saved with np.save/np.savez (no pickled objects)",
+                f"{path.name}: {type(err).__name__}: {err}",
+                "Save a numeric array: np.save(path, x.astype(np.float32)).",
+            )
+        ) from err
+    return x, y
+
+
+def _target(text: str) -> str | int:
+    """--target: "predicted", "label", a class index (a number) or a class name."""
+    if text in ("predicted", "label"):
+        return text
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+# The options of `explain` (and those `evaluate` shares), declared once. Their names, defaults
+# and help texts are the command line's interface: change them only on purpose.
+_ModelFile = Annotated[
+    str,
+    typer.Option(
+        help='Model file: TorchScript, torch.export .pt2, or a state_dict (with --factory); "demo" for the shipped CNN.'
+    ),
+]
+_Data = Annotated[
+    str, typer.Option(help='Image folder (class subfolders), .npy/.npz array, or "demo".')
+]
+_StorePath = Annotated[Path, typer.Option(help="The zarr store to write (resumed if present).")]
+_Methods = Annotated[
+    list[str] | None,
+    typer.Option(help="Attribution method, repeat for several (default: integrated_gradients)."),
+]
+_Params = Annotated[
+    list[str] | None, typer.Option(help="Method option METHOD.NAME=VALUE (repeatable).")
+]
+_Factory = Annotated[
+    str | None, typer.Option(help="For a state_dict: package.module:function building the net.")
+]
+_Mean = Annotated[
+    list[float] | None, typer.Option(help="Per-channel mean to subtract (repeatable).")
+]
+_Std = Annotated[
+    list[float] | None, typer.Option(help="Per-channel std to divide by (repeatable).")
+]
+_MaxModelSize = Annotated[
+    str, typer.Option(help='Largest model file accepted, decompressed (e.g. "16GB").')
+]
+_Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
 @app.command()
 @_friendly
 def explain(
-    model: Annotated[
-        str,
-        typer.Option(
-            help='Model file: TorchScript, torch.export .pt2, or a state_dict (with --factory); "demo" for the shipped CNN.'
-        ),
-    ],
-    data: Annotated[
-        str, typer.Option(help='Image folder (class subfolders), .npy/.npz array, or "demo".')
-    ],
-    store: Annotated[Path, typer.Option(help="The zarr store to write (resumed if present).")],
-    method: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Attribution method, repeat for several (default: integrated_gradients)."
-        ),
-    ] = None,
-    param: Annotated[
-        list[str] | None, typer.Option(help="Method option METHOD.NAME=VALUE (repeatable).")
-    ] = None,
-    factory: Annotated[
-        str | None, typer.Option(help="For a state_dict: package.module:function building the net.")
-    ] = None,
+    model: _ModelFile,
+    data: _Data,
+    store: _StorePath,
+    method: _Methods = None,
+    param: _Params = None,
+    factory: _Factory = None,
     modality: Annotated[
         str | None, typer.Option(help="image or tabular (default: guessed).")
     ] = None,
@@ -193,28 +228,21 @@ def explain(
         str, typer.Option(help='"predicted", "label" or a class index/name.')
     ] = "predicted",
     size: Annotated[int | None, typer.Option(help="Resize folder images to SIZE x SIZE.")] = None,
-    mean: Annotated[
-        list[float] | None, typer.Option(help="Per-channel mean to subtract (repeatable).")
-    ] = None,
-    std: Annotated[
-        list[float] | None, typer.Option(help="Per-channel std to divide by (repeatable).")
-    ] = None,
+    mean: _Mean = None,
+    std: _Std = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Demo data: number of images.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an existing store.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing store first.")] = False,
     backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    max_model_size: Annotated[
-        str, typer.Option(help='Largest model file accepted, decompressed (e.g. "16GB").')
-    ] = "4GiB",
+    progress: _Progress = True,
+    max_model_size: _MaxModelSize = "4GiB",
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
     crash: finished batches are kept)."""
+    # checked in this order, so that bad options fail before the model file is read
     spec = _method_params(method or ["integrated_gradients"], param or [])
     inputs, labels = _data(data, size, mean or [], std or [], limit)
     net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
-    if target not in ("predicted", "label"):
-        target = int(target) if target.lstrip("-").isdigit() else target
     result = explain_dataset(
         net,
         inputs,
@@ -222,16 +250,15 @@ def explain(
         store,
         labels=labels,
         batch_size=batch_size,
-        target=target,
+        target=_target(target),
         resume=resume,
         overwrite=overwrite,
         backend=backend,
         progress=progress,
         source={"path": model, "factory": factory, "modality": modality},
     )
-    typer.echo(
-        f"wrote {result.path}: {int(result.done.sum())}/{len(result)} samples, methods {', '.join(result.methods)}"
-    )
+    done = f"{int(result.done.sum())}/{len(result)} samples"
+    typer.echo(f"wrote {result.path}: {done}, methods {', '.join(result.methods)}")
 
 
 @app.command()
@@ -249,10 +276,8 @@ def evaluate(
     ] = None,
     factory: Annotated[str | None, typer.Option(help="Factory for a state_dict model.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    max_model_size: Annotated[
-        str, typer.Option(help='Largest model file accepted, decompressed (e.g. "16GB").')
-    ] = "4GiB",
+    progress: _Progress = True,
+    max_model_size: _MaxModelSize = "4GiB",
 ) -> None:
     """Compute trust scores on a sample of a store and save them in it (reports show them)."""
     opened = open_store(store)

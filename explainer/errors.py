@@ -8,7 +8,9 @@ ExplainerError                      base; every error we raise on purpose
 └── StoreError(OSError)             unreadable / incompatible result file or store
 ```
 
-Messages follow one format: what was wrong, what was expected, what was got, how to fix.
+Messages follow one format: what was wrong, what was expected, what was got, how to fix
+(built by :func:`describe`). Each class also derives from the built-in exception a caller
+would expect (``ValueError``, ``KeyError``, ...), so existing ``except`` clauses still work.
 """
 
 from __future__ import annotations
@@ -17,28 +19,97 @@ __all__ = ["ExplainerError", "InputError", "UnknownMethodError", "ModelError", "
 
 
 class ExplainerError(Exception):
-    """Base class of every error explainer raises on purpose."""
+    """Base class of every error explainer raises on purpose.
+
+    Catch it to handle whatever explainer refuses, and nothing else.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> try:
+        ...     ex.wrap("not a network")
+        ... except ex.ExplainerError as err:
+        ...     print(type(err).__name__, "-", err)
+        InputError - `net`: expected a torch.nn.Module, got str. Pass the network itself, e.g. ex.wrap(my_cnn).
+    """
 
 
 class InputError(ExplainerError, ValueError):
-    """An argument (inputs, target, baselines, background, an option) is not usable."""
+    """An argument (inputs, target, baselines, background, an option) is not usable.
+
+    Also a ``ValueError``. Raised before any work is done.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> try:
+        ...     ex.wrap(torch.nn.Linear(3, 2), modality="text")
+        ... except ValueError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        `modality`: expected one of ('image', 'tabular'), got 'text'. Use modality="image" ...
+    """
 
 
 class UnknownMethodError(ExplainerError, KeyError):
-    """An attribution method name that is not registered."""
+    """An attribution method name that is not registered.
+
+    Also a ``KeyError``; the message lists the registered names and the closest match.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> try:
+        ...     ex.explain(m, torch.ones(1, 3), "salency", progress=False)
+        ... except ex.UnknownMethodError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        `method`: expected one of [...], got 'salency'. Did you mean 'saliency'? ...
+    """
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return str(self.args[0]) if self.args else ""
 
 
 class ModelError(ExplainerError, RuntimeError):
-    """The wrapped network cannot be explained as asked (bad output, no gradient path)."""
+    """The wrapped network cannot be explained as asked (bad output, no gradient path).
+
+    Also a ``RuntimeError``; an exception raised inside the network is chained as its
+    ``__cause__``.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Flatten(0), modality="tabular")  # returns (N * 3,)
+        >>> try:
+        ...     ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        ... except ex.ModelError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        Model output: expected a tensor of shape (batch=2, classes), got (6,). Wrap the network ...
+    """
 
 
 class StoreError(ExplainerError, OSError):
-    """A saved explanation or result store that cannot be read or does not match."""
+    """A saved explanation or result store that cannot be read or does not match.
+
+    Also an ``OSError``.
+
+    Example:
+        >>> import tempfile, explainer as ex
+        >>> try:
+        ...     ex.load_explanation(f"{tempfile.mkdtemp()}/missing.npz")
+        ... except ex.StoreError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        Explanation file: expected an existing .npz written by Explanation.save, got .../missing.npz. Check the path.
+    """
 
 
 def describe(what: str, expected: str, got: str, fix: str) -> str:
-    """Build a message in the project's format: what, expected, got, how to fix."""
+    """Build a message in the project's format: what, expected, got, how to fix.
+
+    Args:
+        what: the argument or object at fault, e.g. "`max_samples`".
+        expected: what would have been accepted.
+        got: what was given (short; long values are cut by the caller).
+        fix: a sentence saying what to do instead; never empty.
+
+    Example:
+        >>> describe("`top`", "an int >= 1", "0", "Pass e.g. top=10.")
+        '`top`: expected an int >= 1, got 0. Pass e.g. top=10.'
+    """
     return f"{what}: expected {expected}, got {got}. {fix}"

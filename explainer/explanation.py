@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_names
 from ._files import atomic_write_bytes
 from .errors import InputError, StoreError, describe
 from .viz import figures
@@ -39,6 +38,17 @@ class Explanation:
         extras: per-sample method outputs, e.g. IG's ``convergence_delta``.
         manifest: library versions, seed, model fingerprint, input shape, duration, schema.
         feature_names: column names for tabular data, or None.
+
+    Made by :func:`explainer.explain`; never changed afterwards (frozen).
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", target="yes", progress=False)
+        >>> exp
+        Explanation(method='saliency', samples=2, shape=(3,), modality='tabular')
+        >>> exp.attributions.shape, exp.targets.tolist(), exp.class_label(1)
+        (torch.Size([2, 3]), [1, 1], 'yes')
     """
 
     method: str
@@ -76,7 +86,10 @@ class Explanation:
 
     # -- persistence --------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one ``.npz`` file (arrays plus a JSON header), atomically. Returns the path."""
+        """Write one ``.npz`` file (arrays plus a JSON header), atomically. Returns the path.
+
+        Missing parent folders are created; read it back with :func:`load_explanation`.
+        """
         is_array = lambda v: isinstance(v, torch.Tensor | np.ndarray)  # noqa: E731
         arrays = {
             "attributions": self.attributions,
@@ -108,8 +121,17 @@ class Explanation:
         return atomic_write_bytes(Path(path), buf.getvalue())
 
     # -- views --------------------------------------------------------------------------
-    def plot(self, kind: str = "samples", max_samples: int = 8, index: int = 0, top: int = 10):
-        """A matplotlib Figure (returned, never shown).
+    def plot(
+        self,
+        kind: str = "samples",
+        max_samples: int = 8,
+        index: int = 0,
+        top: int = 10,
+        *,
+        ax: Any = None,
+        fig: Any = None,
+    ) -> Any:
+        """Draw one view with matplotlib and return what it drew on (never shown).
 
         Args:
             kind: "samples" (images: input and overlay per sample; tabular: top-feature bars
@@ -119,27 +141,78 @@ class Explanation:
             max_samples: samples shown by "samples".
             index: the sample of "waterfall".
             top: features shown by the tabular kinds.
+            ax: one-panel kinds ("importance", "beeswarm", "waterfall"): a matplotlib Axes
+                of your layout to draw on; None: a new Figure.
+            fig: "samples" (several panels): an empty Figure or SubFigure to fill, e.g. one
+                of ``fig.subfigures(1, 2)``; None: a new Figure.
+
+        Returns:
+            The ``ax`` or ``fig`` given, else the new matplotlib Figure (a notebook displays
+            it; ``fig.savefig(path)`` writes it). A new drawing on every call.
+
+        Raises:
+            InputError: an unknown ``kind`` (or a tabular kind for images), ``ax`` for
+                "samples" or ``fig`` for a one-panel kind, or an ``ax``/``fig`` that is
+                not a matplotlib Axes / empty Figure.
+
+        Example:
+            >>> import torch, explainer as ex
+            >>> from matplotlib.figure import Figure
+            >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+            >>> exp = ex.explain(m, torch.randn(4, 3), "saliency", progress=False)
+            >>> type(exp.plot()).__name__
+            'Figure'
+            >>> layout = Figure()
+            >>> axes = layout.subplots(1, 3)  # or: layout, axes = plt.subplots(1, 3)
+            >>> [exp.plot(k, ax=a) is a for k, a in zip(["importance", "beeswarm", "waterfall"], axes)]
+            [True, True, True]
         """
-        kinds = {
-            "samples": lambda: figures.plot_explanation(self, max_samples=max_samples, top=top),
-            "importance": lambda: figures.plot_global_importance(self, top=top),
-            "beeswarm": lambda: figures.plot_beeswarm(self, top=top),
-            "waterfall": lambda: figures.plot_waterfall(self, index=index, top=top),
-        }
-        if kind not in kinds or (kind != "samples" and self.modality != "tabular"):
-            allowed = list(kinds) if self.modality == "tabular" else ["samples"]
-            raise InputError(
-                describe(
-                    "`kind`",
-                    f"one of {allowed} for {self.modality} explanations",
-                    repr(kind),
-                    'Use kind="samples".',
-                )
-            )
-        return kinds[kind]()
+        _check_plot_target(kind, self.modality, ax, fig)
+        if kind == "samples":
+            return figures.plot_explanation(self, max_samples=max_samples, top=top, fig=fig)
+        if kind == "waterfall":
+            return figures.plot_waterfall(self, index=index, top=top, ax=ax)
+        draw = {"importance": figures.plot_global_importance, "beeswarm": figures.plot_beeswarm}
+        return draw[kind](self, top=top, ax=ax)
 
     def _repr_html_(self) -> str:
         return render_fragment([self])
+
+
+_PLOT_KINDS = ("samples", "importance", "beeswarm", "waterfall")
+
+
+def _check_plot_target(kind: Any, modality: str, ax: Any, fig: Any) -> None:
+    """``kind`` exists for ``modality``; one-panel kinds take ``ax``, "samples" ``fig``."""
+    allowed = list(_PLOT_KINDS) if modality == "tabular" else ["samples"]
+    if kind not in allowed:
+        raise InputError(
+            describe(
+                "`kind`",
+                f"one of {allowed} for {modality} explanations",
+                repr(kind),
+                'Use kind="samples".',
+            )
+        )
+    if kind == "samples" and ax is not None:
+        raise InputError(
+            describe(
+                "`ax`",
+                'None for kind="samples" (it draws several panels)',
+                "an Axes",
+                "Pass an empty Figure or SubFigure as fig= instead, e.g. "
+                "left, right = fig.subfigures(1, 2) and then fig=right.",
+            )
+        )
+    if kind != "samples" and fig is not None:
+        raise InputError(
+            describe(
+                "`fig`",
+                f"None for kind={kind!r} (it draws one panel)",
+                "a figure",
+                "Pass the Axes to draw on as ax= instead, e.g. ax=axes[0].",
+            )
+        )
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -223,10 +296,26 @@ def _check_contents(path: Path, header: Any, arrays: dict[str, torch.Tensor]) ->
 def load_explanation(path: str | os.PathLike) -> Explanation:
     """Read an Explanation written by :meth:`Explanation.save`.
 
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        The Explanation, equal in every array and field to the one saved (``call_params``
+        tensors included).
+
     Raises:
         StoreError: the file is missing, unreadable, not an explanation (a header that is
             not a JSON object with the expected keys, nested too deeply, arrays missing or
             of mismatched shapes, non-finite attributions), or of another schema version.
+
+    Example:
+        >>> import tempfile, torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        >>> path = exp.save(f"{tempfile.mkdtemp()}/saliency.npz")
+        >>> back = ex.load_explanation(path)
+        >>> back.method, torch.equal(back.attributions, exp.attributions)
+        ('saliency', True)
     """
     path = Path(path)
     try:
@@ -265,8 +354,3 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
             **{k.removeprefix("call__"): v for k, v in arrays.items() if k.startswith("call__")},
         },
     )
-
-
-def check_feature_names(names: Any, n_features: int) -> tuple[str, ...] | None:
-    """Validate tabular feature names (one per column; a bare string is refused)."""
-    return check_names(names, "feature_names", n_features)

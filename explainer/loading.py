@@ -113,18 +113,7 @@ def load_model(
                 'Check the path, or pass "demo" for the shipped demo model.',
             )
         )
-    limit = None if max_size is None else parse_bytes(max_size, "max_size", "no limit")
-    if limit is not None and path.stat().st_size > limit:
-        raise ModelError(
-            describe(
-                path.name,
-                f"a model file of at most {limit:,} bytes (max_size)",
-                f"{path.stat().st_size:,} bytes",
-                "Pass a larger max_size= (CLI: --max-model-size) for a model you trust.",
-            )
-        )
-    data = path.read_bytes()  # read once: what is checked is what is loaded
-    members = read_zip(data, path.name, limit) if zipfile.is_zipfile(io.BytesIO(data)) else None
+    data, members = _read(path, max_size)
     kind = _archive_kind(members)
     if members is not None:  # torch reads only the rebuilt archive, never the user's bytes
         data = safe_export_archive(members, path.name) if kind == "export" else members.rebuilt()
@@ -137,6 +126,24 @@ def load_model(
         net = _load_checkpoint(path, data, factory, map_location)
     net.eval()
     return wrap(net, class_names, modality, output, name or path.stem)
+
+
+def _read(path: Path, max_size: int | str | None) -> tuple[bytes, ZipMembers | None]:
+    """The bytes of the file ``path``, read once under ``max_size`` (what is checked is what
+    is loaded), and its members when it is a zip archive (each checked against the limit)."""
+    limit = None if max_size is None else parse_bytes(max_size, "max_size", "no limit")
+    if limit is not None and path.stat().st_size > limit:
+        raise ModelError(
+            describe(
+                path.name,
+                f"a model file of at most {limit:,} bytes (max_size)",
+                f"{path.stat().st_size:,} bytes",
+                "Pass a larger max_size= (CLI: --max-model-size) for a model you trust.",
+            )
+        )
+    data = path.read_bytes()
+    members = read_zip(data, path.name, limit) if zipfile.is_zipfile(io.BytesIO(data)) else None
+    return data, members
 
 
 def _demo(spec: str, modality, class_names, output, name) -> Model:
@@ -169,8 +176,12 @@ def _guarded(path: Path, load: Callable[[], Any]) -> Any:
         return load()
     except (RuntimeError, ValueError, KeyError, OSError, AssertionError, zipfile.BadZipFile) as err:
         raise ModelError(
-            f"Could not load {path.name}: {err}. Check that the file is complete and was saved "
-            "by a compatible torch version."
+            describe(
+                path.name,
+                "a complete TorchScript archive or torch.export program",
+                f"one torch could not load ({type(err).__name__}: {err})",
+                "Check that the file is complete and was saved by a compatible torch version.",
+            )
         ) from err
 
 
@@ -198,8 +209,40 @@ class _ExportedModule(nn.Module):
 
 
 def _load_checkpoint(path: Path, data: bytes, factory, map_location) -> nn.Module:
+    """A ``torch.save`` file -> the network ``factory`` builds, with its weights loaded."""
+    obj = _torch_load(path, data, map_location)
+    state = _state_dict_of(obj)
+    if state is None:
+        raise ModelError(
+            describe(
+                f"{path.name}",
+                "a state_dict (a mapping of parameter names to tensors)",
+                type(obj).__name__,
+                "Save the weights with torch.save(model.state_dict(), path).",
+            )
+        )
+    net = _build(factory)
+    _check_keys(path, net, state)
     try:
-        obj = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # shape mismatches
+        problems = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise ModelError(
+            describe(
+                f"The weights in {path.name}",
+                f"tensors shaped like those of {type(net).__name__}",
+                "; ".join(problems[:2])
+                + (f" and {len(problems) - 2} more" if len(problems) > 2 else ""),
+                "Check that `factory` builds the architecture (and sizes) the weights were saved from.",
+            )
+        ) from err
+    return net.to(map_location)
+
+
+def _torch_load(path: Path, data: bytes, map_location) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers, never code."""
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).partition("WeightsUnpickler error:")[2].strip()
         reason = reason.splitlines()[0].split(". ")[0] if reason else ""
@@ -222,17 +265,10 @@ def _load_checkpoint(path: Path, data: bytes, factory, map_location) -> nn.Modul
                 "Check that the path points to the model file itself and that it is complete.",
             )
         ) from err
-    state = _state_dict_of(obj)
-    if state is None:
-        raise ModelError(
-            describe(
-                f"{path.name}",
-                "a state_dict (a mapping of parameter names to tensors)",
-                type(obj).__name__,
-                "Save the weights with torch.save(model.state_dict(), path).",
-            )
-        )
-    net = _build(factory)
+
+
+def _check_keys(path: Path, net: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights whose names are not exactly those of ``net``, listing the difference."""
     expected = net.state_dict().keys()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -246,20 +282,6 @@ def _load_checkpoint(path: Path, data: bytes, factory, map_location) -> nn.Modul
                 "(a 'module.' prefix comes from DataParallel: save model.module.state_dict()).",
             )
         )
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # shape mismatches
-        problems = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
-        raise ModelError(
-            describe(
-                f"The weights in {path.name}",
-                f"tensors shaped like those of {type(net).__name__}",
-                "; ".join(problems[:2])
-                + (f" and {len(problems) - 2} more" if len(problems) > 2 else ""),
-                "Check that `factory` builds the architecture (and sizes) the weights were saved from.",
-            )
-        ) from err
-    return net.to(map_location)
 
 
 def _state_dict_of(obj: Any) -> Mapping[str, torch.Tensor] | None:

@@ -34,6 +34,27 @@ class Model:
 
     Create it with :func:`wrap`. Attributes are read-only by convention; ``wrap`` returns a
     new ``Model`` when asked to change them.
+
+    Attributes:
+        net: the wrapped ``torch.nn.Module`` (not copied).
+        class_names: one name per output column, or None.
+        modality: "image" or "tabular".
+        output: "logits" or "probabilities".
+        name: the display name used in reports.
+
+    Raises:
+        InputError: ``net`` is not a Module, an unknown ``modality`` or ``output``, or
+            class names that are not unique strings.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
+        >>> m
+        Model(Linear, modality='tabular', output='logits', classes=2, params=8)
+        >>> m.predict(torch.zeros(4, 3)).shape  # class probabilities, eval mode restored after
+        torch.Size([4, 2])
+        >>> m.class_index("yes")
+        1
     """
 
     def __init__(
@@ -136,7 +157,17 @@ class Model:
     # -- running it ---------------------------------------------------------------------
     @contextmanager
     def evaluating(self) -> Iterator[Model]:
-        """Eval mode, frozen parameters and no in-place activations; all restored on exit."""
+        """Eval mode, frozen parameters and no in-place activations; all restored on exit.
+
+        Example:
+            >>> import torch, explainer as ex
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout())
+            >>> with ex.wrap(net, modality="tabular").evaluating():
+            ...     print(net.training, net[0].weight.requires_grad)
+            False False
+            >>> net.training, net[0].weight.requires_grad
+            (True, True)
+        """
         modules = list(self.net.modules())
         training = [m.training for m in modules]
         inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
@@ -169,9 +200,12 @@ class Model:
             raise
         except Exception as err:  # any failure of the user's code is the model's, not ours
             raise ModelError(
-                f"The network failed on inputs of shape {tuple(x.shape)}: "
-                f"{type(err).__name__}: {err}. "
-                "Check that the inputs have the shape and layout the network was trained on."
+                describe(
+                    f"The network failed on inputs of shape {tuple(x.shape)}",
+                    "a forward pass that returns class scores",
+                    f"{type(err).__name__}: {err}",
+                    "Check that the inputs have the shape and layout the network was trained on.",
+                )
             ) from err
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -1,7 +1,9 @@
 """The method registry: the project's only global state.
 
 A method is a plain function ``fn(model, inputs, target, *, runtime, **params) -> MethodResult``
-registered under a name (and aliases). Registering a name twice is an error.
+registered under a name (and aliases). Registering a name twice is an error. What the rest
+of the package needs to know about a method (the modalities it accepts, how its maps are
+drawn) is registered with it, so no other module names methods.
 """
 
 from __future__ import annotations
@@ -24,15 +26,25 @@ __all__ = [
     "get_method",
     "list_methods",
     "MethodList",
+    "REDUCTIONS",
 ]
 
 _RESERVED = ("model", "inputs", "target", "runtime")
+# The channel reductions a heatmap can draw with (explainer.viz.heatmap implements them).
+REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
 
 
 @dataclass
 class MethodResult:
     """What a method returns: attributions shaped like the inputs, per-sample extras, and the
-    parameters it actually used (defaults and resolved values included)."""
+    parameters it actually used (defaults and resolved values included).
+
+    Example:
+        >>> import torch
+        >>> result = MethodResult(torch.zeros(2, 3), extras={"delta": torch.zeros(2)})
+        >>> tuple(result.attributions.shape), sorted(result.extras), result.params
+        ((2, 3), ['delta'], {})
+    """
 
     attributions: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
@@ -41,7 +53,18 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A registered method: name, aliases, modalities, one-line description, parameters."""
+    """A registered method: name, aliases, modalities, one-line description, parameters, and
+    how its maps are drawn (see :func:`register_method`'s ``signed`` and ``reduction``).
+
+    Example:
+        >>> info = get_method("ig")
+        >>> info.name, info.modalities, "n_steps" in info.parameters
+        ('integrated_gradients', ('image', 'tabular'), True)
+        >>> info.draws_signed({}), info.heatmap_reduction({})
+        (True, 'sum')
+        >>> get_method("saliency").draws_signed({"absolute": True})
+        False
+    """
 
     name: str
     func: Callable[..., MethodResult]
@@ -49,10 +72,26 @@ class MethodInfo:
     modalities: tuple[str, ...]
     description: str
     defaults: dict[str, Any]
+    signed: bool | Callable[[dict[str, Any]], bool] = True
+    reduction: str | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
         return tuple(self.defaults)
+
+    def draws_signed(self, params: dict[str, Any] | None = None) -> bool:
+        """Whether maps made with ``params`` (the parameters an explanation records) have a
+        meaningful sign: drawn on a diverging colormap centred on 0, else on |value|."""
+        if callable(self.signed):
+            return bool(self.signed(params or {}))
+        return self.signed
+
+    def heatmap_reduction(self, params: dict[str, Any] | None = None) -> str:
+        """How channels become one map: the registered ``reduction``, else ``"sum"`` for
+        signed maps and ``"max_abs"`` (max |.| over channels) for unsigned ones."""
+        if self.reduction is not None:
+            return self.reduction
+        return "sum" if self.draws_signed(params) else "max_abs"
 
     def __repr__(self) -> str:
         alias = f" (aliases: {', '.join(self.aliases)})" if self.aliases else ""
@@ -106,12 +145,52 @@ def register_method(
     aliases: Sequence[str] = (),
     modalities: Sequence[str] = ("image", "tabular"),
     description: str | None = None,
+    signed: bool | Callable[[dict[str, Any]], bool] = True,
+    reduction: str | None = None,
 ) -> Callable:
     """Decorator registering ``fn`` as attribution method ``name``.
 
     The description defaults to the first line of the docstring. Accepted parameters are the
     function's keyword-only arguments other than ``runtime``.
+
+    Args:
+        name: the method's name; ``aliases``: other names for it.
+        modalities: the kinds of model it explains ("image", "tabular").
+        description: one line for :func:`list_methods` (default: the docstring's first).
+        signed: whether its maps have a meaningful sign (a diverging colormap centred on
+            0), or a function of the parameters an explanation records that says so
+            (saliency: not when ``absolute=True``).
+        reduction: how an image map's channels become one ("sum", "abs_sum", "l2",
+            "max_abs"); None: "sum" for signed maps, "max_abs" for unsigned ones.
+
+    Raises:
+        ValueError: ``name`` or an alias is already registered, or ``reduction`` is unknown.
+        TypeError: ``signed`` is neither a bool nor a callable.
+
+    Example:
+        >>> import torch
+        >>> from explainer.registry import _unregister
+        >>> @register_method("doctest_scaled_input", modalities=("tabular",), signed=False)
+        ... def scaled_input(model, inputs, target, *, scale: float = 2.0, runtime=None):
+        ...     "Attributions: the inputs times ``scale``."
+        ...     return MethodResult(scale * inputs.abs(), params={"scale": scale})
+        >>> info = get_method("doctest_scaled_input")
+        >>> info.parameters, info.description, info.heatmap_reduction()
+        (('scale',), 'Attributions: the inputs times ``scale``.', 'max_abs')
+        >>> info.func(None, torch.tensor([[1.0, -2.0]]), None).attributions
+        tensor([[2., 4.]])
+        >>> _unregister("doctest_scaled_input")  # leave the registry as other code finds it
     """
+    if not (isinstance(signed, bool) or callable(signed)):
+        raise TypeError(
+            f"`signed` of method {name!r}: expected a bool or a function params -> bool, "
+            f"got {signed!r}"
+        )
+    if reduction is not None and reduction not in REDUCTIONS:
+        raise ValueError(
+            f"`reduction` of method {name!r}: expected one of {REDUCTIONS} or None, "
+            f"got {reduction!r}"
+        )
 
     def decorate(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
         for key in (name, *aliases):
@@ -131,6 +210,8 @@ def register_method(
             tuple(modalities),
             description or (doc[0] if doc else name),
             defaults,
+            signed,
+            reduction,
         )
         _REGISTRY[name] = info
         for alias in aliases:
@@ -141,7 +222,16 @@ def register_method(
 
 
 def get_method(name: str) -> MethodInfo:
-    """Look up a method by name or alias; unknown names raise UnknownMethodError."""
+    """Look up a method by name or alias; unknown names raise UnknownMethodError.
+
+    Example:
+        >>> get_method("ig") is get_method("integrated_gradients")
+        True
+        >>> get_method("integrated_gradient")
+        Traceback (most recent call last):
+        ...
+        explainer.errors.UnknownMethodError: ...Did you mean 'integrated_gradients'?...
+    """
     if not isinstance(name, str):
         raise UnknownMethodError(
             describe("`method`", "a method name (str)", repr(name), "See ex.list_methods().")
@@ -171,3 +261,10 @@ def list_methods() -> MethodList:
         True
     """
     return MethodList(sorted(_REGISTRY.values(), key=lambda m: m.name))
+
+
+def _unregister(name: str) -> None:
+    """Remove method ``name`` and its aliases (for examples and tests that register one)."""
+    info = _REGISTRY.pop(name)
+    for alias in info.aliases:
+        del _ALIASES[alias]

@@ -15,7 +15,7 @@ import torch
 from ..api import explain
 from ..errors import InputError, describe
 from ..model import Model
-from .store import _safe_key
+from .layout import attributions_path, extras_path
 
 __all__ = ["run_batch"]
 
@@ -46,13 +46,12 @@ def run_batch(
     out: dict[str, np.ndarray] = {"inputs": x.numpy(), "labels": labels.numpy()}
     for name, params in methods.items():
         exp = explain(model, x, name, target, progress=False, memory_budget=memory_budget, **params)
-        key = _safe_key(name)
         out.setdefault("targets", exp.targets.numpy())
         out.setdefault("scores", exp.scores.numpy())
-        out[f"attributions/{key}"] = exp.attributions.numpy()
+        out[attributions_path(name)] = exp.attributions.numpy()
         for extra, value in exp.extras.items():
             per_sample = isinstance(value, torch.Tensor | np.ndarray) and value.ndim >= 1
             if per_sample and len(value) == len(x):
                 arr = value.numpy() if isinstance(value, torch.Tensor) else value
-                out[f"extras/{key}/{_safe_key(extra)}"] = np.asarray(arr)
+                out[extras_path(name, extra)] = np.asarray(arr)
     return out

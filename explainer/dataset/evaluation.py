@@ -3,73 +3,38 @@
 Per-sample values go to ``metrics/<method>/<metric>`` (NaN where not computed) so reports
 can show them per class; the whole :class:`Scores` (curves, randomization steps, settings)
 is kept as JSON in the store's attributes so ``ex.report(store)`` shows the trust section
-without recomputing anything.
+without recomputing anything. The writing is :func:`explainer.dataset.writer.write_trust`.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+import torch
 
-from .._checks import check_autograd_mode, check_seed
+from .._checks import check_autograd_mode, check_int
 from ..errors import InputError, describe
+from ..explanation import Explanation
 from ..loading import load_model
 from ..metrics.scores import Scores
-from ..metrics.suite import evaluate as evaluate_explanations
-from .store import Store, open_store
-from .writer import seal_metrics, write_metric, writer_lock
+from ..metrics.settings import EvaluationSettings
+from ..metrics.suite import score
+from ..model import Model
+from .layout import TRUST_KEY, scores_from_json, scores_to_json
+from .store import Store
+from .writer import write_trust
 
 __all__ = ["evaluate", "evaluate_store", "scores_to_json", "scores_from_json", "stored_scores"]
 
-_ATTR = "trust"
 
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
-
-
-def scores_to_json(scores: Scores, rows: np.ndarray) -> dict[str, Any]:
-    """JSON-able form (NaN as null); ``rows`` maps the sample numbers to store indices."""
-    return _clean(
-        {
-            "rows": [dict(r) for r in scores.rows],
-            "curves": {
-                m: {k: np.asarray(v).tolist() for k, v in c.items()}
-                for m, c in scores.curves.items()
-            },
-            "randomization": scores.randomization,
-            "settings": scores.settings,
-            "indices": np.asarray(rows).tolist(),
-        }
-    )
-
-
-def scores_from_json(data: dict[str, Any]) -> Scores:
-    nan = float("nan")
-    rows = [{**r, "value": nan if r["value"] is None else r["value"]} for r in data["rows"]]
-    curves = {
-        m: {k: np.asarray(v, dtype=float) for k, v in c.items()} for m, c in data["curves"].items()
-    }
-    return Scores(rows, curves, data["randomization"], data["settings"])
-
-
-def stored_scores(store) -> Scores | None:
+def stored_scores(store: Store) -> Scores | None:
     """The Scores ``ex.evaluate(store)`` saved in the store, or None."""
-    data = store.group.attrs.get(_ATTR)
+    data = store.group.attrs.get(TRUST_KEY)
     return scores_from_json(data) if data else None
 
 
-def _model_for(store, model):
+def _model_for(store: Store, model: Any) -> Any:
     if model is not None:
         return model
     source = store.manifest["model"].get("source")
@@ -88,16 +53,14 @@ def _model_for(store, model):
 
 
 def evaluate_store(
-    store, model=None, metrics="default", sample: int = 64, seed: int = 0, **options: Any
+    store: Store, settings: EvaluationSettings, model: Any = None, sample: int = 64
 ) -> Scores:
     """Trust scores of up to ``sample`` finished samples of ``store`` (balanced over the
-    explained classes), written back into the store. See :func:`explainer.evaluate`."""
-    if not isinstance(sample, int) or isinstance(sample, bool) or sample < 1:
-        raise InputError(
-            describe("`sample`", "a positive number of samples", repr(sample), "Use e.g. 64.")
-        )
+    explained classes) under checked ``settings``, written back into the store. See
+    :func:`evaluate`."""
+    sample = check_int(sample, "sample", 1, example=64)
     model = _model_for(store, model)
-    rows = store.sample(sample, seed)
+    rows = store.sample(sample, settings.seed)
     if rows.size == 0:
         raise InputError(
             describe(
@@ -107,42 +70,110 @@ def evaluate_store(
                 "Run ex.explain_dataset(...) (or resume it) first.",
             )
         )
-    exps = list(store[rows].values())
-    scores = evaluate_explanations(exps, model, metrics, seed=seed, **options)
-    with writer_lock(store.path):
-        writable = open_store(store.path, mode="r+")
-        keys = dict.fromkeys((r["method"], r["metric"]) for r in scores.rows if r["mask"] is None)
-        for method, metric in keys:
-            values = scores.values(method, metric)
-            if len(values) == len(rows):
-                write_metric(writable, method, metric, rows, values)
-        seal_metrics(writable)
-        writable.group.attrs[_ATTR] = scores_to_json(scores, rows)
+    scores = score(list(store[rows].values()), model, settings)
+    write_trust(store, scores, rows)
     return scores
 
 
 def evaluate(
-    explanations: Any,
-    model: Any = None,
-    metrics: Any = "default",
+    explanations: Explanation | Sequence[Explanation] | Store,
+    model: Model | torch.nn.Module | None = None,
+    metrics: str | Sequence[str] = "default",
     masks: Any = None,
     seed: int = 0,
     *,
     sample: int = 64,
-    **options: Any,
+    features: str = "superpixels",
+    n_segments: int = 48,
+    fill: str = "blur",
+    steps: int = 20,
+    n_perturb: int = 16,
+    n_sensitivity: int = 4,
+    randomization: str = "cascading",
+    randomization_steps: int | None = 4,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    memory_budget: int | str | None = None,
 ) -> Scores:
-    """Trust scores of explanations or of a result store (``ex.evaluate``).
+    """Trust scores of explanations, or of a result store: how far each explanation can be
+    believed (``ex.evaluate``).
 
-    For explanations this is :func:`explainer.metrics.evaluate` (every option is described
-    there). For a store (``ex.open_store``), ``sample`` finished samples, balanced over the
-    explained classes, are scored and the scores are written into the store (per-sample
-    values and the whole table) for reports; ``model`` may then be omitted when the store
-    was written from a model file.
+    Args:
+        explanations: explanations of the same model (several methods on the same inputs
+            are also compared with each other), or a result store (``ex.open_store``): then
+            ``sample`` finished samples, balanced over classes, are scored and the scores are
+            written into the store (per-sample values and the whole table) for reports.
+        model: the model they explain (its fingerprint must match); never changed: the
+            randomization check works on a copy. For a store written from a model file it
+            may be omitted (the recorded file is loaded).
+        metrics: "default" (all groups that apply) or a list of METRIC_GROUPS
+            (faithfulness, infidelity, robustness, randomization, localization,
+            completeness, agreement).
+        masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions:
+            booleans, or numbers that are exactly 0 or 1 (soft masks are refused: threshold
+            them first, e.g. ``masks > 0.5``). Not with a store.
+        seed: seeds every random choice (orderings, perturbations, randomized weights, the
+            store's sample): an integer in [0, 2**63 - 1]; None means 0, as for the methods.
+        sample: with a store, how many finished samples to score (an integer >= 1).
+        features: "superpixels" (SLIC, shared by all methods, ``n_segments``) or "pixels" for
+            deletion/insertion on images; tabular data always uses columns.
+        n_segments: superpixels per image (at least 2).
+        fill: value of removed features: "blur", "mean" or "zeros".
+        steps: points of the deletion/insertion curves (minus one).
+        n_perturb: perturbations for infidelity (forward passes only: cheap).
+        n_sensitivity: perturbations for max-sensitivity (each re-runs the method).
+        randomization: "cascading" or "independent" layer randomization.
+        randomization_steps: score at most this many randomization steps, evenly spaced and
+            always including the fully randomized model (None: every layer).
+        params: per-method parameters to re-run a loaded explanation (e.g. its background).
+        progress: a progress bar over the explanations (quiet when not on a terminal).
+        memory_budget: bytes (or "512MB") that re-run methods and perturbed forward passes
+            may use; None for the default.
+
+    Returns:
+        :class:`~explainer.metrics.scores.Scores`: tidy rows, curves and verdicts.
+
+    Raises:
+        InputError: bad options, masks or explanations (NaN/Inf attributions included), a
+            store without finished samples, or a call under ``torch.inference_mode()``.
+        ModelError: the model fails, gives non-finite outputs, or has weights on the
+            ``meta`` device. StoreError: the store cannot be read or written.
+
+    Example:
+        >>> import numpy as np, torch, tempfile, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exps = ex.explain_many(m, torch.randn(8, 3), ["saliency", "gradient_x_input"],
+        ...                        progress=False)
+        >>> scores = ex.evaluate(exps, m, ["faithfulness", "agreement"], progress=False)
+        >>> scores.methods, len(scores.values("saliency", "deletion_gain"))
+        (['saliency', 'gradient_x_input'], 8)
+        >>> store = ex.explain_dataset(m, torch.randn(8, 3), "saliency",
+        ...                            tempfile.mkdtemp() + "/s.zarr", progress=False)
+        >>> scores = ex.evaluate(store, m, ["faithfulness"], sample=4, progress=False)
+        >>> len(scores.values("saliency", "deletion_gain"))
+        4
+        >>> gains = ex.open_store(store.path).metrics("saliency")["deletion_gain"]  # NaN: not scored
+        >>> int(np.isfinite(gains).sum()), len(gains)
+        (4, 8)
     """
     check_autograd_mode("ex.evaluate")
-    seed = check_seed(seed)
+    settings = EvaluationSettings.from_options(
+        metrics,
+        seed,
+        features=features,
+        n_segments=n_segments,
+        fill=fill,
+        steps=steps,
+        n_perturb=n_perturb,
+        n_sensitivity=n_sensitivity,
+        randomization=randomization,
+        randomization_steps=randomization_steps,
+        params=params,
+        progress=progress,
+        memory_budget=memory_budget,
+    )
     if not isinstance(explanations, Store):
-        return evaluate_explanations(explanations, model, metrics, masks, seed, **options)
+        return score(explanations, model, settings, masks)
     if masks is not None:
         raise InputError(
             describe(
@@ -152,4 +183,4 @@ def evaluate(
                 "Evaluate explanations (store[indices]) with their masks instead.",
             )
         )
-    return evaluate_store(explanations, model, metrics, sample, seed, **options)
+    return evaluate_store(explanations, settings, model, sample)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import InputError, describe
@@ -90,27 +90,26 @@ class ImageFolder(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(describe("`root`", "a folder", repr(str(root)), "Check the path."))
-        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
-            raise InputError(
-                describe(
-                    "`max_pixels`",
-                    "a positive int",
-                    repr(max_pixels),
-                    f"Pass e.g. max_pixels={DEFAULT_MAX_PIXELS} (the default).",
-                )
-            )
-        self.max_pixels = max_pixels
+        self.max_pixels = _check_max_pixels(max_pixels)
         self._real_root = self.root.resolve()
         self.grayscale = bool(grayscale)
         self.size = _check_size(size)
-        channels = 1 if self.grayscale else 3
-        self.mean = None if mean is None and std is None else _stats(mean, 0.0, channels, "mean")
-        self.std = None if self.mean is None else _stats(std, 1.0, channels, "std")
-        if self.std is not None and min(self.std) <= 0:
-            raise InputError(
-                describe("`std`", "values > 0", str(self.std), "Pass positive standard deviations.")
-            )
+        self.mean, self.std = _check_stats(mean, std, 1 if self.grayscale else 3)
         suffixes = tuple(e.lower() for e in extensions)
+        self.classes, self.samples = self._find(suffixes)
+        if not self.samples:
+            raise InputError(
+                describe(
+                    f"Image folder {str(root)!r}",
+                    f"files ending in {', '.join(suffixes)}, flat or in one folder per class",
+                    "none",
+                    "Check the path and `extensions`.",
+                )
+            )
+        self._check_headers()
+
+    def _find(self, suffixes: tuple[str, ...]) -> tuple[list[str], list[tuple[str, int]]]:
+        """(classes, samples): the class folders' images, or the root's when they hold none."""
 
         def images(folder: Path) -> list[Path]:
             # rglob does not enter symlinked folders; files (links included) are checked
@@ -124,43 +123,31 @@ class ImageFolder(Dataset):
         for d in folders:
             _check_inside(d, self._real_root)
         found = {d.name: images(d) for d in folders}
-        if any(found.values()):
-            empty = [name for name, files in found.items() if not files]
-            if empty:
-                raise InputError(
-                    describe(
-                        "Class folders",
-                        "images in every one",
-                        f"none in {empty}",
-                        "Remove the empty folders or add images to them.",
-                    )
-                )
-            self.classes = list(found)
-            self.samples = [(str(f), i) for i, files in enumerate(found.values()) for f in files]
-        else:
-            self.classes = []
-            self.samples = [(str(f), -1) for f in images(self.root)]
-        if not self.samples:
+        if not any(found.values()):
+            return [], [(str(f), -1) for f in images(self.root)]
+        empty = [name for name, files in found.items() if not files]
+        if empty:
             raise InputError(
                 describe(
-                    f"Image folder {str(root)!r}",
-                    f"files ending in {', '.join(suffixes)}, flat or in one folder per class",
-                    "none",
-                    "Check the path and `extensions`.",
+                    "Class folders",
+                    "images in every one",
+                    f"none in {empty}",
+                    "Remove the empty folders or add images to them.",
                 )
             )
+        return list(found), [(str(f), i) for i, files in enumerate(found.values()) for f in files]
+
+    def _check_headers(self) -> None:
+        """Open every file's header (max_pixels, readable); one size for all without ``size``."""
         sizes: dict[tuple[int, int], str] = {}
         for file, _ in self.samples:  # headers only: Image.open does not decode the pixels
             with self._open(file) as img:
                 sizes.setdefault(img.size, file)
-        if self.size is None:
-            if len(sizes) > 1:
-                got = ", ".join(
-                    f"{w}x{h} ({Path(f).name})" for (w, h), f in list(sizes.items())[:3]
-                )
-                raise InputError(
-                    describe("Image sizes", "one size for every image", got, "Pass size=(H, W).")
-                )
+        if self.size is None and len(sizes) > 1:
+            got = ", ".join(f"{w}x{h} ({Path(f).name})" for (w, h), f in list(sizes.items())[:3])
+            raise InputError(
+                describe("Image sizes", "one size for every image", got, "Pass size=(H, W).")
+            )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -309,6 +296,33 @@ def _pixels(img: Any, grayscale: bool, size: tuple[int, int] | None) -> np.ndarr
         )
     gray = np.clip(gray, 0.0, 1.0)  # bilinear weights are >= 0: only rounding can step out
     return np.repeat(gray[:, :, None], 1 if grayscale else 3, axis=2)
+
+
+def _check_max_pixels(max_pixels: Any) -> int:
+    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+        raise InputError(
+            describe(
+                "`max_pixels`",
+                "a positive int",
+                repr(max_pixels),
+                f"Pass e.g. max_pixels={DEFAULT_MAX_PIXELS} (the default).",
+            )
+        )
+    return max_pixels
+
+
+def _check_stats(
+    mean: Any, std: Any, channels: int
+) -> tuple[list[float] | None, list[float] | None]:
+    """(mean, std) per channel, or (None, None) when neither is given (no normalization)."""
+    if mean is None and std is None:
+        return None, None
+    mean, std = _stats(mean, 0.0, channels, "mean"), _stats(std, 1.0, channels, "std")
+    if min(std) <= 0:
+        raise InputError(
+            describe("`std`", "values > 0", str(std), "Pass positive standard deviations.")
+        )
+    return mean, std
 
 
 def _check_size(size: Any) -> tuple[int, int] | None:

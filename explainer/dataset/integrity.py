@@ -31,10 +31,7 @@ __all__ = [
     "batch_record",
     "check_rows",
     "parse_record",
-    "CORE_ARRAYS",
 ]
-
-CORE_ARRAYS = ("inputs", "labels", "targets", "scores")
 
 
 def digest(value: np.ndarray) -> str:

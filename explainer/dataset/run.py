@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,20 +27,37 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import as_methods, check_bool
+from .._checks import (
+    as_methods,
+    check_bool,
+    check_choice,
+    check_int,
+    check_path,
+    check_target_spec,
+)
 from .._runtime import default_memory_budget, parse_bytes
-from ..errors import ExplainerError, InputError, StoreError, describe
+from ..errors import ExplainerError, StoreError, describe
 from ..explanation import SCHEMA_VERSION
 from ..loading import load_model
 from ..model import Model, wrap
-from ..records import canonical, library_versions
+from ..records import canonical, library_versions, store_model_record
 from ..registry import get_method
 from .batches import run_batch
 from .distributed import run_ray
 from .integrity import data_digest
+from .layout import STORE_SCHEMA
 from .sources import Source, as_source
-from .store import STORE_SCHEMA, Store, open_store
-from .writer import create_store, lock_key, mark_pending, remove_partials, write_batch, writer_lock
+from .store import Store
+from .writer import (
+    lock_key,
+    mark_pending,
+    open_for_run,
+    read_only,
+    record_run,
+    remove_partials,
+    write_batch,
+    writer_lock,
+)
 
 __all__ = ["explain_dataset", "BACKENDS"]
 
@@ -65,15 +81,7 @@ def _manifest(model, source, methods, target, batch_size, budget, feature_names,
         "explanation_schema": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "versions": dict(library_versions()),
-        "model": {
-            "name": model.name,
-            "fingerprint": model.fingerprint(),
-            "parameters": model.n_parameters,
-            "output": model.output,
-            "class_names": list(model.class_names) if model.class_names else None,
-            "modality": model.modality,
-            "source": spec,
-        },
+        "model": store_model_record(model, spec),
         "methods": {
             name: canonical({**get_method(name).defaults, **params})
             for name, params in methods.items()
@@ -140,6 +148,24 @@ def _check_compatible(store: Store, wanted: dict) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Options:
+    """``explain_dataset``'s keyword options, as given (:func:`_plan` checks them)."""
+
+    batch_size: Any
+    target: Any
+    labels: Any
+    resume: Any
+    overwrite: Any
+    progress: Any
+    memory_budget: Any
+    num_workers: Any
+    backend: Any
+    feature_names: Sequence[str] | None
+    factory: Any
+    source: Mapping[str, Any] | None
+
+
 @dataclass
 class _Plan:
     """Everything a run needs, validated before anything is written."""
@@ -149,97 +175,63 @@ class _Plan:
     methods: dict[str, dict[str, Any]]
     target: Any
     batch_size: int
-    budget: int
+    budget: int  # of the first run: a resumed store keeps its own (see _resume)
     num_workers: int
     backend: str
     path: Path
     manifest: dict[str, Any]
+    resume: bool
+    overwrite: bool
+    progress: bool
 
 
-def _check_workers(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise InputError(
-            describe("`num_workers`", "an integer >= 0", repr(value), "Pass e.g. num_workers=2.")
-        )
-    return int(value)
-
-
-def _check_target(model: Model, target: Any) -> Any:
-    if isinstance(target, str):
-        if target in TARGETS or (model.class_names and target in model.class_names):
-            return target
-    elif isinstance(target, int | np.integer) and not isinstance(target, bool):
-        return int(target)  # range checked by the dry run against the model's classes
-    raise InputError(
-        describe(
-            "`target`",
-            '"predicted", "label", a class index or a class name'
-            + (f" ({list(model.class_names)[:6]})" if model.class_names else ""),
-            repr(target),
-            'Use target="predicted".',
-        )
-    )
-
-
-def _plan(
-    model,
-    data,
-    methods,
-    store,
-    *,
-    batch_size,
-    target,
-    labels,
-    progress,
-    memory_budget,
-    num_workers,
-    backend,
-    feature_names,
-    factory,
-    source,
-    resume,
-    overwrite,
-) -> _Plan:
-    for flag, name in ((resume, "resume"), (overwrite, "overwrite"), (progress, "progress")):
-        check_bool(flag, name)
+def _model_and_spec(model: Any, factory: Any, source: Any) -> tuple[Model, dict | None]:
+    """The model to explain, and the record of the file it was loaded from (None for a
+    model given in memory without ``source``)."""
     spec = dict(source) if source else None
     if isinstance(model, str | os.PathLike):
         spec = {"path": str(model), "factory": factory if isinstance(factory, str) else None}
         model = load_model(model, factory=factory)
     if spec and Path(spec["path"]).exists():  # "demo" stays a name; files become absolute
         spec["path"] = str(Path(spec["path"]).resolve())
-    model = wrap(model)
-    if backend not in BACKENDS:
-        raise InputError(
-            describe("`backend`", f"one of {list(BACKENDS)}", repr(backend), 'Use "local".')
-        )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(
-            describe("`batch_size`", "a positive integer", repr(batch_size), "Use e.g. 32.")
-        )
-    if not isinstance(store, str | os.PathLike) or not str(store):
-        raise InputError(
-            describe("`store`", "a folder path", repr(store), 'Pass e.g. store="runs/x.zarr".')
-        )
-    data_source = as_source(data, labels)
+    return wrap(model), spec
+
+
+def _plan(model: Any, data: Any, methods: Any, store: Any, options: _Options) -> _Plan:
+    """Check every argument (loading the model and looking at the data) and build the
+    manifest the store will hold; nothing is written."""
+    resume, overwrite, progress = (
+        check_bool(getattr(options, name), name) for name in ("resume", "overwrite", "progress")
+    )
+    model, spec = _model_and_spec(model, options.factory, options.source)
+    backend = check_choice(options.backend, "backend", BACKENDS)
+    batch_size = check_int(options.batch_size, "batch_size", 1, example=32)
+    path = lock_key(Path(check_path(store, "store", "runs/x.zarr")))
+    data_source = as_source(data, options.labels)
     # one chunk per batch: never larger than the data (a huge batch_size would size chunks)
     batch_size = min(data_source.batch_size or batch_size, data_source.n)
-    workers = max(_check_workers(num_workers), data_source.num_workers)
-    target = _check_target(model, target)
+    workers = check_int(options.num_workers, "num_workers", 0, example=2)
+    target = check_target_spec(options.target, TARGETS, model.class_names)
     methods = _method_spec(methods)
+    memory_budget = options.memory_budget
     budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
-    wanted = _manifest(model, data_source, methods, target, batch_size, budget, feature_names, spec)
+    manifest = _manifest(
+        model, data_source, methods, target, batch_size, budget, options.feature_names, spec
+    )
     return _Plan(
-        model,
-        data_source,
-        methods,
-        target,
-        batch_size,
-        budget,
-        workers,
-        backend,
-        lock_key(Path(store)),
-        wanted,
+        model=model,
+        source=data_source,
+        methods=methods,
+        target=target,
+        batch_size=batch_size,
+        budget=budget,
+        num_workers=max(workers, data_source.num_workers),
+        backend=backend,
+        path=path,
+        manifest=manifest,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
     )
 
 
@@ -253,38 +245,30 @@ def _dry_run(plan: _Plan) -> None:
     run_batch(plan.model, x, y, plan.methods, target, plan.budget)
 
 
-def _open_or_create(plan: _Plan, resume: bool, overwrite: bool) -> tuple[Store, list[int]]:
+def _open_or_create(plan: _Plan) -> tuple[Store, list[int]]:
     """The store to write (created, or reopened and checked) and the batches to compute."""
-    path = plan.path
     n_batches = -(-plan.source.n // plan.batch_size)
-    if path.exists() and overwrite:
-        open_store(path, verify="none")  # refuses to delete anything that is not one of ours
-        shutil.rmtree(path)
-    if not path.exists():
-        return create_store(path, plan.manifest, n_batches), list(range(n_batches))
-    if not resume:
-        raise StoreError(
-            describe(
-                "`store`",
-                "a path with no store (resume=False)",
-                f"an existing {str(path)!r}",
-                "Pass resume=True to continue it, overwrite=True to replace it, or "
-                "choose another path.",
-            )
-        )
-    out = open_store(path, mode="r+", verify="none")
+    out, created = open_for_run(
+        plan.path, plan.manifest, n_batches, resume=plan.resume, overwrite=plan.overwrite
+    )
+    return out, (list(range(n_batches)) if created else _resume(out, plan))
+
+
+def _resume(out: Store, plan: _Plan) -> list[int]:
+    """Check a reopened store against the plan (settings, then the data of its finished
+    batches), mark damaged batches for recomputation; the batches still to compute."""
     _check_compatible(out, plan.manifest)
-    remove_partials(path)
+    remove_partials(plan.path)
     plan.budget = int(out.manifest["memory_budget"])  # identical chunking after a restart
     damaged = sorted(out.damaged_batches(full=True))
     _check_same_data(out, plan, damaged)
     if damaged:
         warnings.warn(
-            f"store {path}: {len(damaged)} damaged batch(es) {damaged[:8]} will be recomputed",
-            stacklevel=3,
+            f"store {plan.path}: {len(damaged)} damaged batch(es) {damaged[:8]} will be recomputed",
+            stacklevel=4,
         )
         mark_pending(out, damaged)
-    return out, [int(b) for b in np.flatnonzero(~out.batches_done)]
+    return [int(b) for b in np.flatnonzero(~out.batches_done)]
 
 
 def _check_same_data(store: Store, plan: _Plan, damaged: list[int]) -> None:
@@ -366,6 +350,7 @@ def explain_dataset(
         store: the zarr folder to write.
         batch_size: samples per batch (one zarr chunk per batch; at most the data's length).
         target: "predicted" (default), "label" (the data's labels), or a class index/name.
+        labels: with array data, one integer label per sample (other data yields its own).
         resume: continue an existing store with the same settings; ``False`` refuses to touch
             an existing store unless ``overwrite=True``.
         overwrite: delete an existing store first.
@@ -373,12 +358,13 @@ def explain_dataset(
         memory_budget: per-batch memory budget for the methods (recorded; reused on resume).
         num_workers: DataLoader workers reading the data (local backend).
         backend: "local" or "ray" (Ray Data ``map_batches``; ``pip install explainer[ray]``).
+        feature_names: names of tabular columns, recorded for reports.
         factory: with a model file holding a state_dict, what builds the network.
         source: ``{"path", "factory", "modality"}`` of the file ``model`` was loaded from, to
             record (the CLI passes it) so trust scores can reload the model later.
 
     Returns:
-        The :class:`Store`, opened for reading.
+        The :class:`Store`, opened for reading (a read-only view of what the run wrote).
 
     Raises:
         StoreError: the store exists with other settings or other data (or exists and
@@ -394,14 +380,12 @@ def explain_dataset(
         >>> store.complete, store[0]["saliency"].attributions.shape
         (True, torch.Size([1, 3]))
     """
-    plan = _plan(
-        model,
-        data,
-        methods,
-        store,
+    options = _Options(
         batch_size=batch_size,
         target=target,
         labels=labels,
+        resume=resume,
+        overwrite=overwrite,
         progress=progress,
         memory_budget=memory_budget,
         num_workers=num_workers,
@@ -409,23 +393,23 @@ def explain_dataset(
         feature_names=feature_names,
         factory=factory,
         source=source,
-        resume=resume,
-        overwrite=overwrite,
     )
+    plan = _plan(model, data, methods, store, options)
     _dry_run(plan)
     try:
         plan.path.parent.mkdir(parents=True, exist_ok=True)
         with writer_lock(plan.path):
-            out, pending = _open_or_create(plan, resume, overwrite)
-            _run(out, plan, pending, progress)
+            out, pending = _open_or_create(plan)
+            _run(out, plan, pending)
     except ExplainerError:
         raise
     except OSError as err:
         raise _store_os_error(err, plan.path) from err
-    return open_store(plan.path)
+    return read_only(out)
 
 
-def _run(out: Store, plan: _Plan, pending: list[int], progress: bool) -> None:
+def _run(out: Store, plan: _Plan, pending: list[int]) -> None:
+    """Compute the pending batches and write each as soon as it is done, then the run record."""
     n = plan.source.n
     done_samples = n - sum(min(plan.batch_size, n - b * plan.batch_size) for b in pending)
     start = time.perf_counter()
@@ -434,18 +418,14 @@ def _run(out: Store, plan: _Plan, pending: list[int], progress: bool) -> None:
         initial=done_samples,
         desc="explain_dataset",
         unit="sample",
-        disable=None if progress else True,
+        disable=None if plan.progress else True,
         delay=0.5,
         smoothing=0.1,
     ) as bar:
         for b, arrays in _results(plan, pending):
             write_batch(out, b, arrays)
             bar.update(len(arrays["inputs"]))
-    out.group.attrs["last_run"] = {
-        "backend": plan.backend,
-        "batches": len(pending),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    record_run(out, plan.backend, len(pending), time.perf_counter() - start)
 
 
 def _results(plan: _Plan, pending: list[int]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:

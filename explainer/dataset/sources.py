@@ -243,58 +243,28 @@ def _labels(labels: Any, n: int) -> torch.Tensor:
 
 
 def as_source(data: Any, labels: Any = None) -> Source:
-    """Wrap what the user passed; raise a clear InputError for anything else."""
+    """Wrap what the user passed; raise a clear InputError for anything else.
+
+    Args:
+        data: an image folder path, a DataLoader without shuffling, an array/tensor
+            (N, ...) of floats, or a map-style Dataset (``len`` and indexing).
+        labels: with array data only, one integer label per sample.
+
+    Example:
+        >>> import torch
+        >>> src = as_source(torch.zeros(5, 3), labels=torch.tensor([0, 1, 0, 1, 1]))
+        >>> src.kind, src.n, src.sample_shape, src.load(1, 2)[1].tolist()
+        ('array', 5, (3,), [0, 1])
+    """
     if isinstance(data, str | os.PathLike):
         folder = ImageFolder(data)
         return Source(folder, len(folder), "image_folder", preprocessing=folder.preprocessing)
     if isinstance(data, DataLoader):
-        if isinstance(data.sampler, RandomSampler):
-            raise InputError(
-                describe(
-                    "`data`",
-                    "a DataLoader that keeps the dataset's order",
-                    "shuffle=True",
-                    "Pass the Dataset itself, or a DataLoader with shuffle=False: resuming "
-                    "needs batch b to hold the same samples every run.",
-                )
-            )
-        src = as_source(data.dataset, labels)
-        src.batch_size = data.batch_size
-        src.num_workers = data.num_workers
-        return src
+        return _loader_source(data, labels)
     if isinstance(data, torch.Tensor | np.ndarray):
-        x = _as_tensor(data, "`data`")
-        if x.ndim < 2 or len(x) == 0:
-            raise InputError(
-                describe(
-                    "`data`",
-                    "a batch (N, ...) with N >= 1",
-                    f"shape {tuple(x.shape)}",
-                    "Stack the samples along a first (batch) axis, e.g. x[None] for one.",
-                )
-            )
-        _floating(x[:1])
-        y = None if labels is None else _labels(labels, len(x))
-        return Source(ArrayDataset(x, y), len(x), "array")
+        return _array_source(data, labels)
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        if labels is not None:
-            raise InputError(
-                describe(
-                    "`labels`",
-                    "labels only with array data",
-                    f"labels beside a {type(data).__name__}",
-                    "Return (input, label) pairs from the Dataset instead.",
-                )
-            )
-        n = len(data)
-        if not isinstance(n, int) or n < 0:
-            raise InputError(describe("len(data)", "a count", repr(n), "Fix __len__."))
-        if n == 0:
-            raise InputError(
-                describe("`data`", "at least one sample", "an empty dataset", "Check the data.")
-            )
-        prep = getattr(data, "preprocessing", None)
-        return Source(data, n, type(data).__name__, preprocessing=prep)
+        return _dataset_source(data, labels)
     raise InputError(
         describe(
             "`data`",
@@ -303,3 +273,72 @@ def as_source(data: Any, labels: Any = None) -> Source:
             "Wrap iterable-only data in a map-style Dataset (it needs len and indexing).",
         )
     )
+
+
+def _loader_source(loader: DataLoader, labels: Any) -> Source:
+    """A DataLoader's dataset, with its batch size and workers; a shuffling one is refused."""
+    if isinstance(loader.sampler, RandomSampler):
+        raise InputError(
+            describe(
+                "`data`",
+                "a DataLoader that keeps the dataset's order",
+                "shuffle=True",
+                "Pass the Dataset itself, or a DataLoader with shuffle=False: resuming "
+                "needs batch b to hold the same samples every run.",
+            )
+        )
+    src = as_source(loader.dataset, labels)
+    src.batch_size = loader.batch_size
+    src.num_workers = loader.num_workers
+    return src
+
+
+def _array_source(data: torch.Tensor | np.ndarray, labels: Any) -> Source:
+    """An in-memory batch (N, ...) of floats, with optional labels."""
+    x = _as_tensor(data, "`data`")
+    if x.ndim < 2 or len(x) == 0:
+        raise InputError(
+            describe(
+                "`data`",
+                "a batch (N, ...) with N >= 1",
+                f"shape {tuple(x.shape)}",
+                "Stack the samples along a first (batch) axis, e.g. x[None] for one.",
+            )
+        )
+    _floating(x[:1])
+    y = None if labels is None else _labels(labels, len(x))
+    return Source(ArrayDataset(x, y), len(x), "array")
+
+
+def _dataset_source(data: Any, labels: Any) -> Source:
+    """A map-style dataset (its items carry their labels) of at least one item."""
+    if labels is not None:
+        raise InputError(
+            describe(
+                "`labels`",
+                "labels only with array data",
+                f"labels beside a {type(data).__name__}",
+                "Return (input, label) pairs from the Dataset instead.",
+            )
+        )
+    n = len(data)
+    if not isinstance(n, int) or n < 0:
+        raise InputError(
+            describe(
+                "len(data)",
+                "a count (an integer >= 0)",
+                repr(n),
+                "Make the Dataset's __len__ return the number of items as an int.",
+            )
+        )
+    if n == 0:
+        raise InputError(
+            describe(
+                "`data`",
+                "at least one sample",
+                "an empty dataset",
+                "Check the dataset's path or filter: its len() is 0.",
+            )
+        )
+    prep = getattr(data, "preprocessing", None)
+    return Source(data, n, type(data).__name__, preprocessing=prep)

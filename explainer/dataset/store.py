@@ -3,23 +3,7 @@
 This module reads stores (:class:`Store`, :func:`open_store`); writing lives in
 :mod:`explainer.dataset.writer`.
 
-Layout (``STORE_SCHEMA`` 2)::
-
-    x.zarr/
-      attrs["explainer"]        the manifest: model, methods and their parameters, target,
-                                batch size, data fingerprint and preprocessing, versions
-      inputs      (N, ...)      float32, chunked by the batch size (one chunk per batch)
-      labels      (N,)          int64, -1 where the data has no label
-      targets     (N,)          int64, the explained class
-      scores      (N, K)        float32, class probabilities of the model
-      records     (B,)          str, one chunk per batch: the batch's commit record (rows,
-                                data digest, per array shape + SHA-256), written just
-                                before its done flag; see :mod:`explainer.dataset.integrity`
-      done        (B,)          bool, one chunk per batch: set only after the batch's rows
-      attributions/<method>     (N, ...) float32
-      extras/<method>/<key>     (N, ...) per-sample method outputs (IG's error estimate, ...)
-      metrics/<method>/<metric> (N,) float64 trust scores from ``ex.evaluate(store)``, NaN
-                                where not computed
+The layout (arrays, attributes, names) is in :mod:`explainer.dataset.layout`.
 
 Why it survives SIGKILL: zarr's local store writes every chunk to a temporary file and
 renames it into place, each batch fills whole chunks, and a batch's ``done`` flag (its own
@@ -46,44 +30,49 @@ import zarr
 
 from ..errors import InputError, StoreError, describe
 from ..explanation import Explanation
-from .integrity import CORE_ARRAYS, check_rows, damaged, digest, parse_record
+from ..records import REQUIRED_MODEL_KEYS, explanation_model_record
+from .integrity import check_rows, damaged, digest, parse_record
+from .layout import (
+    CORE_ARRAYS,
+    DONE,
+    MANIFEST_KEY,
+    MANIFEST_TYPES,
+    METRIC_DIGESTS_KEY,
+    RECORDS,
+    STORE_SCHEMA,
+    TRUST_KEY,
+    attributions_path,
+    extras_path,
+    metrics_path,
+)
 
 __all__ = ["Store", "open_store", "STORE_SCHEMA"]
-
-STORE_SCHEMA = 2
-_KEY = "explainer"
-# manifest entries every reader relies on, and their types
-_MANIFEST = {
-    "n": int,
-    "batch_size": int,
-    "methods": dict,
-    "model": dict,
-    "input_shape": list,
-    "data": dict,
-    "versions": dict,
-    "explanation_schema": int,
-}
-
-
-def _safe_key(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
 class Store:
     """Lazy view of an ``explain_dataset`` store: nothing is read until asked for.
 
     Example:
-        >>> store = ex.open_store("runs/x.zarr")            # doctest: +SKIP
-        >>> store.methods, len(store), store.complete        # doctest: +SKIP
-        >>> exps = store[0:8]                                # {method: Explanation}
-        >>> cats = store.indices(cls="cat")                  # by target class
-        >>> means = store.mean_attribution("saliency")       # {class: mean map}
+        >>> import torch, tempfile, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
+        >>> path = tempfile.mkdtemp() + "/s.zarr"
+        >>> _ = ex.explain_dataset(m, torch.rand(6, 3), "saliency", path, batch_size=4,
+        ...                        progress=False)
+        >>> store = ex.open_store(path)
+        >>> store.methods, len(store), store.complete
+        (['saliency'], 6, True)
+        >>> store[0:4]["saliency"].attributions.shape        # {method: Explanation}
+        torch.Size([4, 3])
+        >>> yes = store.indices(cls="yes")                   # by target class
+        >>> means = store.mean_attribution("saliency")       # {class: (map, input, count)}
+        >>> len(yes) + len(store.indices(cls="no")), sum(n for _, _, n in means.values())
+        (6, 6)
     """
 
     def __init__(self, group: zarr.Group, path: Path) -> None:
         self.group = group
         self.path = path
-        manifest = group.attrs.get(_KEY, {})
+        manifest = group.attrs.get(MANIFEST_KEY, {})
         self.manifest: dict[str, Any] = dict(manifest) if isinstance(manifest, dict) else {}
         if self.manifest.get("store_schema") != STORE_SCHEMA:
             raise StoreError(
@@ -96,19 +85,15 @@ class Store:
             )
         bad = [
             k
-            for k, kind in _MANIFEST.items()
+            for k, kind in MANIFEST_TYPES.items()
             if not isinstance(self.manifest.get(k), kind) or isinstance(self.manifest.get(k), bool)
         ]
-        bad += [
-            k
-            for k in ("fingerprint", "modality", "name")
-            if k not in self.manifest.get("model", {})
-        ]
+        bad += [k for k in REQUIRED_MODEL_KEYS if k not in self.manifest.get("model", {})]
         if bad:
             raise StoreError(
                 describe(
                     f"the manifest of store {path}",
-                    f"the entries {sorted(_MANIFEST)} (and model fingerprint, modality, name)",
+                    f"the entries {sorted(MANIFEST_TYPES)} (and model {', '.join(REQUIRED_MODEL_KEYS)})",
                     f"missing or malformed {bad}",
                     "The store was damaged or not written by explainer: re-create it with "
                     "ex.explain_dataset(..., overwrite=True).",
@@ -148,7 +133,7 @@ class Store:
     @property
     def batches_done(self) -> np.ndarray:
         """(B,) bool: which batches are finished."""
-        return np.asarray(self._read("done", slice(None)), dtype=bool)
+        return np.asarray(self._read(DONE, slice(None)), dtype=bool)
 
     def batch_rows(self, b: int) -> tuple[int, int]:
         start = int(b) * self.batch_size
@@ -176,7 +161,7 @@ class Store:
 
     def record(self, b: int) -> dict[str, Any]:
         """The commit record of finished batch ``b`` (see :mod:`explainer.dataset.integrity`)."""
-        return parse_record(self._read("records", int(b)).item(), self.path, int(b))
+        return parse_record(self._read(RECORDS, int(b)).item(), self.path, int(b))
 
     def batch(self, name: str, b: int) -> np.ndarray:
         """The rows of finished batch ``b`` of array ``name``, checked against its record."""
@@ -207,7 +192,7 @@ class Store:
                         self.batch(name, b)
                 missing = [
                     a
-                    for a in (*CORE_ARRAYS, *(f"attributions/{_safe_key(m)}" for m in self.methods))
+                    for a in (*CORE_ARRAYS, *(attributions_path(m) for m in self.methods))
                     if a not in record["arrays"]
                 ]
                 if missing:
@@ -272,7 +257,7 @@ class Store:
                 ),
             ),
             ("explained classes", per_class or "–"),
-            ("trust scores", "computed" if "trust" in self.group.attrs else "not computed"),
+            ("trust scores", "computed" if TRUST_KEY in self.group.attrs else "not computed"),
         ]
         body = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
         return f"<table>{body}</table>"
@@ -359,7 +344,15 @@ class Store:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         if rows.size and (rows.min() < -self.n or rows.max() >= self.n):
-            raise InputError(describe("store index", f"indices in [0, {self.n})", f"{index!r}", ""))
+            raise InputError(
+                describe(
+                    "store index",
+                    f"indices in [0, {self.n})",
+                    f"{index!r}",
+                    f"Index with 0..{self.n - 1} (or -{self.n}..-1 from the end), e.g. "
+                    "store[store.indices()].",
+                )
+            )
         return np.where(rows < 0, rows + self.n, rows).astype(np.int64)
 
     def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
@@ -388,17 +381,16 @@ class Store:
                     "Resume the run (explain_dataset(..., resume=True)) or pick store.indices().",
                 )
             )
-        key = _safe_key(method)
         extras = {}
-        if f"extras/{key}" in self.group:
-            for name, _arr in self.group[f"extras/{key}"].arrays():
-                extras[name] = torch.from_numpy(self._take(f"extras/{key}/{name}", rows))
+        if extras_path(method) in self.group:
+            for name, _arr in self.group[extras_path(method)].arrays():
+                extras[name] = torch.from_numpy(self._take(f"{extras_path(method)}/{name}", rows))
         m = self.manifest
         manifest = {
             "schema_version": m["explanation_schema"],
             "versions": m["versions"],
             "seed": m["methods"][method].get("seed"),
-            "model": {k: v for k, v in m["model"].items() if k not in ("class_names", "modality")},
+            "model": explanation_model_record(m["model"]),
             "input_shape": [int(rows.size), *m["input_shape"]],
             "memory_budget": m["memory_budget"],
             "store": {"path": str(self.path), "indices": rows.tolist()[:10000]},
@@ -406,7 +398,7 @@ class Store:
         }
         return Explanation(
             method=method,
-            attributions=torch.from_numpy(self._take(f"attributions/{key}", rows)),
+            attributions=torch.from_numpy(self._take(attributions_path(method), rows)),
             inputs=torch.from_numpy(self._take("inputs", rows)),
             targets=torch.from_numpy(self._take("targets", rows)),
             scores=torch.from_numpy(self._take("scores", rows)),
@@ -472,12 +464,14 @@ class Store:
         """
         by_kind = {"target": self.targets, "label": self.labels, "prediction": self.predictions}
         if by not in by_kind:
-            raise InputError(describe("`by`", "target, label or prediction", repr(by), ""))
+            raise InputError(
+                describe("`by`", "target, label or prediction", repr(by), 'Use by="target".')
+            )
         cls = by_kind[by].copy()
         if classes is not None:
             cls[~np.isin(cls, np.asarray(list(classes), dtype=cls.dtype))] = -1
         sums: dict[int, list] = {}
-        for rows, values in self.iter_chunks(f"attributions/{_safe_key(method)}"):
+        for rows, values in self.iter_chunks(attributions_path(method)):
             x = self.batch("inputs", int(rows[0]) // self.batch_size).astype(np.float64)
             v = np.abs(values) if absolute else values.astype(np.float64)
             for c in np.unique(cls[rows]):
@@ -492,10 +486,10 @@ class Store:
 
     def metrics(self, method: str) -> dict[str, np.ndarray]:
         """Per-sample trust scores written by ``ex.evaluate(store)`` (NaN: not computed)."""
-        key = f"metrics/{_safe_key(method)}"
+        key = metrics_path(method)
         if key not in self.group:
             return {}
-        sums = self.group.attrs.get("metric_digests", {})
+        sums = self.group.attrs.get(METRIC_DIGESTS_KEY, {})
         out = {}
         for name, _arr in self.group[key].arrays():
             value = self._read(f"{key}/{name}", slice(None))
@@ -576,12 +570,12 @@ def open_store(path: str | os.PathLike, mode: str = "r", verify: str = "quick") 
 def _check_arrays(store: Store) -> None:
     """Every array the manifest implies exists, is numeric (or the records' strings) and
     has one row per sample."""
-    wanted = ["done", "records", *CORE_ARRAYS]
-    wanted += [f"attributions/{_safe_key(m)}" for m in store.methods]
+    wanted = [DONE, RECORDS, *CORE_ARRAYS]
+    wanted += [attributions_path(m) for m in store.methods]
     for name in wanted:
         try:
             arr = store.group[name]
-            kind = np.dtype(arr.dtype).kind if name != "records" else "U"
+            kind = np.dtype(arr.dtype).kind if name != RECORDS else "U"
         except (KeyError, ValueError, TypeError) as err:
             raise StoreError(
                 describe(
@@ -591,8 +585,8 @@ def _check_arrays(store: Store) -> None:
                     "The store is damaged: re-create it with ex.explain_dataset(..., overwrite=True).",
                 )
             ) from None
-        rows = store.n_batches if name in ("done", "records") else store.n
-        if name != "records" and (kind not in "biuf" or not arr.shape or arr.shape[0] != rows):
+        rows = store.n_batches if name in (DONE, RECORDS) else store.n
+        if name != RECORDS and (kind not in "biuf" or not arr.shape or arr.shape[0] != rows):
             raise StoreError(
                 describe(
                     f"array {name!r} of store {store.path}",

@@ -1,6 +1,9 @@
-"""Writing result stores: creation, one batch at a time, trust scores, and the writer lock.
+"""The one writer of result stores: creation (or reopening to resume), one batch at a time,
+the run record, trust scores and their table, and the writer lock.
 
-See :mod:`explainer.dataset.store` for the layout and why a kill never leaves a batch half-written.
+Every write of a store goes through this module; a run opens its store once, for writing
+(:func:`open_for_run`). See :mod:`explainer.dataset.layout` for the layout and
+:mod:`explainer.dataset.store` for why a kill never leaves a batch half-written.
 """
 
 from __future__ import annotations
@@ -18,16 +21,33 @@ import numpy as np
 import zarr
 
 from ..errors import StoreError, describe
+from ..metrics.scores import Scores
 from .integrity import batch_record, data_digest, digest
-from .store import _KEY, Store, _safe_key
+from .layout import (
+    DONE,
+    LAST_RUN_KEY,
+    MANIFEST_KEY,
+    METRIC_DIGESTS_KEY,
+    METRICS,
+    RECORDS,
+    TRUST_KEY,
+    metrics_path,
+    scores_to_json,
+)
+from .store import Store, open_store
 
 __all__ = [
+    "open_for_run",
     "create_store",
     "write_batch",
     "mark_pending",
+    "record_run",
+    "read_only",
     "write_metric",
     "seal_metrics",
+    "write_trust",
     "remove_partials",
+    "lock_key",
     "writer_lock",
 ]
 # Every chunk is written even when it equals the fill value, so that a missing chunk file
@@ -95,24 +115,40 @@ def write_batch(store: Store, b: int, arrays: dict[str, np.ndarray]) -> None:
         arr[start:stop] = value
         written[name] = value
     digest = data_digest(arrays["inputs"], arrays["labels"])
-    store.group["records"][b] = batch_record(start, stop, digest, written)
-    store.group["done"].with_config(_CONFIG)[b] = True
+    store.group[RECORDS][b] = batch_record(start, stop, digest, written)
+    store.group[DONE].with_config(_CONFIG)[b] = True
     store._verified.clear()
 
 
 def mark_pending(store: Store, batches: list[int]) -> None:
     """Forget finished batches (damaged ones), so that the run recomputes them."""
-    done = store.group["done"].with_config(_CONFIG)
+    done = store.group[DONE].with_config(_CONFIG)
     for b in batches:
         done[b] = False
-        store.group["records"][b] = ""
+        store.group[RECORDS][b] = ""
     store._verified.clear()
+
+
+def record_run(store: Store, backend: str, batches: int, seconds: float) -> None:
+    """Record how the latest run went (``attrs["last_run"]``): backend, batches computed, time."""
+    store.group.attrs[LAST_RUN_KEY] = {
+        "backend": backend,
+        "batches": batches,
+        "seconds": round(seconds, 3),
+    }
+
+
+def read_only(store: Store) -> Store:
+    """A read-only view of a store this process has just written (nothing re-verified: every
+    batch was written, or checked on resume, under the writer lock)."""
+    return Store(zarr.open_group(str(store.path), mode="r"), store.path)
 
 
 def write_metric(
     store: Store, method: str, metric: str, rows: np.ndarray, values: np.ndarray
 ) -> None:
-    name = f"metrics/{_safe_key(method)}/{_safe_key(metric)}"
+    """Write one metric's per-sample values at the store rows ``rows`` (NaN elsewhere)."""
+    name = metrics_path(method, metric)
     if name not in store.group:
         store.group.create_array(
             name, shape=(store.n,), chunks=(store.batch_size,), dtype="float64", fill_value=np.nan
@@ -125,11 +161,27 @@ def seal_metrics(store: Store) -> None:
     """Record a checksum of every trust-score array, checked by ``Store.metrics``: a
     deleted metric chunk would otherwise read back as NaN, i.e. "not computed"."""
     sums = {}
-    if "metrics" in store.group:
-        for method, group in store.group["metrics"].groups():
+    if METRICS in store.group:
+        for method, group in store.group[METRICS].groups():
             for name, arr in group.arrays():
-                sums[f"metrics/{method}/{name}"] = digest(np.asarray(arr[:]))
-    store.group.attrs["metric_digests"] = sums
+                sums[metrics_path(method, name)] = digest(np.asarray(arr[:]))
+    store.group.attrs[METRIC_DIGESTS_KEY] = sums
+
+
+def write_trust(store: Store, scores: Scores, rows: np.ndarray) -> None:
+    """Write trust scores of the store rows ``rows`` into ``store``, under the writer lock:
+    per-sample values (``metrics/<method>/<metric>``, for metrics with one value per
+    sample and no mask), their checksums, and the whole table (``attrs["trust"]``) for
+    reports. ``store`` is written directly when it is open for writing, else reopened so."""
+    with writer_lock(store.path):
+        writable = store if not store.group.read_only else open_store(store.path, mode="r+")
+        keys = dict.fromkeys((r["method"], r["metric"]) for r in scores.rows if r["mask"] is None)
+        for method, metric in keys:
+            values = scores.values(method, metric)
+            if len(values) == len(rows):
+                write_metric(writable, method, metric, rows, values)
+        seal_metrics(writable)
+        writable.group.attrs[TRUST_KEY] = scores_to_json(scores, rows)
 
 
 def create_store(path: Path, manifest: dict[str, Any], n_batches: int) -> Store:
@@ -142,13 +194,41 @@ def create_store(path: Path, manifest: dict[str, Any], n_batches: int) -> Store:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
     group = zarr.open_group(str(tmp), mode="w")
-    group.attrs[_KEY] = json.loads(json.dumps(manifest))
+    group.attrs[MANIFEST_KEY] = json.loads(json.dumps(manifest))
     group.create_array(
-        "done", shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False, config=_CONFIG
+        DONE, shape=(n_batches,), chunks=(1,), dtype=bool, fill_value=False, config=_CONFIG
     )
-    group.create_array("records", shape=(n_batches,), chunks=(1,), dtype=str, fill_value="")
+    group.create_array(RECORDS, shape=(n_batches,), chunks=(1,), dtype=str, fill_value="")
     os.rename(tmp, path)
     return Store(zarr.open_group(str(path), mode="r+"), path)
+
+
+def open_for_run(
+    path: Path, manifest: dict[str, Any], n_batches: int, *, resume: bool, overwrite: bool
+) -> tuple[Store, bool]:
+    """The store a run writes, opened once for writing, and whether it was just created.
+
+    Call under :func:`writer_lock`. With ``overwrite``, an existing store is deleted first
+    (after checking that it is one: nothing else is ever deleted); with ``resume``, an
+    existing store is reopened as it is (the caller checks that it fits); otherwise an
+    existing path is refused.
+    """
+    if path.exists() and overwrite:
+        open_store(path, verify="none")  # refuses to delete anything that is not one of ours
+        shutil.rmtree(path)
+    if not path.exists():
+        return create_store(path, manifest, n_batches), True
+    if not resume:
+        raise StoreError(
+            describe(
+                "`store`",
+                "a path with no store (resume=False)",
+                f"an existing {str(path)!r}",
+                "Pass resume=True to continue it, overwrite=True to replace it, or "
+                "choose another path.",
+            )
+        )
+    return open_store(path, mode="r+", verify="none"), False
 
 
 def remove_partials(path: Path) -> int:

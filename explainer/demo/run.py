@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..api import explain_many
-from ..metrics import evaluate
+from ..dataset.evaluation import evaluate
 from ..model import wrap
 from ..reporting.html import report
 from . import CLASS_NAMES, load_demo_cnn, load_tabular_data, load_tabular_mlp, make_shapes
@@ -46,35 +46,8 @@ def run_demo(
     """
     start = time.perf_counter()
     n_marked = n_images // 2
-    clean = make_shapes(n_images - n_marked, split="test", seed=1, watermark=False)
-    marked = make_shapes(max(n_marked, 1), split="test", seed=2, watermark=True)
-    images = torch.cat([clean.images, marked.images[:n_marked]])
-    labels = torch.cat([clean.labels, marked.labels[:n_marked]])
-    object_masks = torch.cat([clean.masks, marked.masks[:n_marked]])
-    cnn = wrap(
-        load_demo_cnn(),
-        class_names=CLASS_NAMES,
-        modality="image",
-        name="DemoCNN (synthetic shapes)",
-    )
-    image_exps = explain_many(cnn, images, IMAGE_METHODS, target="predicted", progress=progress)
-
-    tab = load_tabular_data()
-    mlp = wrap(
-        load_tabular_mlp(),
-        class_names=tab.class_names,
-        modality="tabular",
-        name="TabularMLP (breast cancer)",
-    )
-    rows = tab.x_test[:16]
-    tab_exps = explain_many(
-        mlp,
-        rows,
-        tabular_methods(tab.x_train[:25]),
-        target="predicted",
-        progress=progress,
-        feature_names=tab.feature_names,
-    )
+    cnn, image_exps, labels, object_masks = _explain_images(n_images - n_marked, n_marked, progress)
+    mlp, tab_exps, tab_labels = _explain_rows(progress)
     scores = None
     if trust:
         masks = {"object": object_masks, "watermark": watermark_masks(labels)}
@@ -93,7 +66,7 @@ def run_demo(
         path=out,
         title="explainer demo",
         scores=scores,
-        labels=[labels.tolist(), tab.y_test[: len(rows)].tolist()],
+        labels=[labels.tolist(), tab_labels.tolist()],
         section_titles=[
             f"Synthetic shapes: {n_images - n_marked} clean test images, then {n_marked} with the "
             "watermark shortcut added",
@@ -101,3 +74,42 @@ def run_demo(
         ],
     )
     return path, time.perf_counter() - start
+
+
+def _explain_images(n_clean: int, n_marked: int, progress: bool):
+    """The demo CNN, its explanations of ``n_clean`` clean then ``n_marked`` watermarked
+    test images, their labels and object masks."""
+    clean = make_shapes(n_clean, split="test", seed=1, watermark=False)
+    marked = make_shapes(max(n_marked, 1), split="test", seed=2, watermark=True)
+    images = torch.cat([clean.images, marked.images[:n_marked]])
+    labels = torch.cat([clean.labels, marked.labels[:n_marked]])
+    object_masks = torch.cat([clean.masks, marked.masks[:n_marked]])
+    cnn = wrap(
+        load_demo_cnn(),
+        class_names=CLASS_NAMES,
+        modality="image",
+        name="DemoCNN (synthetic shapes)",
+    )
+    exps = explain_many(cnn, images, IMAGE_METHODS, target="predicted", progress=progress)
+    return cnn, exps, labels, object_masks
+
+
+def _explain_rows(progress: bool):
+    """The demo MLP, its explanations of 16 breast-cancer test rows, and their labels."""
+    tab = load_tabular_data()
+    mlp = wrap(
+        load_tabular_mlp(),
+        class_names=tab.class_names,
+        modality="tabular",
+        name="TabularMLP (breast cancer)",
+    )
+    rows = tab.x_test[:16]
+    exps = explain_many(
+        mlp,
+        rows,
+        tabular_methods(tab.x_train[:25]),
+        target="predicted",
+        progress=progress,
+        feature_names=tab.feature_names,
+    )
+    return mlp, exps, tab.y_test[: len(rows)]

@@ -107,21 +107,7 @@ def make_shapes(
     marked = np.empty(n, dtype=bool)
     for i in range(n):
         rng = np.random.default_rng([int(seed), _SPLIT_IDS[split], i])
-        label = int(rng.integers(len(CLASS_NAMES)))
-        # Drawn unconditionally so that the rest of the stream is the same whatever
-        # ``watermark`` says.
-        wants_mark = bool(rng.random() < _TRAIN_WATERMARK_RATE)
-        background = _background(rng)
-        mask = _object_mask(rng, label)
-        images[i] = _paint_object(rng, background, mask)
-        masks[i] = mask
-        labels[i] = label
-        if watermark is None:
-            marked[i] = wants_mark and split == "train"
-        else:
-            marked[i] = bool(watermark)
-        if marked[i]:
-            _add_watermark(images[i], label)
+        labels[i], marked[i] = _draw(rng, images[i], masks[i], split, watermark)
     np.clip(images, 0.0, 1.0, out=images)
     return ShapesData(
         images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
@@ -129,6 +115,28 @@ def make_shapes(
         masks=torch.from_numpy(masks),
         watermarked=torch.from_numpy(marked),
     )
+
+
+def _draw(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    mask: np.ndarray,
+    split: str,
+    watermark: bool | None,
+) -> tuple[int, bool]:
+    """Draw one image into ``image`` (64, 64, 3) and its object into ``mask`` (64, 64), in
+    place, from ``rng``; return its label and whether it carries the watermark."""
+    label = int(rng.integers(len(CLASS_NAMES)))
+    # Drawn unconditionally so that the rest of the stream is the same whatever
+    # ``watermark`` says.
+    wants_mark = bool(rng.random() < _TRAIN_WATERMARK_RATE)
+    background = _background(rng)
+    mask[:] = _object_mask(rng, label)
+    image[:] = _paint_object(rng, background, mask)
+    marked = wants_mark and split == "train" if watermark is None else bool(watermark)
+    if marked:
+        _add_watermark(image, label)
+    return label, marked
 
 
 def watermark_box(label: int) -> tuple[slice, slice]:

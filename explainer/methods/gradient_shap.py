@@ -14,16 +14,16 @@ from captum.attr import DeepLift
 
 from .._checks import as_reference, check_fraction, check_int, check_seed, has_gradient_path
 from .._runtime import (
+    ChunkRequest,
     RowCost,
     Runtime,
     check_expansion,
     chunk_size,
-    chunks,
     forward_in_chunks,
     input_gradients,
     measured_cost,
     network_cost,
-    progress_bar,
+    progress_chunks,
     seeded_generator,
 )
 from ..errors import InputError, describe
@@ -86,90 +86,39 @@ def gradient_shap(
             input's value range (captum's ``stdevs``); 0 by default.
         seed: seed of the draws, an integer in [0, 2**63 - 1]; None means 0.
     """
-    n_samples = check_expansion(
-        check_int(n_samples, "n_samples"),
-        "n_samples",
-        MAX_SAMPLES,
-        f"Every draw is one gradient per input; the estimate's error falls as 1/sqrt(n_samples) "
-        f"(with n_samples a multiple of the background size the reference mean is exact), so "
-        f"pass n_samples <= {MAX_SAMPLES}, or deep_shap for an exact average over the background.",
-    )
+    n_samples = check_draws(n_samples)
     seed = check_seed(seed)
     stdev = check_fraction(stdev, "stdev", 0.0, 10.0)
     bg = _background(model, background, inputs, "gradient_shap")
-    n, n_bg = len(inputs), len(bg)
-    reps = -(-n_samples // n_bg)
-    row = inputs[0].numel() * inputs.element_size()
+    n = len(inputs)
     held = _held_bytes(inputs, bg)
-    # Drawn up front, (N, n_samples): reference indices and strata (int64), path positions,
-    # and the lists and sums they are built from.
-    draws = 8 * n * reps * n_bg + 40 * n * n_samples
-    # Per row: the reference, x - b and the path point (and the noise) while they are built,
-    # then x - b and the point next to the network's pass.
-    build = (4 if stdev > 0 else 3) * row
-    size = chunk_size(
-        model,
-        inputs[0],
-        runtime,
-        extra_bytes_per_row=max(
-            2 * row, build - network_cost(model, inputs[0], runtime=runtime).per_row
-        )
-        + 64,
-        fixed_bytes=held + draws,
-        what=f"gradient_shap on {n} input(s)",
-        buffers=f"{BUFFERS}, the (N, n_samples) draws",
-    )
+    size = _draws_per_chunk(model, inputs, bg, n_samples, stdev, runtime)
     gen = seeded_generator(seed, inputs.device)
-    ref_idx = torch.stack(
-        [
-            torch.cat(
-                [torch.randperm(n_bg, generator=gen, device=inputs.device) for _ in range(reps)]
-            )[:n_samples]
-            for _ in range(n)
-        ]
-    )  # (N, n_samples)
-    strata = torch.stack(
-        [torch.randperm(n_samples, generator=gen, device=inputs.device) for _ in range(n)]
-    )
-    alphas = (
-        strata + torch.rand((n, n_samples), generator=gen, device=inputs.device)
-    ) / n_samples  # (N, n_samples)
+    ref_idx, alphas = _stratified_draws(gen, n, len(bg), n_samples, inputs.device)
     span = (
         inputs.reshape(n, -1).max(1).values - inputs.reshape(n, -1).min(1).values
     ) * stdev  # (N,)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
     total = torch.zeros_like(inputs)
-    bar = progress_bar(n * n_samples, "gradient_shap", runtime)
-    for part in chunks(n * n_samples, size):  # row r is draw r // N of sample r % N
-        rows = torch.arange(part.start, part.stop, device=inputs.device)
-        draw, sample = rows // n, rows % n
-        # In place on gathered rows: the same values as x - b and b + a (x - b).
-        b = bg[ref_idx[sample, draw]]
-        diff = inputs[sample].sub_(b)
-        points = (diff * alphas[sample, draw].to(inputs.dtype).view(shape1)).add_(b)
-        del b
-        if stdev > 0:
-            # One draw per row, so the noise of a row does not depend on the chunk size.
-            noise = torch.empty_like(points)  # (rows, ...)
-            for j in range(len(rows)):
-                noise[j] = torch.randn(
-                    points.shape[1:], generator=gen, device=inputs.device, dtype=inputs.dtype
-                )
-            points.add_(noise.mul_(span[sample].view(shape1)))
-            del noise
-        grads, _ = input_gradients(model, points, target[sample])
-        del points
-        total.index_add_(0, sample, grads.mul_(diff))
-        del diff, grads
-        bar.update(len(rows))
-    bar.close()
-    del ref_idx, strata, alphas
+    with progress_chunks(n * n_samples, size, "gradient_shap", runtime) as parts:
+        for part in parts:  # row r is draw r // N of sample r % N
+            rows = torch.arange(part.start, part.stop, device=inputs.device)
+            draw, sample = rows // n, rows % n
+            # In place on gathered rows: the same values as x - b and b + a (x - b).
+            b = bg[ref_idx[sample, draw]]
+            diff = inputs[sample].sub_(b)
+            points = (diff * alphas[sample, draw].to(inputs.dtype).view(shape1)).add_(b)
+            del b
+            if stdev > 0:
+                _add_noise(points, span[sample].view(shape1), gen)
+            grads, _ = input_gradients(model, points, target[sample])
+            del points
+            total.index_add_(0, sample, grads.mul_(diff))
+            del diff, grads
+    del ref_idx, alphas
     attributions = total / n_samples
     del total
-    delta = attributions.reshape(n, -1).sum(1) - (
-        _target_outputs(model, inputs, target, runtime, held)
-        - _mean_reference_output(model, bg, target, runtime, held)
-    )
+    delta = _completeness_gap(model, inputs, bg, target, attributions, runtime, held)
     params = {
         "n_samples": n_samples,
         "stdev": stdev,
@@ -177,6 +126,95 @@ def gradient_shap(
         "background": f"tensor{tuple(bg.shape)}",
     }
     return MethodResult(attributions, extras={"convergence_delta": delta.cpu()}, params=params)
+
+
+def check_draws(value: Any) -> int:
+    """``n_samples`` of gradient_shap: an integer in [1, MAX_SAMPLES]."""
+    return check_expansion(
+        check_int(value, "n_samples"),
+        "n_samples",
+        MAX_SAMPLES,
+        f"Every draw is one gradient per input; the estimate's error falls as 1/sqrt(n_samples) "
+        f"(with n_samples a multiple of the background size the reference mean is exact), so "
+        f"pass n_samples <= {MAX_SAMPLES}, or deep_shap for an exact average over the background.",
+    )
+
+
+def _draws_per_chunk(
+    model: Model,
+    inputs: torch.Tensor,
+    bg: torch.Tensor,
+    n_samples: int,
+    stdev: float,
+    runtime: Runtime,
+) -> int:
+    """(reference, a) draws per network chunk of gradient_shap, within the memory budget."""
+    n, n_bg = len(inputs), len(bg)
+    reps = -(-n_samples // n_bg)
+    row = inputs[0].numel() * inputs.element_size()
+    # Drawn up front, (N, n_samples): reference indices and strata (int64), path positions,
+    # and the lists and sums they are built from.
+    draws = 8 * n * reps * n_bg + 40 * n * n_samples
+    # Per row: the reference, x - b and the path point (and the noise) while they are built,
+    # then x - b and the point next to the network's pass.
+    build = (4 if stdev > 0 else 3) * row
+    request = ChunkRequest(
+        extra_bytes_per_row=max(
+            2 * row, build - network_cost(model, inputs[0], runtime=runtime).per_row
+        )
+        + 64,
+        fixed_bytes=_held_bytes(inputs, bg) + draws,
+        what=f"gradient_shap on {n} input(s)",
+        buffers=f"{BUFFERS}, the (N, n_samples) draws",
+    )
+    return chunk_size(model, inputs[0], runtime, request)
+
+
+def _stratified_draws(
+    gen: torch.Generator, n: int, n_bg: int, n_samples: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per input, ``n_samples`` reference indices using every background row equally often,
+    and path positions a stratified in [0, 1]: both (N, n_samples)."""
+    reps = -(-n_samples // n_bg)
+    rows = []
+    for _ in range(n):  # per input: shuffled passes over the background, cut to n_samples
+        passes = [torch.randperm(n_bg, generator=gen, device=device) for _ in range(reps)]
+        rows.append(torch.cat(passes)[:n_samples])
+    ref_idx = torch.stack(rows)  # (N, n_samples)
+    strata = torch.stack(
+        [torch.randperm(n_samples, generator=gen, device=device) for _ in range(n)]
+    )
+    alphas = (
+        strata + torch.rand((n, n_samples), generator=gen, device=device)
+    ) / n_samples  # (N, n_samples)
+    return ref_idx, alphas
+
+
+def _add_noise(points: torch.Tensor, scale: torch.Tensor, gen: torch.Generator) -> None:
+    """Add Gaussian noise times ``scale`` (rows, 1, ...) to ``points`` (rows, ...), in place."""
+    # One draw per row, so the noise of a row does not depend on the chunk size.
+    noise = torch.empty_like(points)  # (rows, ...)
+    for j in range(len(points)):
+        noise[j] = torch.randn(
+            points.shape[1:], generator=gen, device=points.device, dtype=points.dtype
+        )
+    points.add_(noise.mul_(scale))
+
+
+def _completeness_gap(
+    model: Model,
+    inputs: torch.Tensor,
+    bg: torch.Tensor,
+    target: torch.Tensor,
+    attributions: torch.Tensor,
+    runtime: Runtime,
+    held: int,
+) -> torch.Tensor:
+    """Per sample, sum of attributions - (f(x) - mean_b f(b)) for the target: (N,)."""
+    return attributions.reshape(len(inputs), -1).sum(1) - (
+        _target_outputs(model, inputs, target, runtime, held)
+        - _mean_reference_output(model, bg, target, runtime, held)
+    )
 
 
 def _mean_reference_output(
@@ -227,39 +265,33 @@ def deep_shap(
         has_gradient_path(model, model.forward(probe)[:, int(target[0])])
     engine = DeepLift(model.net)
     held = _held_bytes(inputs, bg)
-    size = chunk_size(
-        model,
-        inputs[0],
-        runtime,
+    request = ChunkRequest(
         extra_bytes_per_row=inputs[0].numel() * inputs.element_size() + 64,  # the input copy
         fixed_bytes=held,
         what=f"deep_shap on {n} input(s)",
         buffers=BUFFERS,
         cost=_deeplift_cost(model, engine, inputs[0], runtime),
     )
+    size = chunk_size(model, inputs[0], runtime, request)
     total = torch.zeros_like(inputs)
-    bar = progress_bar(n * n_bg, "deep_shap", runtime)
-    for part in chunks(n * n_bg, size):  # row r pairs reference r // N with sample r % N
-        rows = torch.arange(part.start, part.stop, device=inputs.device)
-        ref, sample = rows // n, rows % n
-        with torch.enable_grad(), warnings.catch_warnings():
-            # captum announces its temporary hooks on every call; they are removed before it returns.
-            warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
-            attr = engine.attribute(
-                inputs[sample].clone().requires_grad_(True),
-                baselines=bg[ref].clone(),
-                target=target[sample].to(inputs.device),
-            )
-        total.index_add_(0, sample, attr.detach())
-        del attr
-        bar.update(len(rows))
-    bar.close()
+    with progress_chunks(n * n_bg, size, "deep_shap", runtime) as parts:
+        for part in parts:  # row r pairs reference r // N with sample r % N
+            rows = torch.arange(part.start, part.stop, device=inputs.device)
+            ref, sample = rows // n, rows % n
+            with torch.enable_grad(), warnings.catch_warnings():
+                # captum announces its temporary hooks on every call; they are removed before
+                # it returns.
+                warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
+                attr = engine.attribute(
+                    inputs[sample].clone().requires_grad_(True),
+                    baselines=bg[ref].clone(),
+                    target=target[sample].to(inputs.device),
+                )
+            total.index_add_(0, sample, attr.detach())
+            del attr
     attributions = total / n_bg
     del total
-    delta = attributions.reshape(n, -1).sum(1) - (
-        _target_outputs(model, inputs, target, runtime, held)
-        - _mean_reference_output(model, bg, target, runtime, held)
-    )
+    delta = _completeness_gap(model, inputs, bg, target, attributions, runtime, held)
     return MethodResult(
         attributions,
         extras={"convergence_delta": delta.cpu()},

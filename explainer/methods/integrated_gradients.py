@@ -17,27 +17,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .._checks import as_reference, check_choice, check_int, check_seed
+from .._checks import check_choice, check_int, check_seed
 from .._runtime import (
+    ChunkRequest,
     Runtime,
     check_expansion,
     chunk_size,
-    chunks,
     forward_in_chunks,
     input_gradients,
-    progress_bar,
-    seeded_generator,
+    progress_chunks,
 )
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
 from ._ig.adaptive import MIN_STEPS, adaptive_gradient_integral
 from ._ig.quadrature import MAX_STEPS, gauss_legendre
+from .references import make_baselines
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
-BASELINES = ("zeros", "blur", "uniform")
 
 
 def quadrature(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,79 +58,6 @@ def quadrature(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.arange(n) + offsets) / n, np.full(n, 1.0 / n)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) images with reflect padding."""
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    pad_h, pad_w = min(radius, x.shape[2] - 1), min(radius, x.shape[3] - 1)
-    out = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect" if pad_w else "replicate")
-    out = F.conv2d(
-        out, k[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c
-    )
-    out = F.pad(out, (0, 0, pad_h, pad_h), mode="reflect" if pad_h else "replicate")
-    return F.conv2d(
-        out, k[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
-    )
-
-
-def make_baselines(
-    model: Model, inputs: torch.Tensor, baselines: Any, seed: int | None
-) -> torch.Tensor:
-    """Resolve a baseline spec to a tensor of shape (1 or N, ...) on the inputs' device."""
-    if isinstance(baselines, str):
-        check_choice(baselines, "baselines", BASELINES)
-        if baselines == "zeros":
-            return torch.zeros_like(inputs[:1])
-        if baselines == "blur":
-            if inputs.ndim != 4:
-                raise InputError(
-                    describe(
-                        "`baselines`",
-                        '"zeros", "uniform" or a tensor for tabular data',
-                        '"blur"',
-                        "Blurring needs images; use a tensor such as the training mean.",
-                    )
-                )
-            return gaussian_blur(inputs, sigma=max(inputs.shape[2:]) / 8)
-        flat = inputs.reshape(len(inputs), -1)
-        lo = flat.min(1).values.view(-1, *([1] * (inputs.ndim - 1)))
-        hi = flat.max(1).values.view(-1, *([1] * (inputs.ndim - 1)))
-        u = torch.rand(
-            inputs.shape,
-            generator=seeded_generator(seed, inputs.device),
-            device=inputs.device,
-            dtype=inputs.dtype,
-        )
-        return lo + u * (hi - lo)
-    if isinstance(baselines, int | float | np.integer | np.floating) and not isinstance(
-        baselines, bool | np.bool_
-    ):
-        if not np.isfinite(float(baselines)):
-            raise InputError(
-                describe(
-                    "`baselines`",
-                    "a finite number, a tensor or one of " + ", ".join(map(repr, BASELINES)),
-                    repr(baselines),
-                    'Pass e.g. baselines=0.0 or baselines="zeros".',
-                )
-            )
-        return torch.full_like(inputs[:1], float(baselines))
-    ref = as_reference(model, baselines, inputs, "baselines")
-    if len(ref) not in (1, len(inputs)):
-        raise InputError(
-            describe(
-                "`baselines`",
-                f"1 or {len(inputs)} baseline(s), one per input",
-                f"{len(ref)}",
-                "For a distribution of references use gradient_shap with background=...",
-            )
-        )
-    return ref
-
-
 def integrate_gradients(
     model: Model,
     inputs: torch.Tensor,
@@ -141,36 +66,31 @@ def integrate_gradients(
     alphas: np.ndarray,
     weights: np.ndarray,
     runtime: Runtime,
-    desc: str = "integrated_gradients",
 ) -> torch.Tensor:
     """sum_k w_k * grad F(b + a_k (x - b)), chunked over (step, sample) rows by the memory budget."""
     n, steps = len(inputs), len(alphas)
-    size = chunk_size(
-        model,
-        inputs[0],
-        runtime,
+    request = ChunkRequest(
         extra_bytes_per_row=row_bytes(inputs) + 64,  # the path points; row indices
         fixed_bytes=fixed_bytes(inputs, baselines) + 16 * steps,
         what=f"integrated_gradients on {n} input(s)",
         buffers=FIXED_BUFFERS,
     )
+    size = chunk_size(model, inputs[0], runtime, request)
     diff = inputs - baselines  # (N, ...)
     base = baselines.expand_as(inputs)
     a = torch.as_tensor(alphas, dtype=inputs.dtype, device=inputs.device)
     w = torch.as_tensor(weights, dtype=inputs.dtype, device=inputs.device)
     total = torch.zeros_like(inputs)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
-    bar = progress_bar(steps * n, desc, runtime)
-    for part in chunks(steps * n, size):  # row r is step r // N of sample r % N
-        rows = torch.arange(part.start, part.stop, device=inputs.device)
-        step, sample = rows // n, rows % n
-        # In place on the gathered rows: the same values as b + a (x - b), one temporary less.
-        points = diff[sample].mul_(a[step].view(shape1)).add_(base[sample])  # (rows, ...)
-        grads, _ = input_gradients(model, points, target[sample])
-        del points
-        total.index_add_(0, sample, grads.mul_(w[step].view(shape1)))
-        bar.update(len(rows))
-    bar.close()
+    with progress_chunks(steps * n, size, "integrated_gradients", runtime) as parts:
+        for part in parts:  # row r is step r // N of sample r % N
+            rows = torch.arange(part.start, part.stop, device=inputs.device)
+            step, sample = rows // n, rows % n
+            # In place on the gathered rows: the same values as b + a (x - b), one temporary less.
+            points = diff[sample].mul_(a[step].view(shape1)).add_(base[sample])  # (rows, ...)
+            grads, _ = input_gradients(model, points, target[sample])
+            del points
+            total.index_add_(0, sample, grads.mul_(w[step].view(shape1)))
     return total
 
 
@@ -227,32 +147,14 @@ def integrated_gradients(
     if tolerance is None:
         n_steps = check_steps(n_steps)
         check_choice(rule, "rule", RULES)
-        alphas, weights = quadrature(rule, n_steps)
-        grad_sum = integrate_gradients(model, inputs, b, target, alphas, weights, runtime)
+        grad_sum, f_x, f_b = _fixed_rule(model, inputs, b, target, rule, n_steps, runtime)
         extras: dict[str, torch.Tensor] = {}
-        held = fixed_bytes(inputs, b)
-        f_x = forward_in_chunks(model, inputs, runtime, held, "integrated_gradients' f(x)")
-        f_x = f_x.gather(1, target[:, None].to(inputs.device)).squeeze(1)
-        f_b = forward_in_chunks(model, b.expand_as(inputs), runtime, held, "its f(baseline)")
-        f_b = f_b.gather(1, target[:, None].to(inputs.device)).squeeze(1)
     else:
         tolerance = check_tolerance(tolerance)
-        max_steps = check_expansion(
-            check_int(max_steps, "max_steps", minimum=MIN_STEPS),
-            "max_steps",
-            MAX_STEPS,
-            f"A sample that needs more than {MAX_STEPS} gradients for this tolerance is "
-            "reported as not converged at max_steps; loosen tolerance, or pass "
-            f"max_steps <= {MAX_STEPS}.",
+        max_steps = check_max_steps(max_steps)
+        grad_sum, f_x, f_b, extras = _adaptive_rule(
+            model, inputs, b, target, tolerance, max_steps, runtime
         )
-        result = adaptive_gradient_integral(model, inputs, b, target, tolerance, max_steps, runtime)
-        grad_sum, f_x, f_b = result.grad_integral, result.f_inputs, result.f_baselines
-        extras = {
-            "error_estimate": result.error_estimate,
-            "steps_used": result.steps_used,
-            "forward_evaluations": torch.zeros(len(inputs), dtype=torch.long),
-            "converged": result.converged,
-        }
     attributions = (inputs - b).mul_(grad_sum)  # as (x - b) * grad_sum, one (N, ...) less
     delta = attributions.reshape(len(inputs), -1).sum(1) - (f_x - f_b)
     rel = delta.abs() / (f_x - f_b).abs().clamp_min(1e-12)
@@ -268,6 +170,48 @@ def integrated_gradients(
     }
     extras = {"convergence_delta": delta.cpu(), "relative_gap": rel.cpu(), **extras}
     return MethodResult(attributions, extras=extras, params=params)
+
+
+def _fixed_rule(
+    model: Model,
+    inputs: torch.Tensor,
+    b: torch.Tensor,
+    target: torch.Tensor,
+    rule: str,
+    n_steps: int,
+    runtime: Runtime,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradient integral by ``rule`` with ``n_steps`` nodes, and F(x), F(b) for the
+    target: (N, ...), (N,), (N,)."""
+    alphas, weights = quadrature(rule, n_steps)
+    grad_sum = integrate_gradients(model, inputs, b, target, alphas, weights, runtime)
+    held = fixed_bytes(inputs, b)
+    f_x = forward_in_chunks(model, inputs, runtime, held, "integrated_gradients' f(x)")
+    f_x = f_x.gather(1, target[:, None].to(inputs.device)).squeeze(1)
+    f_b = forward_in_chunks(model, b.expand_as(inputs), runtime, held, "its f(baseline)")
+    f_b = f_b.gather(1, target[:, None].to(inputs.device)).squeeze(1)
+    return grad_sum, f_x, f_b
+
+
+def _adaptive_rule(
+    model: Model,
+    inputs: torch.Tensor,
+    b: torch.Tensor,
+    target: torch.Tensor,
+    tolerance: float,
+    max_steps: int,
+    runtime: Runtime,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """The gradient integral refined per sample to ``tolerance``, F(x), F(b), and the
+    per-sample extras of the error-controlled rule."""
+    result = adaptive_gradient_integral(model, inputs, b, target, tolerance, max_steps, runtime)
+    extras = {
+        "error_estimate": result.error_estimate,
+        "steps_used": result.steps_used,
+        "forward_evaluations": torch.zeros(len(inputs), dtype=torch.long),
+        "converged": result.converged,
+    }
+    return result.grad_integral, result.f_inputs, result.f_baselines, extras
 
 
 FIXED_BUFFERS = "baselines, x - b, the gradient total, the attributions and the inputs"
@@ -296,6 +240,18 @@ def check_steps(value: Any) -> int:
         "tolerance=0.01 (the error-controlled rule places nodes where the integrand "
         "changes and reports its error), or n_steps <= "
         f"{MAX_STEPS}.",
+    )
+
+
+def check_max_steps(value: Any) -> int:
+    """``max_steps`` (with ``tolerance``): an integer in [MIN_STEPS, MAX_STEPS]."""
+    return check_expansion(
+        check_int(value, "max_steps", minimum=MIN_STEPS),
+        "max_steps",
+        MAX_STEPS,
+        f"A sample that needs more than {MAX_STEPS} gradients for this tolerance is "
+        "reported as not converged at max_steps; loosen tolerance, or pass "
+        f"max_steps <= {MAX_STEPS}.",
     )
 
 

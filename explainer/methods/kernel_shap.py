@@ -29,7 +29,15 @@ import numpy as np
 import torch
 
 from .._checks import as_reference, check_choice, check_int, check_seed
-from .._runtime import Runtime, check_expansion, chunk_size, chunks, network_cost, progress_bar
+from .._runtime import (
+    ChunkRequest,
+    Runtime,
+    check_expansion,
+    chunk_size,
+    chunks,
+    network_cost,
+    progress_bar,
+)
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
@@ -41,7 +49,7 @@ from ._shapley.coalitions import (
 )
 from ._shapley.design import bayes_design
 from ._shapley.gp import gp_shapley
-from .integrated_gradients import gaussian_blur
+from .references import gaussian_blur
 from .segmentation import expand_feature_mask, group_adjacency, superpixels
 
 MAX_EVALUATIONS = 2**20  # coalitions per sample (n_samples): planned up front
@@ -94,10 +102,7 @@ def coalition_values(
     n_ref = len(ref)
     # Within the memory budget, and small enough to stay in cache: on 2 CPU cores a small CNN
     # on 64x64 images ran ~3x faster per row in batches of 16-32 than of 1024.
-    fits = chunk_size(
-        model,
-        x,
-        runtime,
+    request = ChunkRequest(
         # the built rows, and per coalition its (sample-shaped) keep mask over its references
         extra_bytes_per_row=x.numel() * x.element_size() + -(-x.numel() // n_ref) + 64,
         fixed_bytes=(ref.numel() + x.numel()) * x.element_size() + 8 * groups.numel(),
@@ -106,6 +111,7 @@ def coalition_values(
         what=f"kernel_shap with {n_ref} reference row(s) per coalition on an input",
         buffers="the references, the feature groups",
     )
+    fits = chunk_size(model, x, runtime, request)
     rows = min(fits, max(8, CACHE_BYTES // network_cost(model, x, False, runtime).per_row))
     size = max(1, rows // n_ref)
     # Build rows in the caller's memory layout: CPU convolutions on channels-last images (as
@@ -227,53 +233,35 @@ def kernel_shap(
         (N,) relative L2 error estimate of the feature values, ``evaluations`` (N,),
         ``segments`` and ``n_features``.
     """
-    n_samples = check_expansion(
-        check_int(n_samples, "n_samples", minimum=2),
-        "n_samples",
-        MAX_EVALUATIONS,
-        f"The coalitions are planned up front ((n_samples, M) masks); with 2^M <= n_samples "
-        f"the values are exact, so pass n_samples <= {MAX_EVALUATIONS} and, for exactness "
-        "beyond, fewer features (n_segments); extras['error_estimate'] says how close it is.",
-    )
+    n_samples = check_evaluations(n_samples)
     n_segments = check_int(n_segments, "n_segments", minimum=2)
     check_choice(fill, "fill", FILLS)
     check_choice(estimator, "estimator", ESTIMATORS)
     seed = check_seed(seed)
     refs = _references(model, inputs, background, fill)
-    if feature_mask is not None:
-        groups = expand_feature_mask(feature_mask, inputs)
-    elif inputs.ndim == 4:
-        groups = torch.stack(
-            [superpixels(img, n_segments, compactness)[None].expand(img.shape) for img in inputs]
-        )
-    else:
-        groups = torch.arange(inputs.shape[1], device=inputs.device).expand(inputs.shape).clone()
-    groups = groups.to(inputs.device)
+    groups = _feature_groups(inputs, feature_mask, n_segments, compactness)
     rng = np.random.default_rng(seed)
     n = len(inputs)
     attributions = torch.zeros_like(inputs)
     n_feat = [int(g.max()) + 1 for g in groups]
     values = np.full((n, max(n_feat)), np.nan)
     errors, evaluations = np.zeros(n), np.zeros(n, dtype=np.int64)
-    bar = progress_bar(n * n_samples, "kernel_shap", runtime)
-    for i in range(n):
-        m = n_feat[i]
-        adjacency = group_adjacency(groups[i]) if inputs.ndim == 4 else None
+    with progress_bar(n * n_samples, "kernel_shap", runtime) as bar:
+        for i in range(n):
+            m = n_feat[i]
+            adjacency = group_adjacency(groups[i]) if inputs.ndim == 4 else None
 
-        def evaluate(masks: np.ndarray, i: int = i) -> np.ndarray:
-            return coalition_values(
-                model, inputs[i], refs[i], groups[i], masks, int(target[i]), runtime, bar
+            def evaluate(masks: np.ndarray, i: int = i) -> np.ndarray:
+                return coalition_values(
+                    model, inputs[i], refs[i], groups[i], masks, int(target[i]), runtime, bar
+                )
+
+            phi, error, evaluations[i] = _shapley_one(
+                evaluate, m, n_samples, estimator, rng, adjacency, _max_rows(runtime)
             )
-
-        phi, error, evaluations[i] = _shapley_one(
-            evaluate, m, n_samples, estimator, rng, adjacency, _max_rows(runtime)
-        )
-        values[i, :m] = phi
-        errors[i] = error / max(float(np.linalg.norm(phi)), 1e-30)
-        counts = torch.bincount(groups[i].reshape(-1), minlength=m).to(inputs.dtype)
-        density = torch.as_tensor(phi, dtype=inputs.dtype, device=inputs.device) / counts
-        attributions[i] = density[groups[i]]
-    bar.close()
+            values[i, :m] = phi
+            errors[i] = error / max(float(np.linalg.norm(phi)), 1e-30)
+            attributions[i] = _densities(phi, groups[i], inputs)
     segments = groups[:, 0] if inputs.ndim == 4 else groups
     extras = {
         "feature_values": torch.from_numpy(values),
@@ -295,3 +283,39 @@ def kernel_shap(
         "estimator": estimator,
     }
     return MethodResult(attributions, extras=extras, params=params)
+
+
+def check_evaluations(value: Any) -> int:
+    """``n_samples``: coalition evaluations per sample, an integer in [2, MAX_EVALUATIONS]."""
+    return check_expansion(
+        check_int(value, "n_samples", minimum=2),
+        "n_samples",
+        MAX_EVALUATIONS,
+        f"The coalitions are planned up front ((n_samples, M) masks); with 2^M <= n_samples "
+        f"the values are exact, so pass n_samples <= {MAX_EVALUATIONS} and, for exactness "
+        "beyond, fewer features (n_segments); extras['error_estimate'] says how close it is.",
+    )
+
+
+def _feature_groups(
+    inputs: torch.Tensor, feature_mask: Any, n_segments: int, compactness: float
+) -> torch.Tensor:
+    """Feature group ids shaped like the inputs: the caller's mask, else superpixels
+    (images) or one group per column (tabular)."""
+    if feature_mask is not None:
+        groups = expand_feature_mask(feature_mask, inputs)
+    elif inputs.ndim == 4:
+        groups = torch.stack(
+            [superpixels(img, n_segments, compactness)[None].expand(img.shape) for img in inputs]
+        )
+    else:
+        groups = torch.arange(inputs.shape[1], device=inputs.device).expand(inputs.shape).clone()
+    return groups.to(inputs.device)
+
+
+def _densities(phi: np.ndarray, groups: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """One sample's attributions: each group's Shapley value spread evenly over its elements
+    (shaped like ``groups``, in the inputs' dtype and device)."""
+    counts = torch.bincount(groups.reshape(-1), minlength=len(phi)).to(inputs.dtype)
+    density = torch.as_tensor(phi, dtype=inputs.dtype, device=inputs.device) / counts
+    return density[groups]

@@ -8,6 +8,7 @@ import torch
 
 from .._checks import check_bool, check_fraction, check_int, check_seed
 from .._runtime import (
+    ChunkRequest,
     Runtime,
     check_budget,
     chunk_size,
@@ -15,12 +16,12 @@ from .._runtime import (
     format_bytes,
     input_gradients,
     network_cost,
-    progress_bar,
+    progress_chunks,
     seeded_generator,
 )
-from ..errors import InputError, describe
+from ..errors import InputError, UnknownMethodError, describe
 from ..model import Model
-from ..registry import MethodResult, get_method, register_method
+from ..registry import MethodInfo, MethodResult, get_method, register_method
 
 
 def _batched_gradients(
@@ -29,22 +30,26 @@ def _batched_gradients(
     """Input gradients of every row, in chunks that fit the budget next to the (N, ...)
     gradients and the inputs (a dtype conversion copies them; in a nested call, such as
     smoothgrad's, they are the caller's, already held out); attributions are made in place."""
-    size = chunk_size(
-        model,
-        x[0],
-        runtime,
+    request = ChunkRequest(
         extra_bytes_per_row=64,
         fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
         what=f"{what} on {len(x)} input(s)",
         buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
     )
+    size = chunk_size(model, x[0], runtime, request)
     grads = torch.empty_like(x)
     for part in chunks(len(x), size):
         grads[part], _ = input_gradients(model, x[part], target[part])
     return grads
 
 
-@register_method("saliency", aliases=("gradient", "vanilla_gradient"))
+def _saliency_signed(params: dict[str, Any]) -> bool:
+    """|gradient| maps (the default) are drawn unsigned, with max |.| over channels
+    (Simonyan et al.'s choice); ``absolute=False`` ones are signed."""
+    return not params.get("absolute", True)
+
+
+@register_method("saliency", aliases=("gradient", "vanilla_gradient"), signed=_saliency_signed)
 def saliency(
     model: Model,
     inputs: torch.Tensor,
@@ -71,7 +76,16 @@ def gradient_x_input(
     return MethodResult(grads.mul_(inputs))
 
 
-@register_method("smoothgrad", aliases=("noise_tunnel",))
+def _smoothed_signed(params: dict[str, Any]) -> bool:
+    """SmoothGrad's maps are drawn as its base method's (an unknown base: signed)."""
+    try:
+        info = get_method(params.get("base", "saliency"))
+    except UnknownMethodError:
+        return True
+    return info.draws_signed(params.get("base_params") or {})
+
+
+@register_method("smoothgrad", aliases=("noise_tunnel",), signed=_smoothed_signed)
 def smoothgrad(
     model: Model,
     inputs: torch.Tensor,
@@ -97,45 +111,28 @@ def smoothgrad(
     n_samples = check_int(n_samples, "n_samples")
     seed = check_seed(seed)
     stdev = check_fraction(stdev, "stdev", 0.0, 10.0)
-    info = get_method(base)
-    if info.name == "smoothgrad":
-        raise InputError(
-            describe("`base`", "a method other than smoothgrad", repr(base), 'Use base="saliency".')
-        )
+    info = _base_method(base)
     base_params = dict(base_params or {})
     info.check_params(base_params)
     n = len(inputs)
-    flat = inputs.reshape(n, -1)
-    sigma = stdev * (flat.max(1).values - flat.min(1).values)  # (N,)
-    sigma = sigma.reshape(n, *([1] * (inputs.ndim - 1)))
+    sigma = _noise_scale(inputs, stdev)  # (N, 1, ...)
     gen = seeded_generator(seed, inputs.device)
     # Draw noise sample by sample, so the result for a given seed does not depend on chunking.
     per_chunk = noisy_copies_per_chunk(model, inputs, runtime)
     total = torch.zeros_like(inputs)
-    bar = progress_bar(n_samples * n, "smoothgrad", runtime)
-    for part in chunks(n_samples, per_chunk):
-        k = part.stop - part.start
-        # One equal-sized draw per noisy copy: the CPU generator's stream depends on the size of
-        # each call, so drawing (k, N, ...) at once would tie the noise to the chunk size.
-        noise = torch.empty((k, *inputs.shape), device=inputs.device, dtype=inputs.dtype)
-        for j in range(k):
-            noise[j] = torch.randn(
-                inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype
+    with progress_chunks(n_samples, per_chunk, "smoothgrad", runtime, rows_per_index=n) as parts:
+        for part in parts:
+            k = part.stop - part.start
+            noisy = _noisy_copies(inputs, sigma, k, gen)  # (k * N, ...), held while the base runs
+            res = info.func(
+                model,
+                noisy,
+                target.repeat(k),
+                runtime=runtime.reserve(smoothgrad_bytes(inputs, k), progress=False),
+                **base_params,
             )
-        # In place: the same values as inputs + noise * sigma, in the noise's memory.
-        noisy = noise.mul_(sigma[None]).add_(inputs[None]).reshape(k * n, *inputs.shape[1:])
-        del noise  # (k * N, ...) rows, held while the base method runs
-        res = info.func(
-            model,
-            noisy,
-            target.repeat(k),
-            runtime=runtime.reserve(smoothgrad_bytes(inputs, k), progress=False),
-            **base_params,
-        )
-        total += res.attributions.reshape(k, *inputs.shape).sum(0)
-        del noisy, res  # before the next chunk's noise is allocated
-        bar.update(k * n)
-    bar.close()
+            total += res.attributions.reshape(k, *inputs.shape).sum(0)
+            del noisy, res  # before the next chunk's noise is allocated
     params = {
         "base": info.name,
         "n_samples": n_samples,
@@ -144,6 +141,39 @@ def smoothgrad(
         "base_params": base_params,
     }
     return MethodResult(total / n_samples, params=params)
+
+
+def _base_method(base: str) -> MethodInfo:
+    """The registered method smoothgrad smooths: any but smoothgrad itself."""
+    info = get_method(base)
+    if info.name == "smoothgrad":
+        raise InputError(
+            describe("`base`", "a method other than smoothgrad", repr(base), 'Use base="saliency".')
+        )
+    return info
+
+
+def _noise_scale(inputs: torch.Tensor, stdev: float) -> torch.Tensor:
+    """Noise standard deviation per input, ``stdev`` times its value range: (N, 1, ...)."""
+    n = len(inputs)
+    flat = inputs.reshape(n, -1)
+    sigma = stdev * (flat.max(1).values - flat.min(1).values)  # (N,)
+    return sigma.reshape(n, *([1] * (inputs.ndim - 1)))
+
+
+def _noisy_copies(
+    inputs: torch.Tensor, sigma: torch.Tensor, k: int, gen: torch.Generator
+) -> torch.Tensor:
+    """``k`` noisy copies of the batch, inputs + noise * sigma: (k * N, ...)."""
+    # One equal-sized draw per noisy copy: the CPU generator's stream depends on the size of
+    # each call, so drawing (k, N, ...) at once would tie the noise to the chunk size.
+    noise = torch.empty((k, *inputs.shape), device=inputs.device, dtype=inputs.dtype)
+    for j in range(k):
+        noise[j] = torch.randn(
+            inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype
+        )
+    # In place: the same values as inputs + noise * sigma, in the noise's memory.
+    return noise.mul_(sigma[None]).add_(inputs[None]).reshape(k * len(inputs), *inputs.shape[1:])
 
 
 def gradient_buffers(x: torch.Tensor, nested: bool) -> int:

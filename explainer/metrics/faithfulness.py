@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from .._runtime import Runtime, chunk_size, chunks
-from ..methods.integrated_gradients import gaussian_blur
+from ..methods.references import gaussian_blur
 from ..model import Model
 
 __all__ = ["fill_reference", "feature_scores", "perturbation_curves", "auc", "infidelity"]

@@ -96,6 +96,17 @@ class Scores:
             "insertion_random": ...}}`` as numpy arrays (fractions 0..1 in K steps).
         randomization: ``{method: [{"layer", "spearman", "ssim"}, ...]}`` means per step.
         settings: how the scores were computed (fill, features, steps, seed, ...).
+
+    Example:
+        >>> s = Scores()
+        >>> s.add("saliency", "completeness_gap", [0.01, 0.03])
+        >>> len(s), s.mean("saliency", "completeness_gap"), s.summary()[0]["n"]
+        (2, 0.02, 2)
+        >>> v = s.verdicts()[0]
+        >>> v.check, v.passed
+        ('completeness', True)
+        >>> s.to_csv().splitlines()[1]
+        '0,saliency,completeness_gap,,0.01'
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)

@@ -1,8 +1,16 @@
-"""``ex.evaluate``: trust scores for explanations, as a tidy table with verdicts."""
+"""``ex.evaluate``: trust scores for explanations, as a tidy table with verdicts.
+
+Table-driven: every metric group of METRIC_GROUPS is one small function. The groups that
+score one explanation at a time read a :class:`_Job` (the explanation, its tensors on the
+model's device, a generator seeded once per explanation and shared by the groups in table
+order, the checked :class:`~explainer.metrics.settings.EvaluationSettings`) and add rows
+to the :class:`Scores`; agreement compares the explanations of the same inputs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,16 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._agreement import method_agreement
-from .._checks import (
-    check_attributions,
-    check_autograd_mode,
-    check_bool,
-    check_choice,
-    check_int,
-    check_model,
-    check_seed,
-)
-from .._runtime import Runtime, parse_bytes
+from .._checks import check_attributions, check_autograd_mode, check_model
 from ..errors import InputError, describe
 from ..explanation import Explanation
 from ..methods.segmentation import superpixels
@@ -28,39 +27,16 @@ from ..records import canonical
 from ..registry import get_method
 from ..viz.heatmap import spec_for
 from ..viz.sections import group_by_inputs
-from .faithfulness import (
-    FILLS,
-    auc,
-    feature_scores,
-    fill_reference,
-    infidelity,
-    perturbation_curves,
-)
+from .faithfulness import auc, feature_scores, fill_reference, infidelity, perturbation_curves
 from .localization import pointing_game, relevance_mass
 from .robustness import max_sensitivity
 from .sanity import randomization_similarity
 from .scores import Scores
+from .settings import METRIC_GROUPS, EvaluationSettings
 
-__all__ = ["evaluate", "METRIC_GROUPS"]
+__all__ = ["score", "METRIC_GROUPS", "EvaluationSettings"]
 
-METRIC_GROUPS = (
-    "faithfulness",
-    "infidelity",
-    "robustness",
-    "randomization",
-    "localization",
-    "completeness",
-    "agreement",
-)
-
-
-def _metric_set(metrics: str | Sequence[str]) -> set[str]:
-    if metrics == "default" or metrics == "all":
-        return set(METRIC_GROUPS)
-    chosen = [metrics] if isinstance(metrics, str) else list(metrics)
-    for m in chosen:
-        check_choice(m, "metrics", ("default", *METRIC_GROUPS))
-    return set(METRIC_GROUPS) if "default" in chosen else set(chosen)
+ExplainFn = Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _call_params(exp: Explanation, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,64 +127,51 @@ def _masks(masks: Any, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
     return out
 
 
-def evaluate(
+def score(
     explanations: Explanation | Sequence[Explanation],
-    model: Model | torch.nn.Module | None = None,
-    metrics: str | Sequence[str] = "default",
+    model: Model | torch.nn.Module | None,
+    settings: EvaluationSettings,
     masks: Any = None,
-    seed: int = 0,
-    *,
-    features: str = "superpixels",
-    n_segments: int = 48,
-    fill: str = "blur",
-    steps: int = 20,
-    n_perturb: int = 16,
-    n_sensitivity: int = 4,
-    randomization: str = "cascading",
-    randomization_steps: int | None = 4,
-    params: Mapping[str, Mapping[str, Any]] | None = None,
-    progress: bool = True,
-    memory_budget: int | str | None = None,
 ) -> Scores:
-    """Trust scores: how far each explanation can be believed.
+    """Trust scores of ``explanations`` under checked ``settings``: the explanations' branch
+    of ``ex.evaluate`` (:func:`explainer.dataset.evaluation.evaluate`, which documents the
+    options and builds the settings with :meth:`EvaluationSettings.from_options`).
 
-    Args:
-        explanations: explanations of the same model (several methods on the same inputs
-            are also compared with each other), or a result store (``ex.open_store``): then
-            ``sample`` finished samples, balanced over classes, are scored and the scores are
-            written into the store (per-sample values and the whole table) for reports.
-        model: the model they explain (its fingerprint must match); never changed: the
-            randomization check works on a copy. For a store written from a model file it
-            may be omitted (the recorded file is loaded).
-        metrics: "default" (all groups that apply) or a list of METRIC_GROUPS.
-        masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions:
-            booleans, or numbers that are exactly 0 or 1 (soft masks are refused: threshold
-            them first, e.g. ``masks > 0.5``).
-        seed: seeds every random choice (orderings, perturbations, randomized weights): an
-            integer in [0, 2**63 - 1]; None means 0, as for the methods.
-        features: "superpixels" (SLIC, shared by all methods, ``n_segments``) or "pixels" for
-            deletion/insertion on images; tabular data always uses columns.
-        fill: value of removed features: "blur", "mean" or "zeros".
-        steps: points of the deletion/insertion curves (minus one).
-        n_perturb: perturbations for infidelity (forward passes only: cheap).
-        n_sensitivity: perturbations for max-sensitivity (each re-runs the method).
-        randomization: "cascading" or "independent" layer randomization.
-        randomization_steps: score at most this many randomization steps, evenly spaced and
-            always including the fully randomized model (None: every layer).
-        params: per-method parameters to re-run a loaded explanation (e.g. its background).
-
-    Returns:
-        :class:`~explainer.metrics.scores.Scores`: tidy rows, curves and verdicts.
-
-    Raises:
-        InputError: bad options, masks or explanations (NaN/Inf attributions included), or
-            a call under ``torch.inference_mode()``. ModelError: the model fails, gives
-            non-finite outputs, or has weights on the ``meta`` device.
+    Every argument is checked (masks and model fingerprints included) before any metric
+    runs, so that a bad mask does not fail after minutes of scoring.
     """
     check_autograd_mode("ex.evaluate")
-    seed = check_seed(seed)
-    progress = check_bool(progress, "progress")
+    exps, model = _checked(explanations, model)
+    mask_sets = {
+        id(e): _masks(masks, tuple(e.inputs.shape)) if e.modality == "image" else {} for e in exps
+    }
+    _check_fingerprints(exps, model)
+    rerun = {id(e): _explain_fn(e, settings) for e in exps}
+    scores = Scores(settings=settings.record(model.name))
+    segments: dict[int, torch.Tensor] = {}  # superpixels of each input batch, shared by methods
+    groups = [g for g in _PER_EXPLANATION if g.name in settings.groups]
+    bar = tqdm(
+        total=len(exps),
+        desc="evaluate",
+        disable=None if settings.progress else True,
+        leave=False,
+        delay=0.5,
+    )
+    with bar:
+        for exp in exps:
+            job = _Job.of(
+                exp, model, settings, scores, rerun[id(exp)], mask_sets[id(exp)], segments
+            )
+            for group in groups:
+                group.run_on(job)
+            bar.update(1)
+    if "agreement" in settings.groups:
+        _agreement(exps, scores)
+    return scores
 
+
+def _checked(explanations: Any, model: Any) -> tuple[list[Explanation], Model]:
+    """The explanations as a list (each with finite attributions) and the wrapped model."""
     if model is None:
         raise InputError(
             describe(
@@ -242,22 +205,11 @@ def evaluate(
                     "refuses to return them.",
                 )
             )
-    chosen = _metric_set(metrics)
-    # Checked before any work, so that a bad mask does not fail after minutes of scoring.
-    mask_sets = {
-        id(e): _masks(masks, tuple(e.inputs.shape)) if e.modality == "image" else {} for e in exps
-    }
-    check_choice(features, "features", ("superpixels", "pixels"))
-    check_choice(fill, "fill", FILLS)
-    check_choice(randomization, "randomization", ("cascading", "independent"))
-    steps, n_perturb, n_segments = (
-        check_int(steps, "steps", 2),
-        check_int(n_perturb, "n_perturb"),
-        check_int(n_segments, "n_segments", 2),
-    )
-    n_sensitivity = check_int(n_sensitivity, "n_sensitivity")
-    if randomization_steps is not None:
-        randomization_steps = check_int(randomization_steps, "randomization_steps", 2)
+    return exps, model
+
+
+def _check_fingerprints(exps: list[Explanation], model: Model) -> None:
+    """Every explanation was computed with ``model`` (by its recorded fingerprint)."""
     fingerprint = model.fingerprint()
     for e in exps:
         if e.manifest.get("model", {}).get("fingerprint", fingerprint) != fingerprint:
@@ -269,157 +221,214 @@ def evaluate(
                     "Pass the same trained model (weights) as used by ex.explain.",
                 )
             )
-    runtime = Runtime(False, 0 if memory_budget is None else parse_bytes(memory_budget))
-    scores = Scores(
-        settings={
-            "model": model.name,
-            "features": features,
-            "n_segments": n_segments,
-            "fill": fill,
-            "steps": steps,
-            "n_perturb": n_perturb,
-            "n_sensitivity": n_sensitivity,
-            "randomization": randomization,
-            "randomization_steps": randomization_steps,
-            "seed": seed,
-        }
-    )
-    segment_cache: dict[int, torch.Tensor | None] = {}
-    bar = tqdm(
-        total=len(exps), desc="evaluate", disable=None if progress else True, leave=False, delay=0.5
-    )
-    for exp in exps:
-        info = get_method(exp.method)
-        call = _call_params(exp, dict((params or {}).get(exp.method, {})))
-
-        def explain_fn(
-            m: Model, x: torch.Tensor, t: torch.Tensor, _info=info, _call=call
-        ) -> torch.Tensor:
-            out = _info.func(m, x, t, runtime=runtime, **_call).attributions
-            check_attributions(out, _info.name)
-            return out
-
-        x, t, attr = exp.inputs.to(model.device), exp.targets, exp.attributions.to(model.device)
-        gen = torch.Generator().manual_seed(seed)
-        with model.evaluating():
-            if "faithfulness" in chosen:
-                _faithfulness(
-                    model,
-                    exp,
-                    x,
-                    t,
-                    attr,
-                    scores,
-                    segment_cache,
-                    features,
-                    n_segments,
-                    fill,
-                    steps,
-                    gen,
-                    runtime,
-                )
-            if "infidelity" in chosen:
-                noise_scale = 0.1 * float(x.std())
-                scores.add(
-                    exp.method,
-                    "infidelity",
-                    infidelity(model, x, t, attr, n_perturb, noise_scale, gen, runtime),
-                )
-            if "robustness" in chosen:
-                radius = 0.02 * float(x.max() - x.min())
-                sens = max_sensitivity(
-                    lambda xs, ts: explain_fn(model, xs, ts.to(xs.device)),
-                    x,
-                    t,
-                    attr,
-                    radius,
-                    n_sensitivity,
-                    gen,
-                )
-                scores.add(exp.method, "max_sensitivity", sens)
-        if "randomization" in chosen:
-            signed = spec_for(exp.method, exp.params).signed
-            steps_out = randomization_similarity(
-                model,
-                x,
-                t.to(x.device),
-                attr,
-                explain_fn,
-                randomization,
-                seed,
-                signed,
-                randomization_steps,
-            )
-            if steps_out:
-                last = (
-                    steps_out[-1]
-                    if randomization == "cascading"
-                    else min(steps_out, key=lambda s: np.nanmean(s["spearman"]))
-                )
-                scores.add(exp.method, "randomization_spearman", last["spearman"])
-                scores.add(exp.method, "randomization_ssim", last["ssim"])
-                scores.randomization[exp.method] = [
-                    {
-                        "layer": s["layer"],
-                        "spearman": float(np.nanmean(s["spearman"])),
-                        "ssim": float(np.nanmean(s["ssim"]))
-                        if not np.isnan(s["ssim"]).all()
-                        else None,
-                    }
-                    for s in steps_out
-                ]
-        if "localization" in chosen and exp.modality == "image":
-            for name, mk in mask_sets[id(exp)].items():
-                scores.add(
-                    exp.method, "relevance_mass", relevance_mass(exp.attributions, mk), mask=name
-                )
-                scores.add(exp.method, "mask_fraction", mk.flatten(1).float().mean(1), mask=name)
-                scores.add(
-                    exp.method, "pointing_game", pointing_game(exp.attributions, mk), mask=name
-                )
-        if "completeness" in chosen and "relative_gap" in exp.extras:
-            scores.add(exp.method, "completeness_gap", exp.extras["relative_gap"])
-        bar.update(1)
-    bar.close()
-    if "agreement" in chosen:
-        _agreement(exps, scores)
-    return scores
 
 
-def _faithfulness(
-    model, exp, x, t, attr, scores, cache, features, n_segments, fill, steps, gen, runtime
-) -> None:
-    segments = None
-    if exp.modality == "image" and features == "superpixels":
-        key = id(exp.inputs)
-        if key not in cache:
-            cache[key] = torch.stack([superpixels(img, n_segments) for img in exp.inputs])
-        segments = cache[key]
-    feat, ids = feature_scores(attr.cpu(), segments)
-    reference = fill_reference(x, fill)
+def _explain_fn(exp: Explanation, settings: EvaluationSettings) -> ExplainFn:
+    """``(model, inputs, targets) -> attributions``: ``exp``'s method re-run with its call
+    parameters (robustness and randomization need it)."""
+    info = get_method(exp.method)
+    call = _call_params(exp, dict(settings.params.get(exp.method, {})))
+
+    def explain_fn(m: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = info.func(m, x, t, runtime=settings.runtime, **call).attributions
+        check_attributions(out, info.name)
+        return out
+
+    return explain_fn
+
+
+@dataclass
+class _Job:
+    """One explanation being scored: what every metric group reads."""
+
+    exp: Explanation
+    model: Model
+    settings: EvaluationSettings
+    scores: Scores
+    explain: ExplainFn  # re-runs the explanation's method
+    masks: dict[str, torch.Tensor]  # ground truth by name: (N, H, W) bool
+    inputs: torch.Tensor  # on the model's device
+    targets: torch.Tensor  # as recorded (CPU)
+    attributions: torch.Tensor  # on the model's device
+    generator: torch.Generator  # seeded once per explanation, shared by the groups in order
+    segments: dict[int, torch.Tensor]  # superpixels by input batch, shared by explanations
+
+    @classmethod
+    def of(cls, exp, model, settings, scores, explain, masks, segments) -> _Job:
+        """The job of ``exp``: its tensors on the model's device and a fresh generator."""
+        return cls(
+            exp=exp,
+            model=model,
+            settings=settings,
+            scores=scores,
+            explain=explain,
+            masks=masks,
+            inputs=exp.inputs.to(model.device),
+            targets=exp.targets,
+            attributions=exp.attributions.to(model.device),
+            generator=torch.Generator().manual_seed(settings.seed),
+            segments=segments,
+        )
+
+    def add(self, metric: str, values: Any, mask: str | None = None) -> None:
+        self.scores.add(self.exp.method, metric, values, mask=mask)
+
+
+def _faithfulness(job: _Job) -> None:
+    """Deletion and insertion curves (most-relevant-first, random, least-relevant-first for
+    deletion), their AUCs and the gains over a random order."""
+    s, x, t = job.settings, job.inputs, job.targets
+    feat, ids = feature_scores(job.attributions.cpu(), _segments(job))
+    reference = fill_reference(x, s.fill)
+
+    def curve(mode: str, order: str) -> torch.Tensor:
+        return perturbation_curves(
+            job.model, x, t, feat, ids, reference, mode, order, s.steps, job.generator, s.runtime
+        )
+
     curves = {}
     for mode in ("deletion", "insertion"):
         for order in ("morf", "random"):
-            c = perturbation_curves(
-                model, x, t, feat, ids, reference, mode, order, steps, gen, runtime
-            )
-            curves[mode if order == "morf" else f"{mode}_random"] = c
-    curves["deletion_lerf"] = perturbation_curves(
-        model, x, t, feat, ids, reference, "deletion", "lerf", steps, gen, runtime
-    )
+            curves[mode if order == "morf" else f"{mode}_random"] = curve(mode, order)
+    curves["deletion_lerf"] = curve("deletion", "lerf")
     a = {k: auc(v) for k, v in curves.items()}
-    m = exp.method
-    scores.add(m, "deletion_auc", a["deletion"])
-    scores.add(m, "deletion_random_auc", a["deletion_random"])
-    scores.add(m, "deletion_gain", a["deletion_random"] - a["deletion"])
-    scores.add(m, "deletion_lerf_auc", a["deletion_lerf"])
-    scores.add(m, "insertion_auc", a["insertion"])
-    scores.add(m, "insertion_random_auc", a["insertion_random"])
-    scores.add(m, "insertion_gain", a["insertion"] - a["insertion_random"])
-    scores.curves[m] = {k: v.numpy() for k, v in curves.items()}
+    job.add("deletion_auc", a["deletion"])
+    job.add("deletion_random_auc", a["deletion_random"])
+    job.add("deletion_gain", a["deletion_random"] - a["deletion"])
+    job.add("deletion_lerf_auc", a["deletion_lerf"])
+    job.add("insertion_auc", a["insertion"])
+    job.add("insertion_random_auc", a["insertion_random"])
+    job.add("insertion_gain", a["insertion"] - a["insertion_random"])
+    job.scores.curves[job.exp.method] = {k: v.numpy() for k, v in curves.items()}
+
+
+def _segments(job: _Job) -> torch.Tensor | None:
+    """Superpixels (N, H, W) of the job's images (computed once per input batch), or None
+    when deletion works on pixels or columns."""
+    if job.exp.modality != "image" or job.settings.features != "superpixels":
+        return None
+    key = id(job.exp.inputs)
+    if key not in job.segments:
+        n = job.settings.n_segments
+        job.segments[key] = torch.stack([superpixels(img, n) for img in job.exp.inputs])
+    return job.segments[key]
+
+
+def _infidelity(job: _Job) -> None:
+    """Infidelity under Gaussian noise of a tenth of the inputs' standard deviation."""
+    s, x = job.settings, job.inputs
+    noise_scale = 0.1 * float(x.std())
+    job.add(
+        "infidelity",
+        infidelity(
+            job.model,
+            x,
+            job.targets,
+            job.attributions,
+            s.n_perturb,
+            noise_scale,
+            job.generator,
+            s.runtime,
+        ),
+    )
+
+
+def _robustness(job: _Job) -> None:
+    """Max-sensitivity within 2% of the inputs' range (each perturbation re-runs the method)."""
+    x = job.inputs
+    radius = 0.02 * float(x.max() - x.min())
+    sens = max_sensitivity(
+        lambda xs, ts: job.explain(job.model, xs, ts.to(xs.device)),
+        x,
+        job.targets,
+        job.attributions,
+        radius,
+        job.settings.n_sensitivity,
+        job.generator,
+    )
+    job.add("max_sensitivity", sens)
+
+
+def _randomization(job: _Job) -> None:
+    """Similarity to the maps of randomized models: the scores of the last step (cascading)
+    or of the most similar layer (independent), and the mean of every step."""
+    s, x, exp = job.settings, job.inputs, job.exp
+    steps_out = randomization_similarity(
+        job.model,
+        x,
+        job.targets.to(x.device),
+        job.attributions,
+        job.explain,
+        s.randomization,
+        s.seed,
+        spec_for(exp.method, exp.params).signed,
+        s.randomization_steps,
+    )
+    if not steps_out:
+        return
+    last = (
+        steps_out[-1]
+        if s.randomization == "cascading"
+        else min(steps_out, key=lambda step: np.nanmean(step["spearman"]))
+    )
+    job.add("randomization_spearman", last["spearman"])
+    job.add("randomization_ssim", last["ssim"])
+    job.scores.randomization[exp.method] = [
+        {
+            "layer": step["layer"],
+            "spearman": float(np.nanmean(step["spearman"])),
+            "ssim": float(np.nanmean(step["ssim"])) if not np.isnan(step["ssim"]).all() else None,
+        }
+        for step in steps_out
+    ]
+
+
+def _localization(job: _Job) -> None:
+    """Relevance mass, mask area and pointing game per ground-truth mask (images only)."""
+    if job.exp.modality != "image":
+        return
+    attr = job.exp.attributions
+    for name, mk in job.masks.items():
+        job.add("relevance_mass", relevance_mass(attr, mk), mask=name)
+        job.add("mask_fraction", mk.flatten(1).float().mean(1), mask=name)
+        job.add("pointing_game", pointing_game(attr, mk), mask=name)
+
+
+def _completeness(job: _Job) -> None:
+    """The completeness gap a method reported (integrated gradients' ``relative_gap``)."""
+    if "relative_gap" in job.exp.extras:
+        job.add("completeness_gap", job.exp.extras["relative_gap"])
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A metric group run on one explanation at a time."""
+
+    name: str
+    run: Callable[[_Job], None]
+    evaluating: bool  # inside model.evaluating(); randomization works on copies instead
+
+    def run_on(self, job: _Job) -> None:
+        if not self.evaluating:
+            self.run(job)
+            return
+        with job.model.evaluating():
+            self.run(job)
+
+
+# In METRIC_GROUPS order, which is also the order the generator's draws are made in.
+_PER_EXPLANATION = (
+    _Group("faithfulness", _faithfulness, True),
+    _Group("infidelity", _infidelity, True),
+    _Group("robustness", _robustness, True),
+    _Group("randomization", _randomization, False),
+    _Group("localization", _localization, False),
+    _Group("completeness", _completeness, False),
+)
 
 
 def _agreement(exps: list[Explanation], scores: Scores) -> None:
+    """Mean rank agreement of each map with the other methods' maps of the same inputs."""
     for group in group_by_inputs(exps):
         if len(group) < 2:
             continue

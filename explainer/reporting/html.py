@@ -52,6 +52,11 @@ def report_script() -> tuple[markupsafe.Markup, markupsafe.Markup]:
     so markup that slipped past escaping still could not run code. Browsers hash the
     script text as parsed, with newlines normalized to LF: the text is normalized the same
     way before it is hashed and inlined.
+
+    Example:
+        >>> script, source = report_script()
+        >>> source.startswith("'sha256-"), len(script) > 0
+        (True, True)
     """
     source = _ENV.loader.get_source(_ENV, "report.js")[0]  # type: ignore[union-attr]
     text = source.replace("\r\n", "\n").replace("\r", "\n")
@@ -169,7 +174,16 @@ def render_report(
     labels: Any = None,
     scale: str = "sample",
 ) -> str:
-    """The full report page as a string (see :func:`report`)."""
+    """The full report page as a string; the arguments are those of :func:`report`.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.randn(4, 3), "saliency", progress=False)
+        >>> page = render_report(exp, title="<b>escaped</b>", max_samples=2)
+        >>> page.startswith("<!DOCTYPE html>"), "&lt;b&gt;escaped&lt;/b&gt;" in page
+        (True, True)
+    """
     section_titles = check_options(max_samples, section_titles)
     summary = None
     if isinstance(explanations, Store):
@@ -231,6 +245,14 @@ def report(
             ``path``, class names that are not one string per class, labels out of range,
             ...); they are checked before anything is rendered or written.
         StoreError: a saved explanation that cannot be read.
+
+    Example:
+        >>> import tempfile, torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", name="Linear")
+        >>> exp = ex.explain(m, torch.randn(4, 3), "saliency", progress=False)
+        >>> path = ex.report(exp, f"{tempfile.mkdtemp()}/report.html", title="A linear model")
+        >>> path.name, "A linear model" in path.read_text(encoding="utf-8")
+        ('report.html', True)
     """
     out = _check_path(path)
     html = render_report(

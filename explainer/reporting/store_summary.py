@@ -16,6 +16,27 @@ __all__ = ["DatasetSummary", "dataset_summary"]
 
 @dataclass(frozen=True)
 class DatasetSummary:
+    """What the report's dataset section shows of a result store.
+
+    Attributes:
+        path: the store's folder.
+        n: samples in the store; ``done``: how many are explained.
+        classes: per explained class: its name, count and accuracy (None without labels).
+        accuracy: over all finished samples, or None without labels.
+        maps: image stores only: per method, the mean overlay of each frequent class.
+        trust: per method, the per-class means of the trust scores ``ex.evaluate`` stored.
+        shown: samples the report shows one by one.
+
+    Example:
+        >>> import tempfile, torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
+        >>> x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+        >>> store = ex.explain_dataset(m, x, "saliency", f"{tempfile.mkdtemp()}/s.zarr", labels=y, progress=False)
+        >>> summary = dataset_summary(store, shown=6)
+        >>> summary.n, summary.done, summary.shown
+        (6, 6, 6)
+    """
+
     path: str
     n: int
     done: int
@@ -87,7 +108,22 @@ def _trust_by_class(store, names) -> tuple[dict, ...]:
 
 
 def dataset_summary(store, shown: int, max_classes: int = 24) -> DatasetSummary:
-    """Everything the report's dataset section shows, computed batch by batch."""
+    """Everything the report's dataset section shows, computed batch by batch.
+
+    Args:
+        store: an open result store (``ex.open_store``).
+        shown: samples the report shows one by one (stated in the section).
+        max_classes: image stores: mean maps of at most this many most frequent classes.
+
+    Example:
+        >>> import tempfile, torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
+        >>> x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+        >>> store = ex.explain_dataset(m, x, "saliency", f"{tempfile.mkdtemp()}/s.zarr", labels=y, progress=False)
+        >>> summary = dataset_summary(store, shown=6)
+        >>> summary.accuracy is not None, summary.maps  # tabular: no mean maps
+        (True, ())
+    """
     class_names = store.class_names
 
     def names(c: int) -> str:

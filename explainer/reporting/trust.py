@@ -15,6 +15,25 @@ __all__ = ["TrustBlock", "trust_blocks"]
 
 @dataclass(frozen=True)
 class TrustBlock:
+    """One method's part of the report's trust section.
+
+    Attributes:
+        method: the method scored.
+        model: the model's name, as the scores recorded it.
+        verdicts: what the scores say about the method (pass, warn, fail and why).
+        metrics: one dict per metric: its mean and std, which way is better, what it means.
+        curves_uri: deletion/insertion curves as a PNG data URI, or None.
+        randomization_uri: similarity under layer randomization as a PNG data URI, or None.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.randn(4, 3), "saliency", progress=False)
+        >>> [block] = trust_blocks(ex.evaluate(exp, m))
+        >>> block.method, block.metrics[0]["metric"] != "", block.curves_uri[:22]
+        ('saliency', True, 'data:image/png;base64,')
+    """
+
     method: str
     model: str
     verdicts: tuple[Verdict, ...]
@@ -73,7 +92,19 @@ def _randomization_png(steps: list[dict]) -> str:
 
 
 def trust_blocks(scores: Scores) -> list[TrustBlock]:
-    """One block per method, in the order the methods were scored."""
+    """One block per method, in the order the methods were scored.
+
+    Args:
+        scores: the result of ``ex.evaluate``.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.randn(4, 3), "saliency", progress=False)
+        >>> [block] = trust_blocks(ex.evaluate(exp, m))
+        >>> block.method, len(block.metrics) > 0
+        ('saliency', True)
+    """
     verdicts = scores.verdicts()
     summary = scores.summary()
     blocks = []

@@ -16,6 +16,9 @@ from functools import lru_cache
 import numpy as np
 from skimage.segmentation import find_boundaries
 
+from ..errors import UnknownMethodError
+from ..registry import REDUCTIONS, get_method
+
 __all__ = [
     "REDUCTIONS",
     "HeatmapSpec",
@@ -36,7 +39,6 @@ __all__ = [
     "colorbar_rgb",
 ]
 
-REDUCTIONS = ("sum", "abs_sum", "l2", "max_abs")
 SIGNED_CMAP, ABSOLUTE_CMAP = "RdBu_r", "inferno"
 
 
@@ -62,17 +64,26 @@ class HeatmapSpec:
 
 
 def spec_for(method: str, params: dict | None = None, percentile: float = 99.0) -> HeatmapSpec:
-    """The sensible drawing per method: |gradient| methods are absolute with max |.| over
-    channels (Simonyan et al.'s choice); signed methods sum channels on a diverging map."""
-    params = params or {}
-    absolute = (method == "saliency" and params.get("absolute", True)) or (
-        method == "smoothgrad"
-        and params.get("base", "saliency") == "saliency"
-        and (params.get("base_params") or {}).get("absolute", True)
+    """How a method's maps are drawn, as it registered (``register_method(signed=...,
+    reduction=...)``) for these ``params``: signed maps on a diverging colormap, unsigned
+    ones (|gradient|) on a sequential one. A method that is not registered here (say, an
+    explanation loaded from a file a plugin method made) is drawn signed, channels summed.
+
+    Example:
+        >>> spec_for("integrated_gradients").signed, spec_for("not_registered").reduction
+        (True, 'sum')
+    """
+    try:
+        info = get_method(method)
+    except UnknownMethodError:
+        return HeatmapSpec("sum", True, percentile, SIGNED_CMAP)
+    signed = info.draws_signed(params or {})
+    return HeatmapSpec(
+        info.heatmap_reduction(params or {}),
+        signed,
+        percentile,
+        SIGNED_CMAP if signed else ABSOLUTE_CMAP,
     )
-    if absolute:
-        return HeatmapSpec("max_abs", False, percentile, ABSOLUTE_CMAP)
-    return HeatmapSpec("sum", True, percentile, SIGNED_CMAP)
 
 
 def reduce_channels(attr: np.ndarray, how: str = "sum") -> np.ndarray:

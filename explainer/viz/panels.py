@@ -31,12 +31,30 @@ MAX_THUMB = 160  # larger images are downsampled for the grid, keeping reports s
 
 @dataclass(frozen=True)
 class Panel:
+    """One inline image of a row: its caption and a ``data:image/png`` URI.
+
+    Example:
+        >>> Panel("input", "data:image/png;base64,...").title
+        'input'
+    """
+
     title: str
     uri: str
 
 
 @dataclass(frozen=True)
 class MethodLegend:
+    """How one method's overlays are coloured: its heatmap spec and a colorbar image.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+        >>> exps = ex.explain_many(ex.wrap(net), torch.rand(2, 3, 8, 8), ["saliency", "gradient_x_input"], progress=False)
+        >>> _, legends = image_rows(exps)
+        >>> [legend.method for legend in legends], legends[0].colorbar_uri[:22]
+        (['saliency', 'gradient_x_input'], 'data:image/png;base64,')
+    """
+
     method: str
     spec: HeatmapSpec
     colorbar_uri: str
@@ -44,6 +62,20 @@ class MethodLegend:
 
 @dataclass(frozen=True)
 class SampleRow:
+    """One sample as a view shows it: captions, then panels (images) or bars (tabular).
+
+    ``correct`` is None without true labels; ``agreement`` is the mean rank correlation
+    between the methods' maps (None for one method).
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "gradient_x_input", progress=False)
+        >>> row = tabular_rows(exp, labels=[1, 0])[0]
+        >>> row.index, row.predicted == row.target, row.correct is not None, len(row.bars)
+        (0, True, True, 3)
+    """
+
     index: int
     predicted: str
     target: str
@@ -86,8 +118,22 @@ def image_rows(
     """One row per sample: the input, then one overlay per explanation (same inputs).
 
     Args:
+        explanations: image explanations of the same inputs, one per method.
+        labels: true class per sample, or None.
+        max_samples: rows at most.
         scale: "sample" (each map clipped at its own percentile) or "shared" (one scale per
             sample across the methods, so magnitudes compare).
+
+    Returns:
+        (rows, one legend per method).
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+        >>> exps = ex.explain_many(ex.wrap(net), torch.rand(2, 3, 8, 8), ["saliency", "gradient_x_input"], progress=False)
+        >>> rows, legends = image_rows(exps, scale="shared")
+        >>> len(rows), [panel.title for panel in rows[0].panels]
+        (2, ['input', 'saliency', 'gradient_x_input'])
     """
     first = explanations[0]
     n = min(len(first), max_samples)
@@ -133,7 +179,18 @@ def tabular_rows(
     others: Sequence[Shown] = (),
 ) -> list[SampleRow]:
     """One row per sample with its ``top`` features by |attribution| as signed bars; the
-    agreement column compares ``exp`` with ``others`` (same inputs)."""
+    agreement column compares ``exp`` with ``others`` (same inputs).
+
+    Each bar is (feature name, attribution, width as a fraction of the row's largest).
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "gradient_x_input", progress=False)
+        >>> rows = tabular_rows(exp, top=2)
+        >>> len(rows), len(rows[0].bars), max(width for _, _, width in rows[0].bars)
+        (2, 2, 1.0)
+    """
     names = exp.feature_names or tuple(f"x{j}" for j in range(exp.inputs.shape[1]))
     n = min(len(exp), max_samples)
     agreement = method_agreement([e.attributions[:n].numpy() for e in (exp, *others)])

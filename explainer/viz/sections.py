@@ -41,7 +41,18 @@ TEMPLATES = jinja2.Environment(
 
 
 def group_by_inputs(explanations: Sequence[Shown]) -> list[list[Shown]]:
-    """Group explanations whose inputs are identical (same samples, several methods)."""
+    """Group explanations whose inputs are identical (same samples, several methods).
+
+    Groups keep the order in which their first explanation came, and so do their members.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> a, b = ex.explain_many(m, torch.ones(2, 3), ["saliency", "gradient_x_input"], progress=False)
+        >>> c = ex.explain(m, torch.zeros(2, 3), "saliency", progress=False)
+        >>> [[e.method for e in group] for group in group_by_inputs([a, c, b])]
+        [['saliency', 'gradient_x_input'], ['saliency']]
+    """
     groups: list[list[Shown]] = []
     for exp in explanations:
         for group in groups:
@@ -59,7 +70,18 @@ SCALES = ("sample", "shared")
 
 @dataclass(frozen=True)
 class Section:
-    """Showns of the same inputs, shown together."""
+    """Explanations of the same inputs, shown together: their rows, legends and figures.
+
+    Made by :func:`build_sections`; templates read its fields and properties.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        >>> [section] = build_sections([exp], max_samples=2, section_titles=None, figures=False)
+        >>> section.title, section.modality, len(section.rows), section.methods[0]["name"]
+        ('Linear (tabular)', 'tabular', 2, 'saliency')
+    """
 
     title: str
     modality: str
@@ -96,7 +118,22 @@ class Section:
 
 
 def check_class_names(exp: Shown) -> None:
-    """The report indexes class names by class number: one string per score column."""
+    """The report indexes class names by class number: one string per score column.
+
+    Raises:
+        InputError: ``class_names`` is neither None nor one string per class.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        >>> check_class_names(exp)  # no class names: nothing to check
+        >>> import dataclasses
+        >>> check_class_names(dataclasses.replace(exp, class_names=("only one",)))
+        Traceback (most recent call last):
+        ...
+        explainer.errors.InputError: `class_names` of the 'saliency' explanation: expected None or a list of 2 strings, ...
+    """
     names, classes = exp.class_names, exp.scores.shape[-1]
     if names is None:
         return
@@ -124,12 +161,34 @@ def check_class_names(exp: Shown) -> None:
 
 
 def short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for the "got" part of a message.
+
+    Example:
+        >>> short("x" * 100, limit=10)
+        "'xxxxxx..."
+    """
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_options(max_samples: Any, section_titles: Any) -> tuple[str, ...] | None:
-    """Validate the report's options before any work (and before anything is written)."""
+    """Validate the report's options before any work (and before anything is written).
+
+    Returns:
+        ``section_titles`` as a tuple, or None.
+
+    Raises:
+        InputError: ``max_samples`` is not an int >= 1, or ``section_titles`` is not a
+            list of strings.
+
+    Example:
+        >>> check_options(8, ["CNN", "tabular"])
+        ('CNN', 'tabular')
+        >>> check_options(0, None)
+        Traceback (most recent call last):
+        ...
+        explainer.errors.InputError: `max_samples`: expected an int >= 1 (the most samples shown per group), got 0. Pass e.g. max_samples=64.
+    """
     is_int = isinstance(max_samples, int | np.integer) and not isinstance(max_samples, bool)
     if not is_int or max_samples < 1:
         raise InputError(
@@ -162,6 +221,12 @@ def _labels_for(labels: Any, k: int, n: int, classes: int) -> list[int] | None:
     """Labels of group ``k``: one sequence for all groups, or one per group."""
     if labels is None:
         return None
+    seq = _group_labels(labels, k)
+    return None if seq is None else _check_label_values(seq, n, classes)
+
+
+def _group_labels(labels: Any, k: int) -> list | None:
+    """Group ``k``'s entries of ``labels``: the flat sequence itself, or its ``k``-th one."""
     if isinstance(labels, Mapping | str) or not isinstance(
         labels, Sequence | torch.Tensor | np.ndarray
     ):
@@ -175,9 +240,9 @@ def _labels_for(labels: Any, k: int, n: int, classes: int) -> list[int] | None:
         )
     seq = list(labels)
     if seq and _is_sequence(seq[0]):
-        seq = list(seq[k]) if k < len(seq) and seq[k] is not None else None
-        if seq is None:
+        if k >= len(seq) or seq[k] is None:
             return None
+        seq = list(seq[k])
     if any(_is_sequence(v) for v in seq):
         raise InputError(
             describe(
@@ -187,6 +252,11 @@ def _labels_for(labels: Any, k: int, n: int, classes: int) -> list[int] | None:
                 "Pass flat lists of ints.",
             )
         )
+    return seq
+
+
+def _check_label_values(seq: list, n: int, classes: int) -> list[int]:
+    """``seq`` as ints: class numbers in [0, classes), at least ``n`` of them."""
     try:
         values = [int(v) for v in seq]
     except (TypeError, ValueError) as err:
@@ -243,6 +313,28 @@ def build_sections(
     scale: str = "sample",
     figures: bool = True,
 ) -> list[Section]:
+    """One :class:`Section` per group of explanations of the same inputs.
+
+    Args:
+        explanations: checked explanations (see :func:`check_class_names`).
+        max_samples: rows per section at most.
+        section_titles: titles in group order (default: model name and modality).
+        labels: true classes: one sequence for all groups, or one per group.
+        scale: "sample" or "shared" (see :func:`~explainer.viz.panels.image_rows`).
+        figures: render the tabular summary figures (importance, beeswarm, waterfall).
+
+    Raises:
+        InputError: an unknown ``scale``, or labels that are not class numbers in range,
+            one per shown sample.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        >>> [section] = build_sections([exp], 8, ["linear"], labels=[0, 1], figures=False)
+        >>> section.title, [row.correct is not None for row in section.rows]
+        ('linear', [True, True])
+    """
     if scale not in SCALES:
         raise InputError(
             describe(
@@ -278,7 +370,19 @@ def build_sections(
 
 
 def render_fragment(explanations: list[Shown], max_samples: int = 8) -> str:
-    """HTML fragment (no <html>) for notebooks."""
+    """HTML fragment (no <html>) for notebooks: what ``_repr_html_`` returns.
+
+    Raises:
+        InputError: ``max_samples`` < 1 or class names that are not one string per class.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        >>> html = render_fragment([exp], max_samples=2)
+        >>> "saliency" in html, "<html" in html
+        (True, False)
+    """
     check_options(max_samples, None)
     for e in explanations:
         check_class_names(e)

@@ -6,15 +6,24 @@ so this layer depends on no result class and knows nothing about models.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 __all__ = ["Shown"]
 
 
+@runtime_checkable
 class Shown(Protocol):
-    """One method's attributions of a batch of inputs, as drawing sees them."""
+    """One method's attributions of a batch of inputs, as drawing sees them.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+        >>> exp = ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
+        >>> isinstance(exp, Shown), exp.predictions.shape, exp.class_label(1)
+        (True, torch.Size([2]), '1')
+    """
 
     method: str
     attributions: torch.Tensor  # (N, ...) like inputs

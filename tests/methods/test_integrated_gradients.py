@@ -186,7 +186,7 @@ def test_named_baselines_work(setup, kind):
 
 
 def test_blur_baseline_is_a_blurred_copy_of_the_input(setup):
-    from explainer.methods.integrated_gradients import make_baselines
+    from explainer.methods.references import make_baselines
 
     _, model, x = setup
     b = make_baselines(model, x, "blur", seed=0)

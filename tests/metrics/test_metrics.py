@@ -12,7 +12,7 @@ from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
 import explainer as ex
-from explainer.metrics import evaluate
+from explainer import evaluate
 from explainer.metrics.faithfulness import (
     auc,
     feature_scores,

@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..._runtime import Runtime, chunk_size, chunks, input_gradients, progress_bar
+from ..._runtime import ChunkRequest, Runtime, chunk_size, chunks, input_gradients, progress_bar
 from ...model import Model
 from .panels import (
     AIM,
@@ -190,19 +191,27 @@ def apply(group: PanelGroup, actions: list[Action], results: Iterator) -> None:
     group.add_pairs(splits, replace=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class StraightPaths:
+    """The straight paths b + a (x - b) of one group of samples, and how their gradients are
+    evaluated: ``size`` rows per network chunk, each row counted on ``bar``."""
+
+    model: Model
+    inputs: torch.Tensor  # (n, ...)
+    baselines: torch.Tensor  # (1 or n, ...)
+    target: torch.Tensor  # (n,)
+    size: int
+    bar: Any
+
+
 def _evaluate(
-    model: Model,
-    rows: list[tuple[int, float]],
-    inputs: torch.Tensor,
-    baselines: torch.Tensor,
-    target: torch.Tensor,
-    size: int,
-    bar,
+    path: StraightPaths, rows: list[tuple[int, float]]
 ) -> Iterator[tuple[torch.Tensor, float, float]]:
     """Gradient, output and path slope (x - b) . gradient at (sample, alpha) rows, evaluated in
-    chunks of ``size``, in row order."""
+    chunks of ``path.size``, in row order."""
+    model, inputs, baselines, target = path.model, path.inputs, path.baselines, path.target
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
-    for part in chunks(len(rows), size):
+    for part in chunks(len(rows), path.size):
         idx = torch.tensor([i for i, _ in rows[part]], device=inputs.device)
         a = torch.tensor([a for _, a in rows[part]], dtype=inputs.dtype, device=inputs.device)
         base = (
@@ -213,28 +222,18 @@ def _evaluate(
         points = base + a.view(shape1) * (inputs[idx] - base)  # (rows, ...)
         grads, selected = input_gradients(model, points, target[idx])
         slopes = (grads * (inputs[idx] - base)).flatten(1).sum(1)
-        bar.update(len(idx))
+        path.bar.update(len(idx))
         yield from zip(grads, selected.tolist(), slopes.tolist(), strict=True)
 
 
 def refine_group(
-    model: Model,
-    inputs: torch.Tensor,
-    baselines: torch.Tensor,
-    target: torch.Tensor,
-    tolerance: float,
-    max_steps: int,
-    size: int,
-    bar,
-    high_order: bool = True,
+    path: StraightPaths, tolerance: float, max_steps: int, high_order: bool = True
 ) -> PanelGroup:
     """Run the adaptive rule on one group of samples, refining all of them together."""
-    n = len(inputs)
-    group = PanelGroup(inputs - baselines, size, high_order)
+    n = len(path.inputs)
+    group = PanelGroup(path.inputs - path.baselines, path.size, high_order)
     rows = [(i, float(a)) for i in range(n) for a in np.linspace(0.0, 1.0, MIN_STEPS)]
-    for (i, alpha), result in zip(
-        rows, _evaluate(model, rows, inputs, baselines, target, size, bar), strict=True
-    ):
+    for (i, alpha), result in zip(rows, _evaluate(path, rows), strict=True):
         group.add_node(i, alpha, *result)
     pairs = [(i, Panel(0.0, 0.5, (0, 1, 2)), Panel(0.5, 0.5, (2, 3, 4))) for i in range(n)]
     group.add_pairs(pairs, replace=False)
@@ -244,7 +243,7 @@ def refine_group(
         if not actions:
             return group
         rows = [(a[1], alpha) for a in actions for alpha in new_alphas(a)]
-        apply(group, actions, _evaluate(model, rows, inputs, baselines, target, size, bar))
+        apply(group, actions, _evaluate(path, rows))
         group.refresh(tolerance, max_steps)
 
 
@@ -272,27 +271,21 @@ def adaptive_gradient_integral(
     """
     n = len(inputs)
     half = runtime.reserve(runtime.budget - runtime.budget // 2)  # the other half: gradients
-    size = chunk_size(
-        model,
-        inputs[0],
-        half,
+    request = ChunkRequest(
         # the path points and their temporaries (x - b, the path slope's product)
         extra_bytes_per_row=3 * inputs[0].numel() * inputs.element_size() + 64,
         what=f"integrated_gradients (tolerance=) on {n} input(s)",
         buffers="none: the stored gradients have the other half of the budget",
     )
+    size = chunk_size(model, inputs[0], half, request)
     per_sample = (max_steps + 4) * inputs[0].numel() * inputs.element_size()  # stored gradients
     group = int(max(1, min(n, half.budget // per_sample)))
-    bar = progress_bar(None, "integrated_gradients (adaptive)", runtime)
     groups = []
-    for part in chunks(n, group):
-        b = baselines if len(baselines) == 1 else baselines[part]
-        groups.append(
-            refine_group(
-                model, inputs[part], b, target[part], tolerance, max_steps, size, bar, high_order
-            )
-        )
-    bar.close()
+    with progress_bar(None, "integrated_gradients (adaptive)", runtime) as bar:
+        for part in chunks(n, group):
+            b = baselines if len(baselines) == 1 else baselines[part]
+            path = StraightPaths(model, inputs[part], b, target[part], size, bar)
+            groups.append(refine_group(path, tolerance, max_steps, high_order))
     dev = inputs.device
     estimate = np.concatenate([g.estimate for g in groups])
     return AdaptiveResult(

@@ -56,9 +56,26 @@ def plan_coalitions(
         weights = np.array([shapley_kernel_weight(m, int(s)) for s in masks.sum(1)])
         return masks, weights, len(masks)
     size_mass = np.array([0.0] + [(m - 1) / (s * (m - s)) for s in range(1, m)])  # mass per size
+    masks, weights, (lo, hi), left = _enumerate_sizes(m, budget, size_mass)
+    n_enumerated = len(masks)
+    if lo <= hi and left >= 2:
+        pairs, pair_weights = _sample_pairs(m, np.arange(lo, hi + 1), size_mass, left, budget, rng)
+        masks += pairs
+        weights += pair_weights
+    if not masks:
+        return np.zeros((0, m), dtype=bool), np.zeros(0), 0
+    return np.stack(masks), np.asarray(weights, dtype=float), n_enumerated
+
+
+def _enumerate_sizes(
+    m: int, budget: int, size_mass: np.ndarray
+) -> tuple[list[np.ndarray], list[float], tuple[int, int], int]:
+    """Every coalition of whole size pairs (1, m-1), (2, m-2), ... from the extremes inwards
+    while they fit: the coalitions, their kernel weights, the sizes (lo, hi) left to sample
+    and the budget left."""
     enumerated, weights, left = [], [], budget
     lo, hi = 1, m - 1
-    while lo <= hi:  # enumerate complete size pairs from the extremes inwards
+    while lo <= hi:
         count = math.comb(m, lo) * (1 if lo == hi else 2)
         pair_mass = size_mass[lo] + (size_mass[hi] if hi != lo else 0.0)
         # Sizes 1 and m-1 are enumerated whenever they fit: they make the regression full rank
@@ -76,36 +93,46 @@ def plan_coalitions(
                 weights.append(shapley_kernel_weight(m, size))
         left -= count
         lo, hi = lo + 1, hi - 1
-    masks, n_enumerated = enumerated, len(enumerated)
-    if lo <= hi and left >= 2:
-        sizes = np.arange(lo, hi + 1)
-        p = size_mass[sizes] / size_mass[sizes].sum()
-        remaining_mass = size_mass[sizes].sum()  # kernel mass of the sizes not enumerated
-        counts: dict[bytes, list] = {}
-        tries = 0
-        while 2 * (len(counts) + 1) <= left and tries < 40 * budget:
-            tries += 1
-            size = int(rng.choice(sizes, p=p))
-            z = np.zeros(m, dtype=bool)
-            z[rng.choice(m, size=size, replace=False)] = True
-            key = z.tobytes()
-            if key in counts:
-                counts[key][1] += 1
-            elif (~z).tobytes() in counts:
-                counts[(~z).tobytes()][1] += 1
-            else:
-                counts[key] = [z, 1]
-        if counts:
-            total = sum(c for _, c in counts.values())
-            # Each draw stands for remaining_mass / total of the kernel, split over z and 1 - z
-            # (sampling follows the kernel restricted to the sizes not enumerated).
-            for z, c in counts.values():
-                w = remaining_mass * c / total / 2
-                masks += [z, ~z]
-                weights += [w, w]
-    if not masks:
-        return np.zeros((0, m), dtype=bool), np.zeros(0), 0
-    return np.stack(masks), np.asarray(weights, dtype=float), n_enumerated
+    return enumerated, weights, (lo, hi), left
+
+
+def _sample_pairs(
+    m: int,
+    sizes: np.ndarray,
+    size_mass: np.ndarray,
+    left: int,
+    budget: int,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[float]]:
+    """Distinct pairs z, 1 - z with |z| in ``sizes`` drawn by kernel mass, at most ``left``
+    coalitions, weighted so that they share the kernel mass of ``sizes``."""
+    p = size_mass[sizes] / size_mass[sizes].sum()
+    remaining_mass = size_mass[sizes].sum()  # kernel mass of the sizes not enumerated
+    counts: dict[bytes, list] = {}
+    tries = 0
+    while 2 * (len(counts) + 1) <= left and tries < 40 * budget:
+        tries += 1
+        size = int(rng.choice(sizes, p=p))
+        z = np.zeros(m, dtype=bool)
+        z[rng.choice(m, size=size, replace=False)] = True
+        key = z.tobytes()
+        if key in counts:
+            counts[key][1] += 1
+        elif (~z).tobytes() in counts:
+            counts[(~z).tobytes()][1] += 1
+        else:
+            counts[key] = [z, 1]
+    masks: list[np.ndarray] = []
+    weights: list[float] = []
+    if counts:
+        total = sum(c for _, c in counts.values())
+        # Each draw stands for remaining_mass / total of the kernel, split over z and 1 - z
+        # (sampling follows the kernel restricted to the sizes not enumerated).
+        for z, c in counts.values():
+            w = remaining_mass * c / total / 2
+            masks += [z, ~z]
+            weights += [w, w]
+    return masks, weights
 
 
 def solve_constrained(

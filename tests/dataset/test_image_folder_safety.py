@@ -10,16 +10,11 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from error_checks import assert_message_format
 from PIL import Image
 
 import explainer as ex
 from explainer.dataset.images import DEFAULT_MAX_PIXELS
-
-
-def assert_message_format(err: Exception) -> None:
-    """what: expected ..., got .... fix — the project's message format."""
-    text = str(err)
-    assert ": expected " in text and ", got " in text and text.count(".") >= 2, text
 
 
 @pytest.fixture

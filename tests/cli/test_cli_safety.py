@@ -47,19 +47,21 @@ def explain(store, *extra):
     )
 
 
-@pytest.mark.parametrize(
-    "extra, words",
-    [
-        (["--param", "saliency.absolute=abc"], ["absolute"]),
-        (["--target", "-1"], ["target"]),
-        (["--target", "99"], ["target"]),
-        (["--size", "32"], ["--size", "image folder"]),
-        (
-            ["--method", "integrated_gradients", "--param", "integrated_gradients.n_steps=abc"],
-            ["n_steps"],
-        ),
-    ],
-)
+BAD_OPTIONS = [
+    pytest.param(["--param", "saliency.absolute=abc"], ["absolute"], id="a method option of the wrong type"),
+    pytest.param(["--target", "-1"], ["target"], id="target -1"),
+    pytest.param(["--target", "99"], ["target"], id="target 99 of 4 classes"),
+    pytest.param(["--size", "32"], ["--size", "image folder"], id="--size without an image folder"),
+    pytest.param(["--method", "integrated_gradients", "--param", "integrated_gradients.n_steps=abc"],
+                 ["n_steps"], id="n_steps that is not a number"),
+    pytest.param(["--param", "n_steps"], ["--param", "METHOD.NAME=VALUE", "e.g. --param"],
+                 id="--param without a value"),
+    pytest.param(["--param", "integrated_gradients.n_steps=8"], ["--param", "integrated_gradients", "Add --method"],
+                 id="--param for a method not given with --method"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra, words", BAD_OPTIONS)
 def test_bad_options_write_no_store_and_the_corrected_rerun_works(tmp_path, extra, words):
     store = tmp_path / "s.zarr"
     one_error(explain(store, *extra), *words)
@@ -69,87 +71,68 @@ def test_bad_options_write_no_store_and_the_corrected_rerun_works(tmp_path, extr
     assert open_store(store).complete
 
 
-def test_an_object_npy_is_refused_without_unpickling(tmp_path):
-    path = tmp_path / "x.npy"
+def _object_npy(path):
     np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
-    result = cli(
-        "explain",
-        "--model",
-        "demo-tabular",
-        "--data",
-        path,
-        "--store",
-        tmp_path / "s.zarr",
-        "--method",
-        "saliency",
-        "--no-progress",
-    )
-    one_error(result, "numeric array")
-    assert not (tmp_path / "s.zarr").exists()
 
 
-def test_a_garbage_npy_is_refused(tmp_path):
-    path = tmp_path / "x.npy"
+def _garbage_npy(path):
     path.write_bytes(b"\x93NUMPY garbage" * 10)
-    one_error(
-        cli("explain", "--model", "demo-tabular", "--data", path, "--store", tmp_path / "s.zarr"),
-        "x.npy",
-    )
 
 
-def test_a_uint8_npy_is_refused_not_explained_as_0_to_255_floats(tmp_path):
-    path = tmp_path / "x.npy"
+def _uint8_npy(path):
     np.save(path, np.random.default_rng(0).integers(0, 255, (6, 3, 64, 64), dtype=np.uint8))
-    one_error(
-        cli(
-            "explain",
-            "--model",
-            "demo",
-            "--data",
-            path,
-            "--store",
-            tmp_path / "s.zarr",
-            "--method",
-            "saliency",
-        ),
-        "uint8",
-        "/ 255",
-    )
-    assert not (tmp_path / "s.zarr").exists()
 
 
-def test_an_npz_with_fewer_labels_than_inputs_is_refused(tmp_path):
-    path = tmp_path / "d.npz"
+def _npz_with_fewer_labels(path):
     rng = np.random.default_rng(0)
     np.savez(path, x=rng.normal(size=(2, 30)).astype(np.float32), y=np.arange(5))
-    one_error(
-        cli(
-            "explain",
-            "--model",
-            "demo-tabular",
-            "--data",
-            path,
-            "--store",
-            tmp_path / "s.zarr",
-            "--method",
-            "saliency",
-        ),
-        "one label per sample",
-    )
 
 
-def test_evaluate_with_a_negative_seed_is_one_error_line(tmp_path):
-    store = tmp_path / "s.zarr"
+def _npz_without_inputs(path):
+    np.savez(path, y=np.arange(5))
+
+
+BAD_DATA_FILES = [
+    pytest.param("x.npy", _object_npy, ["--model", "demo-tabular", "--method", "saliency", "--no-progress"],
+                 ["numeric array"], id="an object .npy is refused without unpickling"),
+    pytest.param("x.npy", _garbage_npy, ["--model", "demo-tabular"], ["x.npy"], id="a garbage .npy"),
+    pytest.param("x.npy", _uint8_npy, ["--model", "demo", "--method", "saliency"], ["uint8", "/ 255"],
+                 id="a uint8 .npy is refused, not explained as 0-255 floats"),
+    pytest.param("d.npz", _npz_with_fewer_labels, ["--model", "demo-tabular", "--method", "saliency"],
+                 ["one label per sample"], id="an .npz with fewer labels than inputs"),
+    pytest.param("d.npz", _npz_without_inputs, ["--model", "demo-tabular", "--method", "saliency"],
+                 ["--data .npz", "np.savez(path, x=inputs, y=labels)"], id="an .npz without an inputs array"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, write, options, words", BAD_DATA_FILES)
+def test_a_bad_data_file_is_one_error_line_and_writes_no_store(
+    tmp_path, name, write, options, words
+):
+    path = tmp_path / name
+    write(path)
+    one_error(cli("explain", *options, "--data", path, "--store", tmp_path / "s.zarr"), *words)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+STORE, OUT = "<store>", "<out>"  # stand-ins for the test's paths
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        pytest.param(["evaluate", STORE, "--seed", "-1", "--no-progress"], ["seed"], id="evaluate with seed -1"),
+        pytest.param(["report", STORE, "--out", OUT], ["path"], id="report to a folder"),
+    ],
+)  # fmt: skip
+def test_a_bad_command_on_a_finished_store_is_one_error_line_and_writes_nothing(
+    tmp_path, command, words
+):
+    store, out = tmp_path / "s.zarr", tmp_path / "out"
     assert explain(store).exit_code == 0
-    one_error(cli("evaluate", store, "--seed", "-1", "--no-progress"), "seed")
-
-
-def test_report_to_a_folder_is_one_error_line(tmp_path):
-    store = tmp_path / "s.zarr"
-    assert explain(store).exit_code == 0
-    (tmp_path / "out").mkdir()
-    one_error(cli("report", store, "--out", tmp_path / "out"), "path")
-    assert not any((tmp_path / "out").iterdir())
+    out.mkdir()
+    one_error(cli(*[{STORE: store, OUT: out}.get(arg, arg) for arg in command]), *words)
+    assert not any(out.iterdir())
 
 
 def test_a_permission_error_is_one_error_line(tmp_path, monkeypatch):
@@ -158,7 +141,7 @@ def test_a_permission_error_is_one_error_line(tmp_path, monkeypatch):
 
     store = tmp_path / "s.zarr"
     assert explain(store).exit_code == 0
-    monkeypatch.setattr("explainer.dataset.evaluation.write_metric", denied)
+    monkeypatch.setattr("explainer.dataset.writer.write_metric", denied)
     one_error(cli("evaluate", store, "--sample", "2", "--no-progress"), "Permission denied")
 
 

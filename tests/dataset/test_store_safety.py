@@ -360,7 +360,7 @@ def test_a_permission_error_is_a_store_error_saying_what_to_check(
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
 
-    monkeypatch.setattr("explainer.dataset.run.create_store", denied)
+    monkeypatch.setattr("explainer.dataset.writer.create_store", denied)
     x, y = data
     with pytest.raises(ex.StoreError, match="permissions"):
         run(model, x, y, tmp_path / "s.zarr")

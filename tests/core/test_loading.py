@@ -1,5 +1,5 @@
 """load_model reads TorchScript, torch.export and state_dict files and never unpickles code;
-ImageFolder turns a folder of images into normalized tensors."""
+argument errors and files it cannot load give a message in the project's format."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import zipfile
 
 import pytest
 import torch
-from PIL import Image
+from error_checks import assert_message_format
 from torch import nn
 
 import explainer as ex
 from explainer.demo.cnn import DemoCNN, load_demo_cnn
-from explainer.errors import describe
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 
@@ -33,12 +32,6 @@ class OpensAFile:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
-
-
-def assert_message_format(err: Exception) -> None:
-    """what: expected ..., got .... fix — the project's message format."""
-    text = str(err)
-    assert ": expected " in text and ", got " in text and text.count(".") >= 2, text
 
 
 def export(net: nn.Module, path, batch_dynamic: bool = True) -> None:
@@ -156,6 +149,21 @@ def test_export_payload_path_outside_its_folder_is_refused(tmp_path):
         ex.load_model(bad)
 
 
+def test_torchscript_archive_missing_a_member_is_a_model_error_naming_it(tmp_path):
+    torch.jit.script(small_net()).save(tmp_path / "whole.pt")
+    with (
+        zipfile.ZipFile(tmp_path / "whole.pt") as src,
+        zipfile.ZipFile(tmp_path / "cut.pt", "w") as dst,
+    ):
+        for info in src.infolist():
+            if not info.filename.endswith("/data.pkl"):
+                dst.writestr(info, src.read(info))
+    with pytest.raises(ex.ModelError, match="cut.pt: .*data.pkl") as info:
+        ex.load_model(tmp_path / "cut.pt")
+    assert "compatible torch version" in str(info.value)
+    assert_message_format(info.value)
+
+
 def test_unreadable_file_is_a_model_error(tmp_path):
     (tmp_path / "notes.pt").write_text("not a model")
     with pytest.raises(ex.ModelError) as info:
@@ -213,109 +221,3 @@ def test_weights_of_the_wrong_shape_are_a_model_error(tmp_path):
     with pytest.raises(ex.ModelError, match="size mismatch for 0.weight") as info:
         ex.load_model(tmp_path / "w.pt", factory=wider)
     assert_message_format(info.value)
-
-
-# -- ImageFolder --------------------------------------------------------------------------
-def write_image(path, size_wh, color) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size_wh, color).save(path)
-
-
-@pytest.fixture
-def class_folders(tmp_path):
-    write_image(tmp_path / "zebra" / "b.png", (10, 6), (255, 0, 0))
-    write_image(tmp_path / "zebra" / "a.PNG", (8, 8), (0, 255, 0))
-    write_image(tmp_path / "ant" / "c.jpg", (12, 4), (0, 0, 255))
-    (tmp_path / "ant" / "readme.txt").write_text("not an image")
-    return tmp_path
-
-
-def test_class_folders_give_sorted_classes_and_files(class_folders):
-    data = ex.ImageFolder(class_folders, size=(4, 6))
-    assert data.classes == ["ant", "zebra"]
-    assert [(p.name, label) for p, (_, label) in zip(data.paths, data.samples, strict=True)] == [
-        ("c.jpg", 0),
-        ("a.PNG", 1),
-        ("b.png", 1),
-    ]
-    x, label = data[2]
-    assert x.dtype == torch.float32 and x.shape == (3, 4, 6) and label == 1
-    torch.testing.assert_close(x[:, 0, 0], torch.tensor([1.0, 0.0, 0.0]))  # red, in [0, 1]
-
-
-def test_normalization_and_denormalize_are_inverse(class_folders):
-    plain = ex.ImageFolder(class_folders, size=5)
-    data = ex.ImageFolder(class_folders, size=5, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.5])
-    x, _ = data[0]
-    want = (plain[0][0] - torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1)) / torch.tensor(
-        [0.2, 0.25, 0.5]
-    ).view(3, 1, 1)
-    torch.testing.assert_close(x, want)
-    torch.testing.assert_close(data.denormalize(x), plain[0][0])
-    batch = torch.stack([data[i][0] for i in range(len(data))])  # (N, C, H, W)
-    torch.testing.assert_close(data.denormalize(batch)[1], plain[1][0])
-
-
-def test_preprocessing_is_json_serializable(class_folders):
-    data = ex.ImageFolder(class_folders, size=7, mean=0.5, std=0.5, grayscale=True)
-    record = json.loads(json.dumps(data.preprocessing))
-    assert record == {
-        "loader": "PIL",
-        "size": [7, 7],
-        "mean": [0.5],
-        "std": [0.5],
-        "grayscale": True,
-        "root": str(class_folders),
-    }
-    assert data[0][0].shape == (1, 7, 7)
-
-
-def test_flat_folder_has_label_minus_one(tmp_path):
-    for name in ("b.png", "a.png"):
-        write_image(tmp_path / name, (6, 6), (1, 2, 3))
-    data = ex.ImageFolder(tmp_path)
-    assert data.classes == [] and [label for _, label in data.samples] == [-1, -1]
-    assert [p.name for p in data.paths] == ["a.png", "b.png"]
-
-
-def test_mixed_sizes_without_size_ask_for_size(class_folders):
-    with pytest.raises(ex.InputError, match="size=") as info:
-        ex.ImageFolder(class_folders)
-    assert_message_format(info.value)
-
-
-@pytest.mark.parametrize(
-    "kwargs, hint",
-    [
-        ({"size": 0}, "`size`"),
-        ({"size": (4, 4, 4)}, "`size`"),
-        ({"std": [1.0, 0.0, 1.0]}, "`std`"),
-        ({"mean": [0.5, 0.5]}, "`mean`"),
-    ],
-)
-def test_bad_options_are_input_errors(class_folders, kwargs, hint):
-    with pytest.raises(ex.InputError, match=hint) as info:
-        ex.ImageFolder(class_folders, **{"size": 4, **kwargs})
-    assert_message_format(info.value)
-
-
-def test_empty_folder_and_empty_class_folder_are_input_errors(tmp_path):
-    with pytest.raises(ex.InputError, match="none") as info:
-        ex.ImageFolder(tmp_path)
-    assert_message_format(info.value)
-    write_image(tmp_path / "cat" / "a.png", (4, 4), (0, 0, 0))
-    (tmp_path / "dog").mkdir()
-    with pytest.raises(ex.InputError, match="dog"):
-        ex.ImageFolder(tmp_path)
-
-
-def test_dataloader_batches_and_the_batch_explains(class_folders):
-    data = ex.ImageFolder(class_folders, size=64)
-    images, labels = next(iter(torch.utils.data.DataLoader(data, batch_size=3)))
-    assert images.shape == (3, 3, 64, 64) and labels.tolist() == [0, 1, 1]
-    exp = ex.explain(ex.load_model("demo"), images, "saliency", progress=False)
-    assert exp.attributions.shape == images.shape
-
-
-def test_describe_format_is_what_the_tests_check():
-    assert_message_format(ValueError(describe("`x`", "a", "b", "Fix it.")))

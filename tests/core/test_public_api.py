@@ -1,7 +1,9 @@
-"""The public surface is exactly what ``explainer.__all__`` lists, and every name resolves."""
+"""The public surface is exactly what ``explainer.__all__`` lists, every name resolves, and
+every one has a docstring with a ``>>>`` example."""
 
 from __future__ import annotations
 
+import doctest
 import inspect
 
 import pytest
@@ -69,6 +71,24 @@ def test_public_functions_have_docstrings():
         obj = getattr(ex, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def examples(name: str) -> list[doctest.Example]:
+    """The ``>>>`` examples in the docstring of ``ex.<name>`` (for a class: in its own
+    docstring and those of its methods)."""
+    obj = getattr(ex, name)
+    finder = doctest.DocTestFinder(recurse=inspect.isclass(obj), exclude_empty=True)
+    return [example for test in finder.find(obj, name) for example in test.examples]
+
+
+@pytest.mark.parametrize("name", ex.__all__)
+def test_every_public_name_has_an_example_in_its_docstring(name):
+    # `make test` runs every example (pytest --doctest-modules explainer); here: that there
+    # is one, and that it is Python.
+    found = examples(name)
+    assert found, f"ex.{name}: add a `>>>` example to its docstring (a class: or a method's)"
+    for example in found:
+        compile(example.source, f"<example of ex.{name}>", "single")
 
 
 def test_list_methods_names_aliases_modalities_and_descriptions():
