@@ -230,23 +230,13 @@ def _sanity_verdict(s: Scores, m: str) -> list[Verdict]:
     rho, limit = s.mean(m, "randomization_spearman"), THRESHOLDS["randomization_spearman"]
     ssim = s.mean(m, "randomization_ssim")
     extra = "" if math.isnan(ssim) else f", SSIM {ssim:.2f}"
-    if rho < limit:
-        return [
-            Verdict(
-                m,
-                "model randomization sanity check",
-                True,
-                f"passes the randomization sanity check: the map changes when the weights are randomized (ρ = {rho:.2f}{extra})",
-            )
-        ]
-    return [
-        Verdict(
-            m,
-            "model randomization sanity check",
-            False,
-            f"attribution barely changes when weights are randomized (ρ = {rho:.2f}{extra}): do not trust this map",
-        )
-    ]
+    passed = rho < limit
+    text = (
+        f"passes the randomization sanity check: the map changes when the weights are randomized (ρ = {rho:.2f}{extra})"
+        if passed
+        else f"attribution barely changes when weights are randomized (ρ = {rho:.2f}{extra}): do not trust this map"
+    )
+    return [Verdict(m, "model randomization sanity check", passed, text)]
 
 
 def _robustness_verdict(s: Scores, m: str) -> list[Verdict]:

@@ -27,14 +27,7 @@ class DatasetSummary:
         trust: per method, the per-class means of the trust scores ``ex.evaluate`` stored.
         shown: samples the report shows one by one.
 
-    Example:
-        >>> import tempfile, torch, explainer as ex
-        >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular", class_names=["no", "yes"])
-        >>> x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
-        >>> store = ex.explain_dataset(m, x, "saliency", f"{tempfile.mkdtemp()}/s.zarr", labels=y, progress=False)
-        >>> summary = dataset_summary(store, shown=6)
-        >>> summary.n, summary.done, summary.shown
-        (6, 6, 6)
+    Built by :func:`dataset_summary` (its example shows the fields).
     """
 
     path: str
@@ -121,6 +114,8 @@ def dataset_summary(store, shown: int, max_classes: int = 24) -> DatasetSummary:
         >>> x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
         >>> store = ex.explain_dataset(m, x, "saliency", f"{tempfile.mkdtemp()}/s.zarr", labels=y, progress=False)
         >>> summary = dataset_summary(store, shown=6)
+        >>> summary.n, summary.done, summary.shown
+        (6, 6, 6)
         >>> summary.accuracy is not None, summary.maps  # tabular: no mean maps
         (True, ())
     """
