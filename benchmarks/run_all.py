@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS = ("heatmap", "shap", "ig", "memory", "dataset", "metrics")
-DEFAULT = ("heatmap", "shap", "ig", "memory", "dataset")  # dataset last: it starts Ray
+BENCHMARKS = ("heatmap", "shap", "deep", "ig", "memory", "dataset", "metrics")
+DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "dataset")  # dataset last: it starts Ray
 
 
 def machine() -> dict:
@@ -76,6 +76,14 @@ def headline(benchmarks: dict) -> dict:
             out[f"{key}: wall time ours / fastest anchor, median over games"] = round(
                 times[len(times) // 2], 2
             )
+    for net, row in benchmarks.get("deep", {}).items():
+        if isinstance(row, dict) and "ours" in row:
+            out[f"deep/{net}: additivity gap ours | shap"] = (
+                f"{row['ours'].get('additivity_gap', 'error')} | "
+                f"{row['shap'].get('additivity_gap', row['shap']['error'])}"
+            )
+            if "time_ratio_ours_over_shap" in row:
+                out[f"deep/{net}: time ours / shap"] = row["time_ratio_ours_over_shap"]
     memory = benchmarks.get("memory", {})
     if "peak_ratio_captum_over_ours" in memory:
         out["memory: peak ratio captum / ours"] = memory["peak_ratio_captum_over_ours"]

@@ -2,7 +2,7 @@
 
 >>> import explainer as ex
 >>> sorted(ex.__all__)[:3]
-['Comparison', 'ExplainerError', 'Explanation']
+['Comparison', 'ExplainerError', 'ExplainerWarning']
 """
 
 from .api import explain, explain_many
@@ -11,7 +11,14 @@ from .dataset.evaluation import evaluate
 from .dataset.images import ImageFolder
 from .dataset.run import explain_dataset
 from .dataset.store import Store, open_store
-from .errors import ExplainerError, InputError, ModelError, StoreError, UnknownMethodError
+from .errors import (
+    ExplainerError,
+    ExplainerWarning,
+    InputError,
+    ModelError,
+    StoreError,
+    UnknownMethodError,
+)
 from .explanation import Explanation, load_explanation
 from .loading import load_model
 from .metrics import Scores
@@ -24,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Comparison",
     "ExplainerError",
+    "ExplainerWarning",
     "Explanation",
     "ImageFolder",
     "InputError",

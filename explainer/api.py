@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ from ._checks import (
     check_names,
 )
 from ._runtime import Runtime, forward_in_chunks, parse_bytes
-from .errors import InputError, describe
+from .completeness import gap_warning, relative_gap
+from .errors import ExplainerWarning, InputError, describe
 from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
 from .records import explanation_manifest
@@ -60,7 +62,10 @@ def explain(
             Seeds are integers in [0, 2**63 - 1]; ``seed=None`` means 0 for every method.
 
     Returns:
-        An :class:`Explanation` with attributions shaped like ``inputs``.
+        An :class:`Explanation` with attributions shaped like ``inputs``. For a method with a
+        completeness property (its extras hold ``convergence_delta``) the extras also hold
+        ``relative_gap`` per sample, and a gap above the method's tolerance is stated in
+        ``warnings`` (see :mod:`explainer.completeness`).
 
     Raises:
         InputError: bad inputs, target or parameter (NaN/Inf inputs or references included),
@@ -71,6 +76,10 @@ def explain(
             on the ``meta`` device, or the attributions came out non-finite (non-finite
             outputs or gradients somewhere on the method's path). Whatever is raised, the
             network's training flags, ``requires_grad`` and ``inplace`` flags are restored.
+
+    Warns:
+        ExplainerWarning: once per call, with the explanation's ``warnings`` (a completeness
+            gap above the method's tolerance).
 
     Example:
         >>> import torch, explainer as ex
@@ -103,6 +112,10 @@ def explain(
         result = info.func(model, x, targets, runtime=runtime, **params)
     _check_result(result, x, info)
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
+    extras = _with_relative_gap(result, out.gather(1, targets[:, None]).squeeze(1))
+    notes = _completeness_notes(info, extras, used)
+    if notes:
+        warnings.warn(" ".join(notes), ExplainerWarning, stacklevel=2)
     manifest = explanation_manifest(
         model,
         x,
@@ -120,10 +133,11 @@ def explain(
         class_names=model.class_names,
         modality=model.modality,
         params=used,
-        extras=dict(result.extras),
+        extras=extras,
         manifest=manifest,
         feature_names=names,
         call_params=dict(params),
+        warnings=notes,
     )
 
 
@@ -142,6 +156,35 @@ def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodI
             )
         )
     return info
+
+
+def _with_relative_gap(result: MethodResult, f_x: torch.Tensor) -> dict[str, Any]:
+    """The method's extras, with ``relative_gap`` after its ``convergence_delta`` (N,)
+    when it reports one: the one place every method's gap is computed."""
+    extras = dict(result.extras)
+    delta = extras.get("convergence_delta")
+    n = len(result.attributions)
+    if not isinstance(delta, torch.Tensor) or tuple(delta.shape) != (n,):
+        return extras
+    gap = relative_gap(result.attributions, delta, f_x)
+    out: dict[str, Any] = {}
+    for key, value in extras.items():
+        if key == "relative_gap":
+            continue  # computed here, the same way for every method
+        out[key] = value
+        if key == "convergence_delta":
+            out["relative_gap"] = gap
+    return out
+
+
+def _completeness_notes(
+    info: MethodInfo, extras: Mapping[str, Any], used: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """The explanation's warnings: its completeness gap, if above the method's tolerance."""
+    if "relative_gap" not in extras:
+        return ()
+    note = gap_warning(info.name, extras["relative_gap"], info.completeness_spec, used)
+    return () if note is None else (note,)
 
 
 def _check_result(result: MethodResult, x: torch.Tensor, info: MethodInfo) -> None:

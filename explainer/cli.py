@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Annotated
@@ -238,27 +239,38 @@ def explain(
     max_model_size: _MaxModelSize = "4GiB",
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
-    crash: finished batches are kept)."""
+    crash: finished batches are kept). Warnings (a completeness gap above a method's
+    tolerance, damaged batches recomputed) are printed on stderr, one line each."""
     # checked in this order, so that bad options fail before the model file is read
     spec = _method_params(method or ["integrated_gradients"], param or [])
     inputs, labels = _data(data, size, mean or [], std or [], limit)
     net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
-    result = explain_dataset(
-        net,
-        inputs,
-        spec,
-        store,
-        labels=labels,
-        batch_size=batch_size,
-        target=_target(target),
-        resume=resume,
-        overwrite=overwrite,
-        backend=backend,
-        progress=progress,
-        source={"path": model, "factory": factory, "modality": modality},
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        result = explain_dataset(
+            net,
+            inputs,
+            spec,
+            store,
+            labels=labels,
+            batch_size=batch_size,
+            target=_target(target),
+            resume=resume,
+            overwrite=overwrite,
+            backend=backend,
+            progress=progress,
+            source={"path": model, "factory": factory, "modality": modality},
+        )
     done = f"{int(result.done.sum())}/{len(result)} samples"
     typer.echo(f"wrote {result.path}: {done}, methods {', '.join(result.methods)}")
+    _print_warnings([str(w.message) for w in caught], result.warnings)
+
+
+def _print_warnings(caught: list[str], notes: list[str]) -> None:
+    """Warnings on stderr as ``warning: ...`` lines, each once: those the run issued, then
+    the store's completeness warnings one per method (the run issued them as one)."""
+    joined = " ".join(notes)
+    for text in [*dict.fromkeys(t for t in caught if t != joined), *notes]:
+        typer.echo(f"warning: {text}", err=True)
 
 
 @app.command()

@@ -6,6 +6,8 @@ ExplainerError                      base; every error we raise on purpose
 ├── UnknownMethodError(KeyError)    lists the available names and the closest match
 ├── ModelError(RuntimeError)        forward fails, output not (N, classes), not differentiable
 └── StoreError(OSError)             unreadable / incompatible result file or store
+
+ExplainerWarning(UserWarning)       a result that is computed but should not be trusted as is
 ```
 
 Messages follow one format: what was wrong, what was expected, what was got, how to fix
@@ -15,7 +17,14 @@ would expect (``ValueError``, ``KeyError``, ...), so existing ``except`` clauses
 
 from __future__ import annotations
 
-__all__ = ["ExplainerError", "InputError", "UnknownMethodError", "ModelError", "StoreError"]
+__all__ = [
+    "ExplainerError",
+    "InputError",
+    "UnknownMethodError",
+    "ModelError",
+    "StoreError",
+    "ExplainerWarning",
+]
 
 
 class ExplainerError(Exception):
@@ -96,6 +105,30 @@ class StoreError(ExplainerError, OSError):
         ... except ex.StoreError as err:
         ...     print(err)  # doctest: +ELLIPSIS
         Explanation file: expected an existing .npz written by Explanation.save, got .../missing.npz. Check the path.
+    """
+
+
+class ExplainerWarning(UserWarning):
+    """A result explainer computed but that should not be taken as is: attributions that
+    do not add up to the output change (a completeness gap above the method's tolerance),
+    damaged store batches that will be recomputed.
+
+    The same text stays with the result (``Explanation.warnings``). Filter it by this class,
+    e.g. ``warnings.simplefilter("error", ex.ExplainerWarning)`` in a pipeline that must stop.
+
+    Example:
+        >>> import warnings, torch, explainer as ex
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh())
+        >>> with torch.no_grad():  # f(x) = tanh(x1 + x2 + x3): far from linear on [0, 1]^3
+        ...     _ = net[0].weight.fill_(1.0), net[0].bias.zero_()
+        >>> m = ex.wrap(net, modality="tabular")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always", ex.ExplainerWarning)
+        ...     exp = ex.explain(m, torch.ones(1, 3), "ig", target=0, n_steps=1, progress=False)
+        >>> [w.category.__name__ for w in caught], exp.warnings == (str(caught[0].message),)
+        (['ExplainerWarning'], True)
+        >>> print(exp.warnings[0])  # doctest: +ELLIPSIS
+        integrated_gradients: attributions do not add up to f(x) - f(reference) in 1 of 1 samples (gap above 1%, worst ...). Pass more n_steps (now 1), ...
     """
 
 

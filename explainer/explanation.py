@@ -38,6 +38,10 @@ class Explanation:
         extras: per-sample method outputs, e.g. IG's ``convergence_delta``.
         manifest: library versions, seed, model fingerprint, input shape, duration, schema.
         feature_names: column names for tabular data, or None.
+        warnings: what should be known before trusting the maps, one short sentence each
+            (a completeness gap above the method's tolerance: how many samples, the worst
+            gap, the fix); empty when there is nothing to say. Saved with the file, shown
+            next to the maps.
 
     Made by :func:`explainer.explain`; never changed afterwards (frozen).
 
@@ -65,14 +69,16 @@ class Explanation:
     # The exact keyword arguments the method was called with (tensors included), so that
     # trust scores can re-run it; kept in memory only (a saved file keeps ``params``).
     call_params: dict[str, Any] = field(default_factory=dict, repr=False)
+    warnings: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def __repr__(self) -> str:
+        noted = f", warnings={len(self.warnings)}" if self.warnings else ""
         return (
             f"Explanation(method={self.method!r}, samples={len(self)}, shape={tuple(self.inputs.shape[1:])}, "
-            f"modality={self.modality!r})"
+            f"modality={self.modality!r}{noted})"
         )
 
     @property
@@ -110,6 +116,7 @@ class Explanation:
             "params": self.params,
             "manifest": self.manifest,
             "call_params": {k: v for k, v in self.call_params.items() if not is_array(v)},
+            "warnings": list(self.warnings),
             "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in arrays.items()},
         }
         buf = io.BytesIO()
@@ -238,7 +245,8 @@ _HEADER = {
     "params": (dict,),
     "manifest": (dict,),
 }
-_OPTIONAL = {"feature_names": (list, type(None)), "call_params": (dict,)}
+# Optional: files written before a key existed load with its default.
+_OPTIONAL = {"feature_names": (list, type(None)), "call_params": (dict,), "warnings": (list,)}
 
 
 def _bad_file(path: Path, problem: str) -> StoreError:
@@ -301,7 +309,7 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
 
     Returns:
         The Explanation, equal in every array and field to the one saved (``call_params``
-        tensors included).
+        tensors and ``warnings`` included; a file without ``warnings`` loads with none).
 
     Raises:
         StoreError: the file is missing, unreadable, not an explanation (a header that is
@@ -353,4 +361,5 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
             **header.get("call_params", {}),
             **{k.removeprefix("call__"): v for k, v in arrays.items() if k.startswith("call__")},
         },
+        warnings=tuple(header.get("warnings", ())),
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .completeness import DEFAULT_COMPLETENESS, Completeness
 from .errors import InputError, UnknownMethodError, describe
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "list_methods",
     "MethodList",
     "REDUCTIONS",
+    "completeness_of",
 ]
 
 _RESERVED = ("model", "inputs", "target", "runtime")
@@ -53,8 +55,9 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A registered method: name, aliases, modalities, one-line description, parameters, and
-    how its maps are drawn (see :func:`register_method`'s ``signed`` and ``reduction``).
+    """A registered method: name, aliases, modalities, one-line description, parameters, how
+    its maps are drawn (see :func:`register_method`'s ``signed`` and ``reduction``) and its
+    completeness tolerance.
 
     Example:
         >>> info = get_method("ig")
@@ -64,6 +67,8 @@ class MethodInfo:
         (True, 'sum')
         >>> get_method("saliency").draws_signed({"absolute": True})
         False
+        >>> info.completeness_spec.tolerance, get_method("gradient_shap").completeness_spec.tolerance
+        (0.01, 0.1)
     """
 
     name: str
@@ -74,10 +79,17 @@ class MethodInfo:
     defaults: dict[str, Any]
     signed: bool | Callable[[dict[str, Any]], bool] = True
     reduction: str | None = None
+    completeness: Completeness | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
         return tuple(self.defaults)
+
+    @property
+    def completeness_spec(self) -> Completeness:
+        """The tolerance and fix its completeness gaps are judged by (used only when its
+        results report ``convergence_delta``): the registered one, else the exact default."""
+        return self.completeness or DEFAULT_COMPLETENESS
 
     def draws_signed(self, params: dict[str, Any] | None = None) -> bool:
         """Whether maps made with ``params`` (the parameters an explanation records) have a
@@ -147,6 +159,7 @@ def register_method(
     description: str | None = None,
     signed: bool | Callable[[dict[str, Any]], bool] = True,
     reduction: str | None = None,
+    completeness: Completeness | None = None,
 ) -> Callable:
     """Decorator registering ``fn`` as attribution method ``name``.
 
@@ -162,10 +175,15 @@ def register_method(
             (saliency: not when ``absolute=True``).
         reduction: how an image map's channels become one ("sum", "abs_sum", "l2",
             "max_abs"); None: "sum" for signed maps, "max_abs" for unsigned ones.
+        completeness: for a method whose results report ``extras["convergence_delta"]``
+            (sum of attributions minus the output change, per sample): the relative gap it
+            tolerates and how to close a larger one (see :mod:`explainer.completeness`);
+            None: the exact tolerance (1%) with a generic fix.
 
     Raises:
         ValueError: ``name`` or an alias is already registered, or ``reduction`` is unknown.
-        TypeError: ``signed`` is neither a bool nor a callable.
+        TypeError: ``signed`` is neither a bool nor a callable, or ``completeness`` is
+            not a :class:`~explainer.completeness.Completeness`.
 
     Example:
         >>> import torch
@@ -185,6 +203,11 @@ def register_method(
         raise TypeError(
             f"`signed` of method {name!r}: expected a bool or a function params -> bool, "
             f"got {signed!r}"
+        )
+    if completeness is not None and not isinstance(completeness, Completeness):
+        raise TypeError(
+            f"`completeness` of method {name!r}: expected a Completeness or None, "
+            f"got {completeness!r}"
         )
     if reduction is not None and reduction not in REDUCTIONS:
         raise ValueError(
@@ -212,6 +235,7 @@ def register_method(
             defaults,
             signed,
             reduction,
+            completeness,
         )
         _REGISTRY[name] = info
         for alias in aliases:
@@ -250,6 +274,20 @@ def get_method(name: str) -> MethodInfo:
             )
         )
     return _REGISTRY[key]
+
+
+def completeness_of(name: str) -> Completeness:
+    """The completeness tolerance and fix of method ``name``; the exact default for a name
+    not registered in this process (a file or store written with a custom method).
+
+    Example:
+        >>> completeness_of("ig").tolerance, completeness_of("not registered").tolerance
+        (0.01, 0.01)
+    """
+    try:
+        return get_method(name).completeness_spec
+    except UnknownMethodError:
+        return DEFAULT_COMPLETENESS
 
 
 def list_methods() -> MethodList:

@@ -6,6 +6,7 @@ on where it ran.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from ..api import explain
-from ..errors import InputError, describe
+from ..errors import ExplainerWarning, InputError, describe
 from ..model import Model
 from .layout import attributions_path, extras_path
 
@@ -31,6 +32,8 @@ def run_batch(
     """Explain one batch with every method -> the store's per-sample arrays for these rows.
 
     Pure: the same rows and settings give the same arrays (the Ray backend relies on it).
+    Completeness warnings are not issued per batch: the gaps are stored (``relative_gap``)
+    and the run warns once, over the whole store (:meth:`Store.warnings`).
     """
     if isinstance(target, str) and target == "label":
         if bool((labels < 0).any()):
@@ -45,7 +48,11 @@ def run_batch(
         target = labels
     out: dict[str, np.ndarray] = {"inputs": x.numpy(), "labels": labels.numpy()}
     for name, params in methods.items():
-        exp = explain(model, x, name, target, progress=False, memory_budget=memory_budget, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExplainerWarning)
+            exp = explain(
+                model, x, name, target, progress=False, memory_budget=memory_budget, **params
+            )
         out.setdefault("targets", exp.targets.numpy())
         out.setdefault("scores", exp.scores.numpy())
         out[attributions_path(name)] = exp.attributions.numpy()

@@ -36,7 +36,7 @@ from .._checks import (
     check_target_spec,
 )
 from .._runtime import default_memory_budget, parse_bytes
-from ..errors import ExplainerError, StoreError, describe
+from ..errors import ExplainerError, ExplainerWarning, StoreError, describe
 from ..explanation import SCHEMA_VERSION
 from ..loading import load_model
 from ..model import Model, wrap
@@ -265,6 +265,7 @@ def _resume(out: Store, plan: _Plan) -> list[int]:
     if damaged:
         warnings.warn(
             f"store {plan.path}: {len(damaged)} damaged batch(es) {damaged[:8]} will be recomputed",
+            ExplainerWarning,
             stacklevel=4,
         )
         mark_pending(out, damaged)
@@ -366,6 +367,10 @@ def explain_dataset(
     Returns:
         The :class:`Store`, opened for reading (a read-only view of what the run wrote).
 
+    Warns:
+        ExplainerWarning: once, at the end, when a method's completeness gap exceeds its
+            tolerance on some sample (the text of :attr:`Store.warnings`; not once per batch).
+
     Raises:
         StoreError: the store exists with other settings or other data (or exists and
             ``resume=False``), is locked by another run, or cannot be written.
@@ -405,7 +410,11 @@ def explain_dataset(
         raise
     except OSError as err:
         raise _store_os_error(err, plan.path) from err
-    return read_only(out)
+    result = read_only(out)
+    notes = result.warnings
+    if notes:
+        warnings.warn(" ".join(notes), ExplainerWarning, stacklevel=2)
+    return result
 
 
 def _run(out: Store, plan: _Plan, pending: list[int]) -> None:

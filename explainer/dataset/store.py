@@ -28,9 +28,11 @@ import numpy as np
 import torch
 import zarr
 
+from ..completeness import gap_warning
 from ..errors import InputError, StoreError, describe
 from ..explanation import Explanation
 from ..records import REQUIRED_MODEL_KEYS, explanation_model_record
+from ..registry import completeness_of
 from .integrity import check_rows, damaged, digest, parse_record
 from .layout import (
     CORE_ARRAYS,
@@ -386,6 +388,12 @@ class Store:
             for name, _arr in self.group[extras_path(method)].arrays():
                 extras[name] = torch.from_numpy(self._take(f"{extras_path(method)}/{name}", rows))
         m = self.manifest
+        gaps = extras.get("relative_gap")
+        note = (
+            None
+            if gaps is None
+            else gap_warning(method, gaps, completeness_of(method), m["methods"][method])
+        )
         manifest = {
             "schema_version": m["explanation_schema"],
             "versions": m["versions"],
@@ -415,6 +423,7 @@ class Store:
                 for k, v in m["methods"][method].items()
                 if not (isinstance(v, dict) and "sha256" in v)
             },
+            warnings=() if note is None else (note,),
         )
 
     def __getitem__(self, index: Any) -> dict[str, Explanation]:
@@ -483,6 +492,44 @@ class Store:
                 acc[1] = acc[1] + x[sel].sum(0)
                 acc[2] += int(sel.sum())
         return {c: (s / n, xs / n, n) for c, (s, xs, n) in sorted(sums.items())}
+
+    def completeness(self) -> dict[str, dict[str, Any]]:
+        """Per method whose samples record a completeness gap (``relative_gap``), over the
+        finished samples: ``{"worst", "over", "n", "tolerance", "warning"}`` (the largest
+        gap, how many exceed the method's tolerance, of how many, the tolerance, and the
+        warning text or None). Reads one (N,) array per method, batch by batch.
+
+        Example:
+            >>> import torch, tempfile, explainer as ex
+            >>> m = ex.wrap(torch.nn.Linear(3, 2), modality="tabular")
+            >>> store = ex.explain_dataset(m, torch.rand(4, 3), "ig",
+            ...                            f"{tempfile.mkdtemp()}/s.zarr", progress=False)
+            >>> summary = store.completeness()["integrated_gradients"]
+            >>> summary["n"], summary["over"], summary["warning"], store.warnings
+            (4, 0, None, [])
+        """
+        out = {}
+        for method in self.methods:
+            name = extras_path(method, "relative_gap")
+            if name not in self.group:
+                continue  # a method without a completeness property, or an older store
+            parts = [values for _, values in self.iter_chunks(name)]
+            gaps = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+            spec = completeness_of(method)
+            out[method] = {
+                "worst": float(np.nanmax(gaps)) if np.isfinite(gaps).any() else None,
+                "over": int((~(gaps <= spec.tolerance)).sum()),
+                "n": int(gaps.size),
+                "tolerance": spec.tolerance,
+                "warning": gap_warning(method, gaps, spec, self.manifest["methods"][method]),
+            }
+        return out
+
+    @property
+    def warnings(self) -> list[str]:
+        """What should be known before trusting the store's maps: one sentence per method
+        whose completeness gap exceeds its tolerance on some finished sample."""
+        return [c["warning"] for c in self.completeness().values() if c["warning"]]
 
     def metrics(self, method: str) -> dict[str, np.ndarray]:
         """Per-sample trust scores written by ``ex.evaluate(store)`` (NaN: not computed)."""

@@ -7,10 +7,10 @@ for a linear model f(x) = w.x + b they equal (x - E[background]) * w.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-from captum.attr import DeepLift
 
 from .._checks import as_reference, check_fraction, check_int, check_seed, has_gradient_path
 from .._runtime import (
@@ -26,9 +26,11 @@ from .._runtime import (
     progress_chunks,
     seeded_generator,
 )
-from ..errors import InputError, describe
+from ..completeness import EXACT, EXPECTED, Completeness
+from ..errors import ExplainerWarning, InputError, ModelError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
+from ._deeplift.engine import ControlFlowError, Coverage, DeepLiftResult, deeplift
 
 
 def _background(model: Model, background: Any, inputs: torch.Tensor, method: str) -> torch.Tensor:
@@ -61,7 +63,24 @@ def _target_outputs(
     return out.gather(1, target[:, None].to(x.device)).squeeze(1)
 
 
-@register_method("gradient_shap", aliases=("expected_gradients",))
+def _fewer_draws_gap(params: Mapping[str, Any]) -> str:
+    """How to close gradient_shap's completeness gap: it is Monte Carlo error."""
+    noise = (
+        " (stdev > 0 also moves the expectation off f(x) - E f(background))"
+        if params.get("stdev")
+        else ""
+    )
+    return (
+        f"Pass more n_samples (now {params.get('n_samples')}): the gap is sampling error and "
+        f"falls as 1/sqrt(n_samples), 4x the samples halve it{noise}."
+    )
+
+
+@register_method(
+    "gradient_shap",
+    aliases=("expected_gradients",),
+    completeness=Completeness(EXPECTED, _fewer_draws_gap),
+)
 def gradient_shap(
     model: Model,
     inputs: torch.Tensor,
@@ -225,25 +244,75 @@ def _mean_reference_output(
     return out.mean(0)[target.to(out.device)]
 
 
-def _deeplift_cost(
-    model: Model, engine: DeepLift, sample: torch.Tensor, runtime: Runtime
-) -> RowCost:
-    """Measured cost of captum's DeepLift on (input, reference) pairs shaped like ``sample``
-    (it runs inputs and references through the network together, with its hooks)."""
+def _deeplift_cost(model: Model, sample: torch.Tensor, runtime: Runtime) -> RowCost:
+    """Measured cost of our DeepLIFT on (input, reference) pairs shaped like ``sample`` (a
+    reference pass that keeps each nonlinear operation's values, then a pass with gradients)."""
 
     def run(rows: torch.Tensor) -> None:
-        with torch.enable_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
-            engine.attribute(
-                rows.requires_grad_(True),
-                baselines=rows.detach().mul(0.5),  # a reference row, allocated as in the loop
-                target=0,
-            )
+        deeplift(
+            model.forward, rows, rows.detach().mul(0.5), torch.zeros(len(rows), dtype=torch.long)
+        )
 
     return measured_cost(model, sample, "deeplift", run, runtime)
 
 
-@register_method("deep_shap", aliases=("deeplift_shap",))
+def _pairs(
+    model: Model, x: torch.Tensor, refs: torch.Tensor, target: torch.Tensor
+) -> DeepLiftResult:
+    """DeepLIFT of each row of ``x`` against the row of ``refs``; a forward whose operations
+    depend on the input values is a ModelError."""
+    try:
+        return deeplift(model.forward, x, refs, target)
+    except ModelError as err:
+        if not isinstance(err.__cause__, ControlFlowError):
+            raise
+        raise ModelError(
+            describe(
+                "deep_shap",
+                "a network that runs the same operations on the inputs and on the references",
+                f"{err.__cause__}",
+                "Its control flow depends on the input values: use integrated_gradients or "
+                "kernel_shap, which only need the outputs on many points.",
+            )
+        ) from err.__cause__
+
+
+def _warn_uncovered(coverage: Coverage) -> None:
+    if coverage.uncovered:
+        names = ", ".join(f"{k} ({v}x)" for k, v in sorted(coverage.uncovered.items()))
+        warnings.warn(
+            f"deep_shap: no DeepLIFT rule covers {names} (operations with several outputs); "
+            "their plain gradients were used, so the attributions may not add up to "
+            "f(x) - E f(background): see the completeness gap (convergence_delta).",
+            ExplainerWarning,
+            stacklevel=3,
+        )
+
+
+def _refuse_torchscript(model: Model) -> None:
+    """TorchScript runs its graph in C++, where our engine cannot follow the operations."""
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.net.modules()):
+        raise ModelError(
+            describe(
+                "deep_shap on a TorchScript model",
+                "an eager nn.Module (DeepLIFT follows each torch operation of the forward)",
+                f"{type(model.net).__name__}",
+                "Load the eager network (ex.load_model with factory= and a state_dict), or "
+                "explain the TorchScript model with integrated_gradients, gradient_shap or "
+                "kernel_shap.",
+            )
+        )
+
+
+@register_method(
+    "deep_shap",
+    aliases=("deeplift_shap",),
+    completeness=Completeness(
+        EXACT,
+        "DeepLIFT's rules add up exactly on the operations they cover: see the warning on "
+        "uncovered operations and exp.params['rules'], or use integrated_gradients.",
+    ),
+)
 def deep_shap(
     model: Model,
     inputs: torch.Tensor,
@@ -254,46 +323,43 @@ def deep_shap(
 ) -> MethodResult:
     """DeepLIFT-SHAP: DeepLIFT (rescale rule) averaged over every background reference.
 
-    Shrikumar et al. 2017, Lundberg & Lee 2017. captum's DeepLift is the engine; we batch
-    the (input, reference) pairs under the memory budget and average. Works for networks
-    built from nn.Module activations (functional activations fall back to gradients).
+    Shrikumar et al. 2017, Lundberg & Lee 2017. Our engine (``methods/_deeplift``) sees
+    every torch operation of the forward, module or functional, reused modules included:
+    elementwise nonlinearities get the rescale multiplier, max pooling shap's split of each
+    output's change, other nonlinear operations (layer norm, softmax, products of
+    activations) the mean gradient along the reference-to-input line corrected to sum to
+    delta. The attributions add up to f(x) - mean_b f(b) per sample (``convergence_delta``
+    records the gap); the rules used are recorded in the parameters (``rules``).
     """
     bg = _background(model, background, inputs, "deep_shap")
+    _refuse_torchscript(model)
     n, n_bg = len(inputs), len(bg)
-    with torch.enable_grad():  # captum would fail with a bare RuntimeError on a detached forward
+    with torch.enable_grad():
         probe = inputs[:1].detach().requires_grad_(True)
         has_gradient_path(model, model.forward(probe)[:, int(target[0])])
-    engine = DeepLift(model.net)
     held = _held_bytes(inputs, bg)
     request = ChunkRequest(
-        extra_bytes_per_row=inputs[0].numel() * inputs.element_size() + 64,  # the input copy
+        extra_bytes_per_row=2 * inputs[0].numel() * inputs.element_size() + 64,  # the pair
         fixed_bytes=held,
         what=f"deep_shap on {n} input(s)",
         buffers=BUFFERS,
-        cost=_deeplift_cost(model, engine, inputs[0], runtime),
+        cost=_deeplift_cost(model, inputs[0], runtime),
     )
     size = chunk_size(model, inputs[0], runtime, request)
-    total = torch.zeros_like(inputs)
+    total, coverage = torch.zeros_like(inputs), Coverage()
     with progress_chunks(n * n_bg, size, "deep_shap", runtime) as parts:
         for part in parts:  # row r pairs reference r // N with sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
             ref, sample = rows // n, rows % n
-            with torch.enable_grad(), warnings.catch_warnings():
-                # captum announces its temporary hooks on every call; they are removed before
-                # it returns.
-                warnings.filterwarnings("ignore", message=".*hooks and attributes.*")
-                attr = engine.attribute(
-                    inputs[sample].clone().requires_grad_(True),
-                    baselines=bg[ref].clone(),
-                    target=target[sample].to(inputs.device),
-                )
-            total.index_add_(0, sample, attr.detach())
-            del attr
+            result = _pairs(model, inputs[sample], bg[ref], target[sample].to(inputs.device))
+            total.index_add_(0, sample, result.attributions)
+            coverage = result.coverage
+    _warn_uncovered(coverage)
     attributions = total / n_bg
     del total
     delta = _completeness_gap(model, inputs, bg, target, attributions, runtime, held)
     return MethodResult(
         attributions,
         extras={"convergence_delta": delta.cpu()},
-        params={"background": f"tensor{tuple(bg.shape)}"},
+        params={"background": f"tensor{tuple(bg.shape)}", "rules": coverage.record()},
     )

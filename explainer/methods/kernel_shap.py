@@ -18,7 +18,9 @@ superpixels; "regression" is the classic constrained Kernel SHAP regression
 (coalitions.py). Both are exact from a budget of 2^M. Per sample, ``extras`` also hold
 ``error_estimate`` (the estimated relative L2 error of ``feature_values``: the posterior
 standard deviation for "gp", a bootstrap over the sampled pairs for "regression") and
-``evaluations`` (coalitions evaluated, empty and full included).
+``evaluations`` (coalitions evaluated, empty and full included), and ``convergence_delta``:
+sum of attributions - (v(full) - v(empty)), which efficiency makes zero up to the rounding
+of the stored densities (a check, not an estimate).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .._runtime import (
     network_cost,
     progress_bar,
 )
+from ..completeness import EXACT, Completeness
 from ..errors import InputError, describe
 from ..model import Model
 from ..registry import MethodResult, register_method
@@ -151,8 +154,9 @@ def _shapley_one(
     rng: np.random.Generator,
     adjacency: np.ndarray | None,
     max_rows: int,
-) -> tuple[np.ndarray, float, int]:
-    """Shapley values of one sample's M features, their estimated L2 error, evaluations used.
+) -> tuple[np.ndarray, float, int, float]:
+    """Shapley values of one sample's M features, their estimated L2 error, evaluations
+    used, and the output change v(full) - v(empty) they add up to.
 
     ``evaluate(masks)`` returns v at the coalitions in the rows of ``masks`` (K, M).
     """
@@ -169,7 +173,7 @@ def _shapley_one(
             if len(masks) < 2**m - 2
             else 0.0
         )
-        return phi, error, len(v)
+        return phi, error, len(v), float(v[1] - v[0])
     z = np.concatenate(
         [ends[1:], bayes_design(m, (n_samples - 2) // 2, rng, adjacency)]
     )  # (pairs, M): full first
@@ -188,10 +192,18 @@ def _shapley_one(
     phi = (
         phi + (2 * w[0] - phi.sum()) / m
     )  # efficiency, exactly (the fit matches it up to round-off)
-    return phi, error, len(v)
+    return phi, error, len(v), float(2 * w[0])  # z[0] is the full coalition
 
 
-@register_method("kernel_shap", aliases=("kernelshap",))
+@register_method(
+    "kernel_shap",
+    aliases=("kernelshap",),
+    completeness=Completeness(
+        EXACT,
+        "Efficiency makes kernel_shap's gap zero up to rounding of the float32 densities: "
+        "explain in float64 (model.double() and float64 inputs).",
+    ),
+)
 def kernel_shap(
     model: Model,
     inputs: torch.Tensor,
@@ -231,7 +243,7 @@ def kernel_shap(
     Returns:
         Attributions (densities), with extras ``feature_values`` (N, M), ``error_estimate``
         (N,) relative L2 error estimate of the feature values, ``evaluations`` (N,),
-        ``segments`` and ``n_features``.
+        ``segments``, ``n_features`` and ``convergence_delta`` (N,).
     """
     n_samples = check_evaluations(n_samples)
     n_segments = check_int(n_segments, "n_segments", minimum=2)
@@ -246,6 +258,7 @@ def kernel_shap(
     n_feat = [int(g.max()) + 1 for g in groups]
     values = np.full((n, max(n_feat)), np.nan)
     errors, evaluations = np.zeros(n), np.zeros(n, dtype=np.int64)
+    changes = np.zeros(n)  # v(full) - v(empty) per sample
     with progress_bar(n * n_samples, "kernel_shap", runtime) as bar:
         for i in range(n):
             m = n_feat[i]
@@ -256,19 +269,21 @@ def kernel_shap(
                     model, inputs[i], refs[i], groups[i], masks, int(target[i]), runtime, bar
                 )
 
-            phi, error, evaluations[i] = _shapley_one(
+            phi, error, evaluations[i], changes[i] = _shapley_one(
                 evaluate, m, n_samples, estimator, rng, adjacency, _max_rows(runtime)
             )
             values[i, :m] = phi
             errors[i] = error / max(float(np.linalg.norm(phi)), 1e-30)
             attributions[i] = _densities(phi, groups[i], inputs)
     segments = groups[:, 0] if inputs.ndim == 4 else groups
+    delta = attributions.reshape(n, -1).sum(1) - torch.from_numpy(changes).to(attributions)
     extras = {
         "feature_values": torch.from_numpy(values),
         "segments": segments.cpu(),
         "n_features": torch.tensor(n_feat),
         "error_estimate": torch.from_numpy(errors),
         "evaluations": torch.from_numpy(evaluations),
+        "convergence_delta": delta.cpu(),
     }
     params = {
         "n_samples": n_samples,

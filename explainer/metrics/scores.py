@@ -57,7 +57,7 @@ METRIC_INFO: dict[str, tuple[bool | None, str, str]] = {
     "completeness_gap": (
         False,
         "completeness",
-        "|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)|",
+        "|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)| (explainer.completeness)",
     ),
     "agreement": (
         True,
@@ -263,7 +263,8 @@ def _completeness_verdict(s: Scores, m: str) -> list[Verdict]:
     text = (
         f"attributions add up to the output change (median gap {v:.2%})"
         if passed
-        else f"attributions miss {v:.1%} of the output change: increase n_steps or use tolerance="
+        else f"attributions miss {v:.1%} of the output change: see the explanation's warnings "
+        "for the fix (more n_steps or n_samples, tolerance=, another reference)"
     )
     return [Verdict(m, "completeness", passed, text)]
 

@@ -395,7 +395,8 @@ def _localization(job: _Job) -> None:
 
 
 def _completeness(job: _Job) -> None:
-    """The completeness gap a method reported (integrated gradients' ``relative_gap``)."""
+    """The completeness gap a method reported (``relative_gap``: integrated gradients, the
+    SHAP family; see :mod:`explainer.completeness`)."""
     if "relative_gap" in job.exp.extras:
         job.add("completeness_gap", job.exp.extras["relative_gap"])
 

@@ -1,5 +1,6 @@
 """Dataset-level summaries of a result store for the report: class counts and accuracy, the
-mean attribution map per class and method, and per-class trust scores when computed."""
+mean attribution map per class and method, the worst completeness gap per method, and
+per-class trust scores when computed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class DatasetSummary:
         maps: image stores only: per method, the mean overlay of each frequent class.
         trust: per method, the per-class means of the trust scores ``ex.evaluate`` stored.
         shown: samples the report shows one by one.
+        completeness: per method with a completeness property, over the finished samples:
+            the worst gap, how many samples exceed the tolerance, and the warning or None.
 
     Built by :func:`dataset_summary` (its example shows the fields).
     """
@@ -38,6 +41,8 @@ class DatasetSummary:
     maps: tuple[dict[str, Any], ...]  # {"method", "drawing", "panels": [(class, count, uri)]}
     trust: tuple[dict[str, Any], ...]  # {"method", "classes", "rows": [{"metric", "values"}]}
     shown: int
+    # {"method", "worst", "over", "n", "tolerance", "warning"}: Store.completeness()
+    completeness: tuple[dict[str, Any], ...] = ()
 
 
 def _class_table(store, names) -> tuple[tuple[dict, ...], float | None]:
@@ -118,6 +123,8 @@ def dataset_summary(store, shown: int, max_classes: int = 24) -> DatasetSummary:
         (6, 6, 6)
         >>> summary.accuracy is not None, summary.maps  # tabular: no mean maps
         (True, ())
+        >>> summary.completeness  # saliency has no completeness property
+        ()
     """
     class_names = store.class_names
 
@@ -134,4 +141,5 @@ def dataset_summary(store, shown: int, max_classes: int = 24) -> DatasetSummary:
         maps=_mean_maps(store, names, max_classes),
         trust=_trust_by_class(store, names),
         shown=shown,
+        completeness=tuple({"method": m, **c} for m, c in store.completeness().items()),
     )

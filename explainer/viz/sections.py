@@ -104,9 +104,15 @@ class Section:
                     "params": e.params,
                     "duration_s": e.manifest.get("duration_s"),
                     "drawing": drawing,
+                    "warnings": list(e.warnings),
                 }
             )
         return out
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every explanation's warnings, in method order (shown next to the maps)."""
+        return [w for e in self.explanations for w in e.warnings]
 
     @property
     def model(self) -> dict[str, Any]:

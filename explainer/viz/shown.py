@@ -35,6 +35,7 @@ class Shown(Protocol):
     params: dict[str, Any]
     manifest: dict[str, Any]
     feature_names: tuple[str, ...] | None
+    warnings: tuple[str, ...]  # shown next to the maps
 
     def __len__(self) -> int: ...
 

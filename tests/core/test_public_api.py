@@ -14,6 +14,7 @@ import explainer as ex
 PUBLIC = [
     "Comparison",
     "ExplainerError",
+    "ExplainerWarning",
     "Explanation",
     "ImageFolder",
     "InputError",

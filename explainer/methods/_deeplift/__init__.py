@@ -1,0 +1,1 @@
+"""Our DeepLIFT engine (rescale rule at the level of torch functions): see engine.py."""

@@ -1,0 +1,132 @@
+"""DeepLIFT's multipliers as autograd functions: each returns an operation's value and, on
+the way back, a multiplier m with sum(m * (a - a0)) = sum(g * (y - y0)) (summation to delta).
+
+Every rule gets the operation's arguments at the input (``a``) and at the reference
+(``a0``, recorded by the reference pass) and the outputs at both (``y``, ``y0``):
+
+- :class:`Rescale` (elementwise nonlinearities: ReLU, GELU, SiLU, Tanh, ...): the rescale
+  multiplier (f(a) - f(a0)) / (a - a0), the gradient at ``a`` where a ≈ a0. Exact.
+- :class:`MaxPool` (max pooling of any dimension, adaptive included): each output's
+  change is split between the input's and the reference's arg-max positions, as shap's
+  DeepExplainer does. Exact up to positions where a ≈ a0 (there the share is bounded by
+  |a - a0|).
+- :class:`PathMean` (everything else that is nonlinear: layer/group norm, softmax, products
+  of two activations, attention): the gradient averaged along the straight line from the
+  reference to the input (Gauss-Legendre), then corrected along a - a0 so that the sum to
+  delta holds exactly per sample. Exact for bilinear operations before the correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+EPS_RESCALE = 1e-6  # |a - a0| below this: the gradient, as shap's DeepExplainer does
+EPS_POOL = 1e-7
+PATH_NODES = 8  # Gauss-Legendre nodes of the path mean (exact for polynomials of degree 15)
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(PATH_NODES)
+NODES = tuple(float(t) for t in (_NODES + 1) / 2)  # on [0, 1]
+WEIGHTS = tuple(float(w) for w in _WEIGHTS / 2)
+
+
+def _vjp(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], g: torch.Tensor):
+    """Vector-Jacobian products of ``fn`` at ``args`` with ``g`` (one per argument)."""
+    with torch.enable_grad():
+        leaves = [a.detach().requires_grad_(True) for a in args]
+        out = fn(*leaves)
+        grads = torch.autograd.grad(out, leaves, g, allow_unused=True)
+    return [torch.zeros_like(a) if d is None else d for a, d in zip(args, grads, strict=True)]
+
+
+class Rescale(torch.autograd.Function):
+    """y = f(a) elementwise; backward: g * (y - y0) / (a - a0), f'(a) * g where a ≈ a0."""
+
+    @staticmethod
+    def forward(ctx, a, y, a0, y0, fn):  # noqa: D102
+        ctx.fn, ctx.a, ctx.a0, ctx.y, ctx.y0 = fn, a.detach(), a0, y.detach(), y0
+        return y.detach().clone()
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        delta = ctx.a - ctx.a0
+        close = delta.abs() < EPS_RESCALE
+        ratio = (ctx.y - ctx.y0) / torch.where(close, torch.ones_like(delta), delta)
+        grad = g * ratio
+        if bool(close.any()):
+            grad = torch.where(close, _vjp(ctx.fn, [ctx.a], g)[0], grad)
+        return grad, None, None, None, None
+
+
+def _scatter_planes(values: torch.Tensor, index: torch.Tensor, like: torch.Tensor, dims: int):
+    """Add ``values`` at the flat positions ``index`` of each plane of the last ``dims``
+    dimensions of a tensor shaped like ``like`` (max pooling's indices)."""
+    lead = like.shape[: like.ndim - dims]
+    out = torch.zeros(
+        (*lead, int(np.prod(like.shape[like.ndim - dims :]))), dtype=like.dtype, device=like.device
+    )
+    out.scatter_add_(-1, index.flatten(-dims), values.flatten(-dims))
+    return out.reshape(like.shape)
+
+
+class MaxPool(torch.autograd.Function):
+    """y = max over windows; backward: each output's change, split as
+    (max(y, y0) - y0) at the input's arg-max and (y - max(y, y0)) at the reference's,
+    divided by a - a0 (zero where a ≈ a0)."""
+
+    @staticmethod
+    def forward(ctx, a, y, a0, y0, index, index0, dims):  # noqa: D102
+        ctx.save = (a.detach(), a0, y.detach(), y0, index, index0, dims)
+        return y.detach().clone()
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        a, a0, y, y0, index, index0, dims = ctx.save
+        top = torch.maximum(y, y0)
+        share = _scatter_planes(g * (top - y0), index, a, dims)
+        share += _scatter_planes(g * (y - top), index0, a, dims)
+        delta = a - a0
+        close = delta.abs() < EPS_POOL
+        grad = torch.where(close, torch.zeros_like(share), share / torch.where(close, 1.0, delta))
+        return grad, None, None, None, None, None, None
+
+
+class PathMean(torch.autograd.Function):
+    """y = fn(*a); backward: the mean gradient on the line a0 -> a, corrected so that
+    sum(m * (a - a0)) = sum(g * (y - y0)) per sample (dimension 0 of length ``rows``) or,
+    where the tensors are not batch-first, over the whole chunk."""
+
+    @staticmethod
+    def forward(ctx, fn, refs, y0, rows, y, *args):  # noqa: D102
+        ctx.fn, ctx.refs, ctx.y0, ctx.rows, ctx.y = fn, refs, y0, rows, y.detach()
+        ctx.args = [a.detach() for a in args]
+        return y.detach().clone()
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        deltas = [a - r for a, r in zip(ctx.args, ctx.refs, strict=True)]
+        grads = [torch.zeros_like(a) for a in ctx.args]
+        for t, w in zip(NODES, WEIGHTS, strict=True):
+            point = [r + t * d for r, d in zip(ctx.refs, deltas, strict=True)]
+            for total, part in zip(grads, _vjp(ctx.fn, point, g), strict=True):
+                total.add_(part, alpha=w)
+        _correct(grads, deltas, g * (ctx.y - ctx.y0), ctx.rows)
+        return (None, None, None, None, None, *grads)
+
+
+def _correct(grads, deltas, target: torch.Tensor, rows: int) -> None:
+    """Add c * delta to each gradient so that sum(grad * delta) equals sum(target), per row
+    when every tensor is batch-first with ``rows`` rows, else over everything. In place."""
+    per_row = all(t.ndim and t.shape[0] == rows for t in (target, *deltas))
+
+    def total(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(rows, -1).sum(1) if per_row else t.sum().reshape(1)
+
+    have = sum(total(gr * d) for gr, d in zip(grads, deltas, strict=True))
+    norm = sum(total(d * d) for d in deltas)
+    c = torch.where(norm > 0, (total(target) - have) / torch.where(norm > 0, norm, 1.0), 0.0)
+    for gr, d in zip(grads, deltas, strict=True):
+        scale = c.reshape(rows, *[1] * (d.ndim - 1)) if per_row else c.reshape([1] * d.ndim)
+        gr.add_(scale.to(d.dtype) * d)
