@@ -44,10 +44,10 @@ demo: setup
 
 # pytest exits 5 when it collects no test: that is not a failure of the project.
 test: setup browser
-	$(PY) -m pytest -q -m "not slow" --nbmake --doctest-modules tests notebooks explainer $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -n auto -m "not slow" --nbmake --doctest-modules tests notebooks explainer $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 test-all: setup browser
-	$(PY) -m pytest -q --nbmake --doctest-modules tests notebooks explainer $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(PY) -m pytest -q -n auto --nbmake --doctest-modules tests notebooks explainer $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: setup
 	$(VENV)/bin/ruff check explainer tests
