@@ -37,6 +37,7 @@ __all__ = [
     "check_autograd_mode",
     "check_attributions",
     "has_gradient_path",
+    "check_device",
 ]
 
 # Seeds are non-negative int64 values: what torch.Generator and numpy's default_rng both
@@ -99,10 +100,12 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 def as_inputs(model: Model, inputs: Any, name: str = "inputs") -> torch.Tensor:
     """Validate a batch of inputs for ``model``; return it on the model's device and dtype.
 
-    Inputs must be finite floats of the model's layout. They are converted to
-    :attr:`Model.dtype` (the first floating parameter's; float32 without one): float16
-    or float64 inputs of a float32 model run as float32; values that overflow the
-    conversion raise InputError.
+    Inputs must be finite floats of the model's layout (a batch that looks channels-last
+    is refused unless the model was wrapped with ``channels_first=True``). They are
+    converted to :attr:`Model.dtype` (the first floating parameter's; float32 without
+    one) and moved to :attr:`Model.device`: a float64 model runs in float64, a bfloat16
+    one in bfloat16, and float16 or float64 inputs of a float32 model run as float32;
+    values that overflow the conversion raise InputError.
     """
     x = _to_tensor(inputs, name)
     if not (x.is_floating_point()):
@@ -138,7 +141,7 @@ def as_inputs(model: Model, inputs: Any, name: str = "inputs") -> torch.Tensor:
                 "Pass a non-empty batch.",
             )
         )
-    if want == 4:
+    if want == 4 and not model.channels_first:  # channels_first=True: the layout is stated
         channels = model.input_channels
         looks_last = x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4)
         if (channels is not None and x.shape[1] != channels and x.shape[-1] == channels) or (
@@ -149,7 +152,8 @@ def as_inputs(model: Model, inputs: Any, name: str = "inputs") -> torch.Tensor:
                     f"`{name}`",
                     f"channels-first (N, C, H, W){'' if channels is None else f' with C={channels}'}",
                     f"shape {tuple(x.shape)}, which looks channels-last (N, H, W, C)",
-                    f"Permute with {name}.permute(0, 3, 1, 2).",
+                    f"Permute with {name}.permute(0, 3, 1, 2), or, if it is channels-first, "
+                    "say so with ex.wrap(model, channels_first=True).",
                 )
             )
     check_finite(x, name)
@@ -188,7 +192,9 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
     """Resolve ``target`` to a long tensor with one class index per sample.
 
     Accepts an int, a class name, ``"predicted"``, or a sequence/tensor of ints or names
-    with one entry per sample. ``scores`` are the model's (N, classes) outputs.
+    with one entry per sample. ``scores`` are the model's (N, classes) outputs. For a
+    regression, the target is an output column and ``"predicted"`` means column 0 (the
+    largest predicted value is no prediction).
 
     Example:
         >>> import torch, explainer as ex
@@ -199,6 +205,8 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
     """
     n, n_classes = scores.shape
     if isinstance(target, str):
+        if target == "predicted" and model.task == "regression":
+            return torch.zeros(n, dtype=torch.long)
         if target == "predicted":
             return scores.argmax(dim=1).cpu()
         return torch.full((n,), model.class_index(target), dtype=torch.long)
@@ -627,3 +635,64 @@ def as_methods(methods: Any) -> dict[str, dict[str, Any]]:
             )
         )
     return spec
+
+
+_DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def check_device(value: Any, name: str = "device") -> torch.device:
+    """A device this machine has: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` (or a
+    ``torch.device``); InputError naming what is available otherwise.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+        >>> check_device("tpu")
+        Traceback (most recent call last):
+        ...
+        explainer.errors.InputError: `device`: expected one of cpu, cuda, cuda:N or mps, got 'tpu'. Pass device="cpu", or "cuda" on a machine with an NVIDIA GPU.
+    """
+    try:
+        device = torch.device(value) if isinstance(value, str | torch.device) else None
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in _DEVICE_KINDS:
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "one of cpu, cuda, cuda:N or mps",
+                repr(value),
+                f'Pass {name}="cpu", or "cuda" on a machine with an NVIDIA GPU.',
+            )
+        )
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            have = (
+                f"{count} CUDA device(s)"
+                if count
+                else "no CUDA device (torch.cuda.is_available() is False)"
+            )
+            raise InputError(
+                describe(
+                    f"`{name}`",
+                    "a device available on this machine",
+                    f"{str(device)!r}, but this machine has {have}",
+                    f'Pass {name}="cpu"'
+                    + (
+                        f', or "cuda:0" to "cuda:{count - 1}".'
+                        if count
+                        else ", or install a CUDA build of torch on a machine with an NVIDIA GPU."
+                    ),
+                )
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "a device available on this machine",
+                "'mps', but the Metal backend is not available (macOS with Apple silicon only)",
+                f'Pass {name}="cpu".',
+            )
+        )
+    return device

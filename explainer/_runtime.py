@@ -53,23 +53,50 @@ __all__ = [
     "input_gradients",
     "bytes_per_sample",
     "seeded_generator",
+    "accumulation_dtype",
+    "accumulator",
 ]
 
 _UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
-def default_memory_budget() -> int:
-    """A quarter of the memory available now, capped at 4 GiB (at least 256 MiB)."""
-    available = 8 * 2**30
+def default_memory_budget(
+    device: torch.device | str | None = None,
+    free_memory: Callable[[torch.device], int] | None = None,
+) -> int:
+    """A quarter of the memory available now, capped at 4 GiB (at least 256 MiB).
+
+    Available memory is the host's (``MemAvailable``) for the CPU and for MPS (unified
+    memory); on a CUDA device it is the device's free memory, read by ``free_memory``
+    (default: ``torch.cuda.mem_get_info(device)[0]``; pass a reader to decide without a GPU).
+
+    Example:
+        >>> default_memory_budget("cuda:1", free_memory=lambda device: 8 * 2**30) == 2**31
+        True
+    """
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        available = int((free_memory or _cuda_free_memory)(device))
+    else:
+        available = _host_available_memory()
+    return int(min(max(available // 4, 256 * 2**20), 4 * 2**30))
+
+
+def _cuda_free_memory(device: torch.device) -> int:
+    """Free bytes on a CUDA device, as the driver reports them."""
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
+def _host_available_memory() -> int:
+    """``MemAvailable`` from /proc/meminfo; 8 GiB where it cannot be read."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return int(min(max(available // 4, 256 * 2**20), 4 * 2**30))
+    return 8 * 2**30
 
 
 def parse_bytes(value: Any, name: str = "memory_budget", none_means: str = "the default") -> int:
@@ -113,17 +140,21 @@ def parse_bytes(value: Any, name: str = "memory_budget", none_means: str = "the 
 class Runtime:
     """Options every method receives: progress display and memory budget (bytes).
 
+    The default budget (``memory_budget=0``) is that of ``device``: a CUDA model's is read
+    from the GPU's free memory (:func:`default_memory_budget`).
+
     ``reserved`` is what a calling method already holds out of the budget (smoothgrad's
     noisy copies while its base method runs): :attr:`budget` is what is left of it.
     """
 
     progress: bool = True
-    memory_budget: int = 0  # 0 means: use default_memory_budget()
+    memory_budget: int = 0  # 0 means: use default_memory_budget(device)
     reserved: int = 0
+    device: str | None = None  # where the model computes (None: the CPU): sets the default
 
     @property
     def budget(self) -> int:
-        return max(1, (self.memory_budget or default_memory_budget()) - self.reserved)
+        return max(1, (self.memory_budget or default_memory_budget(self.device)) - self.reserved)
 
     @property
     def explicit(self) -> bool:
@@ -583,3 +614,19 @@ def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> to
     gen = torch.Generator(device=device)
     gen.manual_seed(check_seed(seed))
     return gen
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype sums of attributions are kept in: at least float32 (float16 and bfloat16
+    models run in their dtype, but their gradients are summed in float32), float64 kept.
+
+    Example:
+        >>> accumulation_dtype(torch.bfloat16), accumulation_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
+def accumulator(x: torch.Tensor) -> torch.Tensor:
+    """Zeros shaped like ``x``, on its device, in :func:`accumulation_dtype` of its dtype."""
+    return torch.zeros(x.shape, dtype=accumulation_dtype(x.dtype), device=x.device)

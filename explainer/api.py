@@ -20,13 +20,13 @@ from ._checks import (
     check_model,
     check_names,
 )
-from ._runtime import Runtime, forward_in_chunks, parse_bytes
+from ._runtime import Runtime, accumulation_dtype, forward_in_chunks, parse_bytes
 from .completeness import gap_warning, relative_gap
-from .errors import ExplainerWarning, InputError, describe
+from .errors import ExplainerWarning, InputError, ModelError, describe
 from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
 from .records import explanation_manifest
-from .registry import MethodInfo, MethodResult, get_method
+from .registry import MethodInfo, MethodResult, get_method, list_methods
 
 __all__ = ["explain", "explain_many"]
 
@@ -48,8 +48,9 @@ def explain(
         model: a :class:`Model` (from :func:`wrap`) or a bare ``nn.Module`` (wrapped with defaults).
         inputs: a batch, torch tensor or numpy array: (N, C, H, W) images or (N, features) rows,
             finite floats. They are converted to the model's dtype (that of its first floating
-            parameter, float32 if it has none): float16 or float64 inputs of a float32 model
-            run, and are recorded, as float32.
+            parameter, float32 if it has none) and moved to its device: a float64 model runs
+            in float64, a float16 or bfloat16 one in its dtype, and float16 or float64 inputs
+            of a float32 model run, and are recorded, as float32.
         method: a registered method name or alias (see :func:`list_methods`).
         target: class to explain: an int, a class name, ``"predicted"`` (default), or one
             int/name per sample.
@@ -62,7 +63,10 @@ def explain(
             Seeds are integers in [0, 2**63 - 1]; ``seed=None`` means 0 for every method.
 
     Returns:
-        An :class:`Explanation` with attributions shaped like ``inputs``. For a method with a
+        An :class:`Explanation` with attributions shaped like ``inputs``, on the CPU (a
+        CUDA or MPS model computes on its device). Attributions are accumulated, and
+        results returned, in at least float32: float64 for a float64 model, float32 for
+        float16 and bfloat16 models (their inputs and scores too). For a method with a
         completeness property (its extras hold ``convergence_delta``) the extras also hold
         ``relative_gap`` per sample, and a gap above the method's tolerance is stated in
         ``warnings`` (see :mod:`explainer.completeness`).
@@ -73,8 +77,10 @@ def explain(
             it; ``torch.no_grad()`` is fine). UnknownMethodError: unknown method.
         ModelError: the network fails (any exception its forward raises, chained), its
             output is not finite (batch, classes), it has no gradient path, its weights are
-            on the ``meta`` device, or the attributions came out non-finite (non-finite
-            outputs or gradients somewhere on the method's path). Whatever is raised, the
+            on the ``meta`` device, the attributions came out non-finite (non-finite
+            outputs or gradients somewhere on the method's path), or a method that
+            differentiates the model is asked of a black-box function fed numpy (the
+            message names the methods that need only forward passes, e.g. kernel_shap). Whatever is raised, the
             network's training flags, ``requires_grad`` and ``inplace`` flags are restored.
 
     Warns:
@@ -96,6 +102,7 @@ def explain(
     runtime = Runtime(
         progress=check_bool(progress, "progress"),
         memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
+        device=str(model.device),
     )
     start = time.perf_counter()
     with model.evaluating():
@@ -126,10 +133,10 @@ def explain(
     )
     return Explanation(
         method=info.name,
-        attributions=result.attributions.detach().cpu(),
-        inputs=x.detach().cpu(),
+        attributions=_on_cpu(result.attributions),
+        inputs=_on_cpu(x),
         targets=targets.cpu(),
-        scores=model.to_scores(out).detach().cpu(),
+        scores=_on_cpu(model.to_scores(out)),
         class_names=model.class_names,
         modality=model.modality,
         params=used,
@@ -141,11 +148,29 @@ def explain(
     )
 
 
+def _on_cpu(t: torch.Tensor) -> torch.Tensor:
+    """A result tensor on the CPU in at least float32 (float16/bfloat16 models' results are
+    float32: numpy, and so saving, has no bfloat16), float64 kept."""
+    return t.detach().cpu().to(accumulation_dtype(t.dtype))
+
+
 def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodInfo:
     """The registered method ``method`` (aliases resolved), its parameters checked and its
     modalities including the model's."""
     info = get_method(method)
     info.check_params(params)
+    if info.needs_gradients and not model.differentiable:
+        forward_only = [m.name for m in list_methods() if not m.needs_gradients]
+        raise ModelError(
+            describe(
+                "`method`",
+                f"a method that needs only forward passes for the black-box {model.name} "
+                "(a function fed numpy arrays has no gradients)",
+                f"{info.name}, which differentiates the model",
+                f"Use {' or '.join(forward_only)}; or, if the function takes torch tensors "
+                'and is differentiable, wrap it with input="tensor".',
+            )
+        )
     if model.modality not in info.modalities:
         raise InputError(
             describe(
@@ -166,6 +191,8 @@ def _with_relative_gap(result: MethodResult, f_x: torch.Tensor) -> dict[str, Any
     n = len(result.attributions)
     if not isinstance(delta, torch.Tensor) or tuple(delta.shape) != (n,):
         return extras
+    # in at least float32, like the attributions (a bfloat16 model's delta included)
+    delta = extras["convergence_delta"] = _on_cpu(delta)
     gap = relative_gap(result.attributions, delta, f_x)
     out: dict[str, Any] = {}
     for key, value in extras.items():

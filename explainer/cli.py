@@ -13,7 +13,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from ._checks import check_device
 from .dataset.evaluation import evaluate as run_evaluate
+from .dataset.evaluation import model_for_store
 from .dataset.images import ImageFolder
 from .dataset.run import explain_dataset
 from .dataset.sources import ArrayDataset
@@ -210,6 +212,10 @@ _MaxModelSize = Annotated[
     str, typer.Option(help='Largest model file accepted, decompressed (e.g. "16GB").')
 ]
 _Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+_Device = Annotated[
+    str | None,
+    typer.Option(help="Where the model computes: cpu (default), cuda, cuda:1 or mps."),
+]
 
 
 @app.command()
@@ -237,6 +243,7 @@ def explain(
     backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
     progress: _Progress = True,
     max_model_size: _MaxModelSize = "4GiB",
+    device: _Device = None,
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
     crash: finished batches are kept). Warnings (a completeness gap above a method's
@@ -244,7 +251,10 @@ def explain(
     # checked in this order, so that bad options fail before the model file is read
     spec = _method_params(method or ["integrated_gradients"], param or [])
     inputs, labels = _data(data, size, mean or [], std or [], limit)
-    net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
+    where = check_device(device or "cpu", "--device")
+    net = load_model(
+        model, factory=factory, modality=modality, max_size=max_model_size, map_location=where
+    )
     with warnings.catch_warnings(record=True) as caught:
         result = explain_dataset(
             net,
@@ -290,10 +300,18 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     progress: _Progress = True,
     max_model_size: _MaxModelSize = "4GiB",
+    device: _Device = None,
 ) -> None:
     """Compute trust scores on a sample of a store and save them in it (reports show them)."""
+    where = check_device(device or "cpu", "--device")
     opened = open_store(store)
-    net = load_model(model, factory=factory, max_size=max_model_size) if model else None
+    net = (
+        load_model(model, factory=factory, max_size=max_model_size, map_location=where)
+        if model
+        else None
+    )
+    if net is None and device is not None:  # the store's model, loaded onto that device
+        net = model_for_store(opened, map_location=where)
     scores = run_evaluate(
         opened, net, metrics or "default", sample=sample, seed=seed, progress=progress
     )

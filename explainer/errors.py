@@ -37,8 +37,8 @@ class ExplainerError(Exception):
         >>> try:
         ...     ex.wrap("not a network")
         ... except ex.ExplainerError as err:
-        ...     print(type(err).__name__, "-", err)
-        InputError - `net`: expected a torch.nn.Module, got str. Pass the network itself, e.g. ex.wrap(my_cnn).
+        ...     print(type(err).__name__, "-", err)  # doctest: +ELLIPSIS
+        InputError - `net`: expected a torch.nn.Module or a callable on a batch, got str. Pass ...
     """
 
 
@@ -89,7 +89,7 @@ class ModelError(ExplainerError, RuntimeError):
         ...     ex.explain(m, torch.ones(2, 3), "saliency", progress=False)
         ... except ex.ModelError as err:
         ...     print(err)  # doctest: +ELLIPSIS
-        Model output: expected a tensor of shape (batch=2, classes), got (6,). Wrap the network ...
+        Model output (automatic): expected a tensor of shape (batch=2, classes) or (batch,), got (6,). ...
     """
 
 

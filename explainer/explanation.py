@@ -31,7 +31,9 @@ class Explanation:
         attributions: (N, ...) tensor shaped like ``inputs``, on the CPU.
         inputs: the explained inputs (CPU).
         targets: (N,) explained class per sample.
-        scores: (N, classes) class probabilities of the model on ``inputs``.
+        scores: (N, classes) class probabilities of the model on ``inputs`` (a sigmoid per
+            label for a multilabel model; the predicted values for a regression, whose task
+            ``manifest["model"]["task"]`` records).
         class_names: names of the classes, or None.
         modality: "image" or "tabular".
         params: the method's parameters as used (defaults included).

@@ -103,7 +103,9 @@ def load_model(
         raise InputError(describe("`source`", "a path", type(source).__name__, "Pass a file path."))
     path = Path(source)
     if not path.exists() and str(source) in ("demo", "demo-tabular"):
-        return _demo(str(source), modality, class_names, output, name)
+        demo = _demo(str(source), modality, class_names, output, name)
+        demo.net.to(map_location)
+        return demo
     if not path.is_file():
         raise InputError(
             describe(

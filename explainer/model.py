@@ -8,25 +8,33 @@ The wrapper owns three things every method needs and no method should redo:
   backward hooks and DeepLIFT), and restores all of it afterwards — also when an error
   is raised;
 * target resolution (int, one per sample, class name or ``"predicted"``);
-* the conversion from network output to class probabilities (``scores``).
+* what the network's output is: where the explained tensor is in what forward returns
+  (``select``, :mod:`explainer.outputs`), the task (classification, regression,
+  multilabel) and the conversion from that tensor to scores (``to_scores``).
+
+A plain callable (``clf.predict_proba``) is wrapped as a :class:`~explainer.black_box.CallableNet`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
-from ._checks import check_names
+from ._checks import check_bool, check_names
+from .black_box import CallableNet, callable_fingerprint
 from .errors import ExplainerError, InputError, ModelError, describe
+from .outputs import as_columns, as_selector, describe_select
 
 __all__ = ["Model", "wrap"]
 
 _MODALITIES = ("image", "tabular")
 _OUTPUTS = ("logits", "probabilities")
+TASKS = ("classification", "regression", "multilabel")
 
 
 class Model:
@@ -36,15 +44,21 @@ class Model:
     new ``Model`` when asked to change them.
 
     Attributes:
-        net: the wrapped ``torch.nn.Module`` (not copied).
+        net: the wrapped ``torch.nn.Module`` (not copied); a plain callable is held in a
+            :class:`~explainer.black_box.CallableNet`.
         class_names: one name per output column, or None.
         modality: "image" or "tabular".
-        output: "logits" or "probabilities".
+        output: "logits" or "probabilities": what the selected tensor holds.
+        select: where that tensor is in what forward returns ("auto", a key or attribute
+            name, an int index, or a function; see :func:`wrap`).
+        input: "tensor" (modules) or "numpy" (a black-box function fed numpy arrays).
+        channels_first: True when image inputs are stated to be (N, C, H, W) as given.
         name: the display name used in reports.
 
     Raises:
-        InputError: ``net`` is not a Module, an unknown ``modality`` or ``output``, or
-            class names that are not unique strings.
+        InputError: ``net`` is neither a Module nor callable, an unknown ``modality``,
+            ``output``, ``task``, ``select`` or ``input``, or class names that are not
+            unique strings.
 
     Example:
         >>> import torch, explainer as ex
@@ -53,45 +67,25 @@ class Model:
         Model(Linear, modality='tabular', output='logits', classes=2, params=8)
         >>> m.predict(torch.zeros(4, 3)).shape  # class probabilities, eval mode restored after
         torch.Size([4, 2])
-        >>> m.class_index("yes")
-        1
+        >>> m.class_index("yes"), m.task
+        (1, 'classification')
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | Callable[..., Any],
         class_names: Sequence[str] | Mapping[int, str] | None = None,
         modality: str = "image",
         output: str = "logits",
         name: str | None = None,
+        *,
+        task: str | None = None,
+        select: Any = "auto",
+        input: str | None = None,
+        channels_first: bool = False,
     ) -> None:
-        if not isinstance(net, nn.Module):
-            raise InputError(
-                describe(
-                    "`net`",
-                    "a torch.nn.Module",
-                    type(net).__name__,
-                    "Pass the network itself, e.g. ex.wrap(my_cnn).",
-                )
-            )
-        if modality not in _MODALITIES:
-            raise InputError(
-                describe(
-                    "`modality`",
-                    f"one of {_MODALITIES}",
-                    repr(modality),
-                    'Use modality="image" for (N, C, H, W) inputs or "tabular" for (N, features).',
-                )
-            )
-        if output not in _OUTPUTS:
-            raise InputError(
-                describe(
-                    "`output`",
-                    f"one of {_OUTPUTS}",
-                    repr(output),
-                    'Use output="probabilities" when the network ends in a softmax.',
-                )
-            )
+        net = _as_network(net, input)
+        _check_kinds(modality, output, task)
         class_names = check_names(class_names, "class_names")
         if class_names is not None:
             if len(set(class_names)) != len(class_names):
@@ -107,14 +101,41 @@ class Model:
         self.class_names: tuple[str, ...] | None = class_names
         self.modality = modality
         self.output = output
-        self.name = name or type(net).__name__
+        self.name = name or _display_name(net)
+        self.select = select
+        self.input = "numpy" if isinstance(net, CallableNet) and net.fed_numpy else "tensor"
+        self._task = task
+        self._selector = as_selector(select)
+        # What the last forward found (how the tensor was selected, its columns): the
+        # manifest records it; an inferred task is read from the columns.
+        self._selected = describe_select(select)
+        self._columns: int | None = len(class_names) if class_names else None
+        # True: image inputs are (N, C, H, W) as given, the channels-last guess is skipped
+        self.channels_first = check_bool(channels_first, "channels_first")
 
     def __repr__(self) -> str:
         classes = len(self.class_names) if self.class_names else "?"
+        task = "" if self.task == "classification" else f", task={self.task!r}"
         return (
-            f"Model({self.name}, modality={self.modality!r}, output={self.output!r}, "
+            f"Model({self.name}, modality={self.modality!r}, output={self.output!r}{task}, "
             f"classes={classes}, params={self.n_parameters:,})"
         )
+
+    def with_network(self, net: nn.Module) -> Model:
+        """The same wrapping (names, modality, output, task, select) around ``net``, e.g.
+        a randomized copy of the network."""
+        copy = Model(
+            net,
+            self.class_names,
+            self.modality,
+            self.output,
+            self.name,
+            task=self._task,
+            select=self.select,
+            channels_first=self.channels_first,
+        )
+        copy._columns, copy._selected = self._columns, self._selected
+        return copy
 
     # -- facts about the network -------------------------------------------------------
     @property
@@ -139,6 +160,34 @@ class Model:
         return sum(p.numel() for p in self.net.parameters())
 
     @property
+    def task(self) -> str:
+        """The task, "classification", "regression" or "multilabel": the one given to
+        :func:`wrap`, else inferred from the output columns (class names, or the last
+        forward): one column is a regression (never a one-class softmax), more a
+        classification."""
+        if self._task is not None:
+            return self._task
+        return "regression" if self._columns == 1 else "classification"
+
+    @property
+    def task_given(self) -> bool:
+        """Whether the task was given to :func:`wrap` (else it is inferred)."""
+        return self._task is not None
+
+    @property
+    def selected(self) -> str:
+        """How the explained tensor is taken from the forward's result, in words
+        ("attribute .logits (automatic)"); "automatic" for a tensor returned as it is, or
+        before the model has run."""
+        return self._selected
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether gradients can reach the inputs: False for a function fed numpy (a black
+        box), which only methods registered with ``needs_gradients=False`` explain."""
+        return self.input != "numpy"
+
+    @property
     def input_channels(self) -> int | None:
         """Channels the first convolution expects, when the network starts with one."""
         for m in self.net.modules():
@@ -147,17 +196,25 @@ class Model:
         return None
 
     def fingerprint(self) -> str:
-        """SHA-256 (first 16 hex digits) of the parameters and buffers, in order."""
+        """SHA-256 (first 16 hex digits) of the parameters and buffers, in order; for a
+        plain callable, of the pickled function (its name and id when it cannot be
+        pickled: see :func:`~explainer.black_box.callable_fingerprint`)."""
+        if isinstance(self.net, CallableNet):
+            return callable_fingerprint(self.net)
         h = hashlib.sha256()
         for key, t in self.net.state_dict().items():
             h.update(key.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            # the raw bytes (numpy has no bfloat16); the same bytes as .numpy() for the rest
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return h.hexdigest()[:16]
 
     # -- running it ---------------------------------------------------------------------
     @contextmanager
     def evaluating(self) -> Iterator[Model]:
         """Eval mode, frozen parameters and no in-place activations; all restored on exit.
+
+        In-place flags are turned off on eager modules only: a TorchScript module holds
+        them as constants, which cannot be set, and keeps them.
 
         Example:
             >>> import torch, explainer as ex
@@ -170,7 +227,14 @@ class Model:
         """
         modules = list(self.net.modules())
         training = [m.training for m in modules]
-        inplace = [(m, m.inplace) for m in modules if isinstance(getattr(m, "inplace", None), bool)]
+        # TorchScript modules hold ``inplace`` as a constant that cannot be set: they keep it
+        # (autograd handles in-place ReLU; the methods that need hooks refuse TorchScript).
+        inplace = [
+            (m, m.inplace)
+            for m in modules
+            if isinstance(getattr(m, "inplace", None), bool)
+            and not isinstance(m, torch.jit.ScriptModule)
+        ]
         params = list(self.net.parameters())
         requires_grad = [p.requires_grad for p in params]
         try:
@@ -189,7 +253,9 @@ class Model:
                 m.inplace = flag
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network and check its output is finite and (batch, classes).
+        """Run the network, select the explained tensor from its result (``select``) and
+        check it is finite and (batch, columns); a (batch,) vector is one column, numpy
+        outputs become tensors of the model's dtype.
 
         Call inside ``evaluating``. Any exception the network raises (other than our own)
         becomes a :class:`ModelError` chained to it.
@@ -207,17 +273,31 @@ class Model:
                     "Check that the inputs have the shape and layout the network was trained on.",
                 )
             ) from err
+        out, selected = self._selector(out)
+        out = as_columns(out, len(x), self.dtype, x.device)
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ModelError(
                 describe(
-                    "Model output",
-                    f"a tensor of shape (batch={x.shape[0]}, classes)",
+                    f"Model output ({selected})",
+                    f"a tensor of shape (batch={x.shape[0]}, classes) or (batch,)",
                     f"{got}",
                     "Wrap the network so it returns one row of class scores per sample "
-                    "(e.g. flatten the head, or select the logits from a tuple/dict output).",
+                    "(e.g. flatten the head), or tell ex.wrap where they are: select='key', "
+                    "select=0 or select=lambda out: ...",
                 )
             )
+        if self._task == "classification" and out.shape[1] == 1:
+            raise ModelError(
+                describe(
+                    "Model output",
+                    "two or more class columns for task='classification' (a softmax)",
+                    "one column, whose softmax is always 1",
+                    'Pass task="regression" to explain the value, or task="multilabel" '
+                    "for a sigmoid probability.",
+                )
+            )
+        self._selected, self._columns = selected, out.shape[1]
         if self.class_names is not None and out.shape[1] != len(self.class_names):
             raise ModelError(
                 describe(
@@ -243,12 +323,26 @@ class Model:
         return out
 
     def to_scores(self, out: torch.Tensor) -> torch.Tensor:
-        """Network output -> class probabilities."""
-        return out.softmax(dim=1) if self.output == "logits" else out
+        """Network output -> scores: class probabilities (a softmax of logits), independent
+        label probabilities (multilabel: a sigmoid per column), or the predicted values
+        themselves (regression).
+
+        Example:
+            >>> import torch, explainer as ex
+            >>> out = torch.tensor([[0.0, 0.0]])
+            >>> for task in ("classification", "multilabel", "regression"):
+            ...     print(task, ex.wrap(torch.nn.Identity(), task=task).to_scores(out).tolist())
+            classification [[0.5, 0.5]]
+            multilabel [[0.5, 0.5]]
+            regression [[0.0, 0.0]]
+        """
+        if self.task == "regression" or self.output == "probabilities":
+            return out
+        return out.sigmoid() if self.task == "multilabel" else out.softmax(dim=1)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, classes) for validated inputs."""
+        """Scores (N, columns) for validated inputs (see :meth:`to_scores`)."""
         with self.evaluating():
             return self.to_scores(self.forward(x.to(self.device))).cpu()
 
@@ -266,40 +360,154 @@ class Model:
 
 
 def wrap(
-    net: nn.Module | Model,
+    net: nn.Module | Model | Callable[..., Any],
     class_names: Sequence[str] | Mapping[int, str] | None = None,
     modality: str | None = None,
     output: str | None = None,
     name: str | None = None,
+    *,
+    task: str | None = None,
+    select: Any = None,
+    input: str | None = None,
+    channels_first: bool | None = None,
 ) -> Model:
-    """Wrap a network for explanation (idempotent).
+    """Wrap a network, or any function of a batch, for explanation (idempotent).
+
+    Two questions about the output are kept apart, so ``output`` means what it always
+    did: *where* the explained tensor is in what forward returns (``select``), and *what*
+    it holds (``output``, ``task``).
 
     Args:
-        net: a ``torch.nn.Module`` returning (batch, classes) scores, or a ``Model``.
+        net: a ``torch.nn.Module``, a ``Model``, or a plain callable on a batch (a
+            black box such as scikit-learn's ``clf.predict_proba``, or any function
+            returning (N, classes) or (N,) arrays or tensors).
         class_names: one name per output column (optional): a list, or a mapping
             ``{index: name}`` with integer keys 0..K-1. A bare string is refused.
         modality: ``"image"`` for (N, C, H, W) inputs or ``"tabular"`` for (N, features).
-        output: ``"logits"`` (default) or ``"probabilities"`` if the network ends in softmax.
-        name: a display name for reports (default: the network's class name).
+        output: ``"logits"`` (default) or ``"probabilities"`` if the network ends in softmax
+            (or sigmoid, for multilabel). Default ``"probabilities"`` for a callable named
+            ``predict_proba``.
+        name: a display name for reports (default: the network's class name, or the
+            function's qualified name).
+        task: ``"classification"`` (softmax over the columns), ``"regression"`` (the
+            outputs are the predicted values; ``target`` picks a column, default 0) or
+            ``"multilabel"`` (an independent sigmoid per column). None (default): inferred
+            from the columns, one column being a regression (a one-class softmax is
+            always 1, so it is never assumed; ``task="classification"`` on one column is
+            refused).
+        select: where the explained tensor is in what forward returns. ``"auto"``
+            (default): a tensor as it is, else the ``.logits`` of a HuggingFace
+            ``ModelOutput`` (or any object with one), the ``"logits"`` entry of a dict,
+            the first element of a tuple or list. A string: that key (dicts) or attribute;
+            an int: that element of a tuple; a function: ``output -> tensor``. What was
+            taken is recorded in the manifest ("attribute .logits (automatic)").
+        input: for a plain callable, ``"numpy"`` (default: it is fed numpy arrays and its
+            outputs become float tensors; a black box, explained by methods that need
+            only forward passes, e.g. ``kernel_shap``) or ``"tensor"`` (it is fed tensors;
+            gradient methods work when it is differentiable). A bound method of an
+            ``nn.Module`` is fed tensors and keeps the module's weights, eval mode and
+            fingerprint. Modules always take tensors.
+        channels_first: True states that image inputs are channels-first (N, C, H, W) as
+            given: the check that refuses batches looking channels-last, such as
+            (4, 2, 1, 1) for a network without convolutions, is skipped. Default False.
 
     Returns:
         A :class:`Model`. Wrapping a ``Model`` again returns it unchanged unless an argument
         asks for a change, in which case a new ``Model`` around the same network is returned.
 
+    Raises:
+        InputError: a bad argument (see :class:`Model`).
+
     Example:
-        >>> import torch, explainer as ex
+        >>> import numpy as np, torch, explainer as ex
         >>> m = ex.wrap(torch.nn.Linear(4, 2), modality="tabular", class_names=["a", "b"])
         >>> ex.wrap(m) is m
         True
+        >>> bb = ex.wrap(lambda a: np.tanh(a).sum(1), modality="tabular")  # (N,) numpy
+        >>> bb.predict(torch.ones(2, 4)).shape, bb.task, bb.differentiable
+        (torch.Size([2, 1]), 'regression', False)
     """
     if isinstance(net, Model):
-        if all(v is None for v in (class_names, modality, output, name)):
+        given = (class_names, modality, output, name, task, select, input, channels_first)
+        if all(v is None for v in given):
             return net
         return Model(
-            net.net,
+            _as_network(net.net, input),
             class_names if class_names is not None else net.class_names,
             modality or net.modality,
             output or net.output,
             name or net.name,
+            task=task or net._task,
+            select=net.select if select is None else select,
+            channels_first=net.channels_first if channels_first is None else channels_first,
         )
-    return Model(net, class_names, modality or "image", output or "logits", name)
+    return Model(
+        net,
+        class_names,
+        modality or "image",
+        output or _default_output(net),
+        name,
+        task=task,
+        select="auto" if select is None else select,
+        input=input,
+        channels_first=False if channels_first is None else channels_first,
+    )
+
+
+def _as_network(net: Any, input: str | None) -> nn.Module:
+    """``net`` as a module: a Module as it is, a callable in a :class:`CallableNet`."""
+    if isinstance(net, CallableNet):  # a Model wrapped again
+        return net if input in (None, net.input) else CallableNet(net.fn, input)
+    if isinstance(net, nn.Module):
+        if input not in (None, "tensor"):
+            raise InputError(
+                describe(
+                    "`input`",
+                    '"tensor" (or None) for a torch.nn.Module',
+                    repr(input),
+                    "Modules take tensors: leave input out, or wrap a function of numpy "
+                    'arrays with input="numpy".',
+                )
+            )
+        return net
+    if callable(net):
+        owner = getattr(net, "__self__", None)
+        default = "tensor" if isinstance(owner, nn.Module) else "numpy"
+        return CallableNet(net, input or default)
+    raise InputError(
+        describe(
+            "`net`",
+            "a torch.nn.Module or a callable on a batch",
+            type(net).__name__,
+            "Pass the network itself, e.g. ex.wrap(my_cnn), or a function such as "
+            "ex.wrap(clf.predict_proba, modality='tabular').",
+        )
+    )
+
+
+def _check_kinds(modality: str, output: str, task: str | None) -> None:
+    """``modality``, ``output`` and ``task`` are among the accepted values."""
+    for arg, value, choices, fix in (
+        ("modality", modality, _MODALITIES,
+         'Use modality="image" for (N, C, H, W) inputs or "tabular" for (N, features).'),
+        ("output", output, _OUTPUTS,
+         'Use output="probabilities" when the network ends in a softmax.'),
+        ("task", task, (*TASKS, None),
+         'Use task="regression" for predicted values, "multilabel" for independent '
+         'labels, or leave it out (inferred).'),
+    ):  # fmt: skip
+        if value not in choices:
+            raise InputError(describe(f"`{arg}`", f"one of {choices}", repr(value), fix))
+
+
+def _default_output(net: Any) -> str:
+    """The default ``output``: "probabilities" for a callable named ``predict_proba``
+    (scikit-learn's), else "logits"."""
+    return "probabilities" if getattr(net, "__name__", "") == "predict_proba" else "logits"
+
+
+def _display_name(net: nn.Module) -> str:
+    """The class name of a module; the qualified name of a wrapped function."""
+    if isinstance(net, CallableNet):
+        return getattr(net.fn, "__qualname__", type(net.fn).__name__)
+    return type(net).__name__

@@ -68,19 +68,25 @@ def canonical(value: Any) -> Any:
 
 def model_record(model: Model) -> dict[str, Any]:
     """The model part of every manifest (explanations and stores): name, fingerprint,
-    parameter count and output kind.
+    parameter count, output kind, task (``task_given``: False when inferred from the
+    columns), how the explained tensor was selected from the forward's result, and the
+    input kind ("numpy" for a black-box function).
 
     Example:
         >>> import torch, explainer as ex
         >>> record = model_record(ex.wrap(torch.nn.Linear(3, 2), modality="tabular"))
         >>> list(record), record["parameters"]
-        (['name', 'fingerprint', 'parameters', 'output'], 8)
+        (['name', 'fingerprint', 'parameters', 'output', 'task', 'task_given', 'selected', 'input'], 8)
     """
     return {
         "name": model.name,
         "fingerprint": model.fingerprint(),
         "parameters": model.n_parameters,
         "output": model.output,
+        "task": model.task,
+        "task_given": model.task_given,
+        "selected": model.selected,
+        "input": model.input,
     }
 
 

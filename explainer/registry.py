@@ -69,6 +69,8 @@ class MethodInfo:
         False
         >>> info.completeness_spec.tolerance, get_method("gradient_shap").completeness_spec.tolerance
         (0.01, 0.1)
+        >>> info.needs_gradients, get_method("kernel_shap").needs_gradients
+        (True, False)
     """
 
     name: str
@@ -80,6 +82,7 @@ class MethodInfo:
     signed: bool | Callable[[dict[str, Any]], bool] = True
     reduction: str | None = None
     completeness: Completeness | None = None
+    needs_gradients: bool = True
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -160,6 +163,7 @@ def register_method(
     signed: bool | Callable[[dict[str, Any]], bool] = True,
     reduction: str | None = None,
     completeness: Completeness | None = None,
+    needs_gradients: bool = True,
 ) -> Callable:
     """Decorator registering ``fn`` as attribution method ``name``.
 
@@ -179,6 +183,9 @@ def register_method(
             (sum of attributions minus the output change, per sample): the relative gap it
             tolerates and how to close a larger one (see :mod:`explainer.completeness`);
             None: the exact tolerance (1%) with a generic fix.
+        needs_gradients: whether it differentiates the model; False for a method that
+            needs only forward passes, the only kind that explains a black-box function
+            (``ex.wrap(clf.predict_proba)``).
 
     Raises:
         ValueError: ``name`` or an alias is already registered, or ``reduction`` is unknown.
@@ -236,6 +243,7 @@ def register_method(
             signed,
             reduction,
             completeness,
+            bool(needs_gradients),
         )
         _REGISTRY[name] = info
         for alias in aliases:

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("explainer._checks", "explainer._files", "explainer._archive",
               "explainer._agreement", "explainer.model", "explainer._runtime",
               "explainer.registry", "explainer.records", "explainer.loading",
-              "explainer.completeness")),
+              "explainer.completeness", "explainer.outputs", "explainer.black_box")),
     ("viz", ("explainer.viz",)),
     ("results", ("explainer.explanation", "explainer.comparison")),
     ("methods", ("explainer.methods",)),

@@ -34,7 +34,9 @@ def stored_scores(store: Store) -> Scores | None:
     return scores_from_json(data) if data else None
 
 
-def _model_for(store: Store, model: Any) -> Any:
+def model_for_store(store: Store, model: Any = None, map_location: Any = "cpu") -> Any:
+    """``model`` if given, else the model file the store records, loaded onto
+    ``map_location`` (InputError when the store records none)."""
     if model is not None:
         return model
     source = store.manifest["model"].get("source")
@@ -48,7 +50,10 @@ def _model_for(store: Store, model: Any) -> Any:
             )
         )
     return load_model(
-        source["path"], factory=source.get("factory"), modality=source.get("modality")
+        source["path"],
+        factory=source.get("factory"),
+        modality=source.get("modality"),
+        map_location=map_location,
     )
 
 
@@ -59,7 +64,7 @@ def evaluate_store(
     explained classes) under checked ``settings``, written back into the store. See
     :func:`evaluate`."""
     sample = check_int(sample, "sample", 1, example=64)
-    model = _model_for(store, model)
+    model = model_for_store(store, model)
     rows = store.sample(sample, settings.seed)
     if rows.size == 0:
         raise InputError(

@@ -214,7 +214,11 @@ def _plan(model: Any, data: Any, methods: Any, store: Any, options: _Options) ->
     target = check_target_spec(options.target, TARGETS, model.class_names)
     methods = _method_spec(methods)
     memory_budget = options.memory_budget
-    budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
+    budget = (
+        parse_bytes(memory_budget)
+        if memory_budget is not None
+        else default_memory_budget(model.device)  # a GPU model: the GPU's free memory
+    )
     manifest = _manifest(
         model, data_source, methods, target, batch_size, budget, options.feature_names, spec
     )

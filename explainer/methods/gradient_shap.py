@@ -17,6 +17,7 @@ from .._runtime import (
     ChunkRequest,
     RowCost,
     Runtime,
+    accumulator,
     check_expansion,
     chunk_size,
     forward_in_chunks,
@@ -118,7 +119,7 @@ def gradient_shap(
         inputs.reshape(n, -1).max(1).values - inputs.reshape(n, -1).min(1).values
     ) * stdev  # (N,)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
-    total = torch.zeros_like(inputs)
+    total = accumulator(inputs)  # at least float32
     with progress_chunks(n * n_samples, size, "gradient_shap", runtime) as parts:
         for part in parts:  # row r is draw r // N of sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
@@ -132,7 +133,7 @@ def gradient_shap(
                 _add_noise(points, span[sample].view(shape1), gen)
             grads, _ = input_gradients(model, points, target[sample])
             del points
-            total.index_add_(0, sample, grads.mul_(diff))
+            total.index_add_(0, sample, grads.mul_(diff).to(total.dtype))
             del diff, grads
     del ref_idx, alphas
     attributions = total / n_samples
@@ -213,10 +214,9 @@ def _add_noise(points: torch.Tensor, scale: torch.Tensor, gen: torch.Generator) 
     """Add Gaussian noise times ``scale`` (rows, 1, ...) to ``points`` (rows, ...), in place."""
     # One draw per row, so the noise of a row does not depend on the chunk size.
     noise = torch.empty_like(points)  # (rows, ...)
+    # Drawn in float32 whatever the dtype, so a seed gives every dtype the same noise.
     for j in range(len(points)):
-        noise[j] = torch.randn(
-            points.shape[1:], generator=gen, device=points.device, dtype=points.dtype
-        )
+        noise[j] = torch.randn(points.shape[1:], generator=gen, device=points.device)
     points.add_(noise.mul_(scale))
 
 
@@ -346,13 +346,13 @@ def deep_shap(
         cost=_deeplift_cost(model, inputs[0], runtime),
     )
     size = chunk_size(model, inputs[0], runtime, request)
-    total, coverage = torch.zeros_like(inputs), Coverage()
+    total, coverage = accumulator(inputs), Coverage()
     with progress_chunks(n * n_bg, size, "deep_shap", runtime) as parts:
         for part in parts:  # row r pairs reference r // N with sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
             ref, sample = rows // n, rows % n
             result = _pairs(model, inputs[sample], bg[ref], target[sample].to(inputs.device))
-            total.index_add_(0, sample, result.attributions)
+            total.index_add_(0, sample, result.attributions.to(total.dtype))
             coverage = result.coverage
     _warn_uncovered(coverage)
     attributions = total / n_bg

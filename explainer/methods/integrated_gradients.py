@@ -23,6 +23,8 @@ from .._checks import check_choice, check_int, check_seed
 from .._runtime import (
     ChunkRequest,
     Runtime,
+    accumulation_dtype,
+    accumulator,
     check_expansion,
     chunk_size,
     forward_in_chunks,
@@ -81,8 +83,9 @@ def integrate_gradients(
     diff = inputs - baselines  # (N, ...)
     base = baselines.expand_as(inputs)
     a = torch.as_tensor(alphas, dtype=inputs.dtype, device=inputs.device)
-    w = torch.as_tensor(weights, dtype=inputs.dtype, device=inputs.device)
-    total = torch.zeros_like(inputs)
+    # weights and sums in at least float32: a float16/bfloat16 model's gradients are summed there
+    w = torch.as_tensor(weights, dtype=accumulation_dtype(inputs.dtype), device=inputs.device)
+    total = accumulator(inputs)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
     with progress_chunks(steps * n, size, "integrated_gradients", runtime) as parts:
         for part in parts:  # row r is step r // N of sample r % N
@@ -92,7 +95,7 @@ def integrate_gradients(
             points = diff[sample].mul_(a[step].view(shape1)).add_(base[sample])  # (rows, ...)
             grads, _ = input_gradients(model, points, target[sample])
             del points
-            total.index_add_(0, sample, grads.mul_(w[step].view(shape1)))
+            total.index_add_(0, sample, grads.to(total.dtype).mul_(w[step].view(shape1)))
     return total
 
 
@@ -242,8 +245,10 @@ def row_bytes(inputs: torch.Tensor) -> int:
 def fixed_bytes(inputs: torch.Tensor, baselines: torch.Tensor) -> int:
     """What a call holds whatever the chunk size: the baselines, x - b and the gradient total
     during the loop (then the total and the attributions), and the inputs once (as a dtype
-    conversion copies them), all (N, ...)."""
-    return (len(baselines) + 3 * len(inputs)) * row_bytes(inputs)
+    conversion copies them), all (N, ...). The total is kept in at least float32: a
+    float16/bfloat16 row of it takes twice an input row."""
+    wider = accumulator(inputs[:0]).element_size() - inputs.element_size()  # 0 unless half
+    return (len(baselines) + 3 * len(inputs)) * row_bytes(inputs) + inputs.numel() * wider
 
 
 def check_steps(value: Any) -> int:

@@ -34,6 +34,7 @@ from .._checks import as_reference, check_choice, check_int, check_seed
 from .._runtime import (
     ChunkRequest,
     Runtime,
+    accumulator,
     check_expansion,
     chunk_size,
     chunks,
@@ -203,6 +204,7 @@ def _shapley_one(
         "Efficiency makes kernel_shap's gap zero up to rounding of the float32 densities: "
         "explain in float64 (model.double() and float64 inputs).",
     ),
+    needs_gradients=False,  # forward passes only: explains black-box functions too
 )
 def kernel_shap(
     model: Model,
@@ -254,7 +256,7 @@ def kernel_shap(
     groups = _feature_groups(inputs, feature_mask, n_segments, compactness)
     rng = np.random.default_rng(seed)
     n = len(inputs)
-    attributions = torch.zeros_like(inputs)
+    attributions = accumulator(inputs)  # at least float32
     n_feat = [int(g.max()) + 1 for g in groups]
     values = np.full((n, max(n_feat)), np.nan)
     errors, evaluations = np.zeros(n), np.zeros(n, dtype=np.int64)

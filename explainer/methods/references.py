@@ -107,10 +107,8 @@ def _named_baseline(inputs: torch.Tensor, name: str, seed: int | None) -> torch.
     flat = inputs.reshape(len(inputs), -1)
     lo = flat.min(1).values.view(-1, *([1] * (inputs.ndim - 1)))
     hi = flat.max(1).values.view(-1, *([1] * (inputs.ndim - 1)))
+    # drawn in float32 whatever the dtype, so a seed gives every dtype the same baseline
     u = torch.rand(
-        inputs.shape,
-        generator=seeded_generator(seed, inputs.device),
-        device=inputs.device,
-        dtype=inputs.dtype,
-    )
+        inputs.shape, generator=seeded_generator(seed, inputs.device), device=inputs.device
+    ).to(inputs.dtype)
     return lo + u * (hi - lo)

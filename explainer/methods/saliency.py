@@ -10,6 +10,7 @@ from .._checks import check_bool, check_fraction, check_int, check_seed
 from .._runtime import (
     ChunkRequest,
     Runtime,
+    accumulator,
     check_budget,
     chunk_size,
     chunks,
@@ -119,7 +120,7 @@ def smoothgrad(
     gen = seeded_generator(seed, inputs.device)
     # Draw noise sample by sample, so the result for a given seed does not depend on chunking.
     per_chunk = noisy_copies_per_chunk(model, inputs, runtime)
-    total = torch.zeros_like(inputs)
+    total = accumulator(inputs)  # at least float32
     with progress_chunks(n_samples, per_chunk, "smoothgrad", runtime, rows_per_index=n) as parts:
         for part in parts:
             k = part.stop - part.start
@@ -168,10 +169,10 @@ def _noisy_copies(
     # One equal-sized draw per noisy copy: the CPU generator's stream depends on the size of
     # each call, so drawing (k, N, ...) at once would tie the noise to the chunk size.
     noise = torch.empty((k, *inputs.shape), device=inputs.device, dtype=inputs.dtype)
+    # Drawn in float32 whatever the model's dtype: a seed gives the same noise to a float64
+    # or bfloat16 copy of a model (randn's stream depends on the dtype).
     for j in range(k):
-        noise[j] = torch.randn(
-            inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype
-        )
+        noise[j] = torch.randn(inputs.shape, generator=gen, device=inputs.device)
     # In place: the same values as inputs + noise * sigma, in the noise's memory.
     return noise.mul_(sigma[None]).add_(inputs[None]).reshape(k * len(inputs), *inputs.shape[1:])
 

@@ -1,6 +1,8 @@
 """Faithfulness: deletion/insertion curves (Petsiuk et al. 2018, RISE) and infidelity (Yeh et al. 2019).
 
-Deletion removes features most-relevant-first (MoRF) and tracks the target probability:
+Deletion removes features most-relevant-first (MoRF) and tracks the target's score
+(``Model.to_scores``: the class probability, a multilabel model's sigmoid, a regression's
+predicted value itself):
 a faithful map makes it fall fast (low AUC). Insertion starts from the fill and restores
 features most-relevant-first: a faithful map makes it rise fast (high AUC). The same curves
 with least-relevant-first order (LeRF) and with random orders (the reference) tell whether
@@ -94,8 +96,8 @@ def perturbation_curves(
     generator: torch.Generator | None = None,
     runtime: Runtime = Runtime(),
 ) -> torch.Tensor:
-    """Target probability after removing (deletion) or restoring (insertion) a growing share
-    of features in the given order.
+    """Target score (probability; the value for a regression) after removing (deletion) or
+    restoring (insertion) a growing share of features in the given order.
 
     Args:
         scores: (N, F) feature relevance; ids: feature id of each position (N, ...spatial).
@@ -104,7 +106,7 @@ def perturbation_curves(
         steps: the curve has ``steps + 1`` points at fractions 0, 1/steps, ..., 1.
 
     Returns:
-        (N, steps + 1) probabilities of each sample's target class.
+        (N, steps + 1) scores of each sample's target (class probabilities, or values).
     """
     n = len(inputs)
     n_real = (~torch.isinf(scores)).sum(1)  # (N,) features present per sample

@@ -54,6 +54,17 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
         p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * (std or 0.1))
 
 
+def _copy_net(net: nn.Module) -> nn.Module:
+    """A deep copy of ``net`` on the CPU whose parameters are leaves.
+
+    Under autograd, deep-copying a TorchScript module clones its parameters as computed
+    (non-leaf) tensors, whose ``requires_grad`` cannot then be frozen; without grad the
+    copies are plain leaves (the randomized copies never need parameter gradients).
+    """
+    with torch.no_grad():
+        return copy.deepcopy(net).cpu()
+
+
 def checkpoints(n_layers: int, max_steps: int | None) -> list[int]:
     """Which of the L randomization steps to score: all, or ``max_steps`` evenly spaced ones
     that always include the first (output layer) and the last (fully randomized)."""
@@ -74,22 +85,17 @@ def randomized_copies(
     gen = torch.Generator().manual_seed(seed)
     layers = [name for name, _ in parameterized_layers(model.net)]
     keep = set(checkpoints(len(layers), max_steps))
-    cascade = copy.deepcopy(model.net).cpu()
+    cascade = _copy_net(model.net)
     for k, name in enumerate(reversed(layers)):
         if mode == "cascading":
             _randomize(dict(cascade.named_modules())[name], gen)
             net = cascade
         else:
-            net = copy.deepcopy(model.net).cpu()
+            net = _copy_net(model.net)
             _randomize(dict(net.named_modules())[name], gen)
         if k not in keep:
             continue
-        yield (
-            name,
-            Model(
-                net.to(model.device), model.class_names, model.modality, model.output, model.name
-            ),
-        )
+        yield name, model.with_network(net.to(model.device))
 
 
 def ssim_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:

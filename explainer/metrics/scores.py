@@ -211,8 +211,9 @@ def _faithfulness_verdict(s: Scores, m: str) -> list[Verdict]:
         return mean > max(THRESHOLDS["gain"], 2 * se)
 
     passed = clear("deletion_gain", d) and clear("insertion_gain", i)
+    what = "predicted value" if s.settings.get("task") == "regression" else "target probability"
     text = (
-        f"deleting its most relevant features lowers the target probability faster than a random order "
+        f"deleting its most relevant features lowers the {what} faster than a random order "
         f"(AUC {s.mean(m, 'deletion_auc'):.3f} vs {s.mean(m, 'deletion_random_auc'):.3f}: better than random by {d:.3f}; "
         f"{share:.0%} of samples), insertion better by {i:.3f}"
     )

@@ -110,10 +110,12 @@ class EvaluationSettings:
             runtime=Runtime(False, 0 if memory_budget is None else parse_bytes(memory_budget)),
         )
 
-    def record(self, model_name: str) -> dict[str, Any]:
-        """What :attr:`Scores.settings` keeps: how the scores were computed, and for which model."""
+    def record(self, model_name: str, task: str = "classification") -> dict[str, Any]:
+        """What :attr:`Scores.settings` keeps: how the scores were computed, and for which
+        model and task (what the curves' scores are: probabilities, or a regression's values)."""
         return {
             "model": model_name,
+            "task": task,
             "features": self.features,
             "n_segments": self.n_segments,
             "fill": self.fill,

@@ -10,7 +10,7 @@ to the :class:`Scores`; agreement compares the explanations of the same inputs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .._agreement import method_agreement
 from .._checks import check_attributions, check_autograd_mode, check_model
+from .._runtime import accumulation_dtype
 from ..errors import InputError, describe
 from ..explanation import Explanation
 from ..methods.segmentation import superpixels
@@ -146,8 +147,10 @@ def score(
         id(e): _masks(masks, tuple(e.inputs.shape)) if e.modality == "image" else {} for e in exps
     }
     _check_fingerprints(exps, model)
+    # the default budget of re-runs and forward passes is that of the model's device
+    settings = replace(settings, runtime=replace(settings.runtime, device=str(model.device)))
     rerun = {id(e): _explain_fn(e, settings) for e in exps}
-    scores = Scores(settings=settings.record(model.name))
+    scores = Scores(settings=settings.record(model.name, model.task))
     segments: dict[int, torch.Tensor] = {}  # superpixels of each input batch, shared by methods
     groups = [g for g in _PER_EXPLANATION if g.name in settings.groups]
     bar = tqdm(
@@ -232,7 +235,7 @@ def _explain_fn(exp: Explanation, settings: EvaluationSettings) -> ExplainFn:
     def explain_fn(m: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = info.func(m, x, t, runtime=settings.runtime, **call).attributions
         check_attributions(out, info.name)
-        return out
+        return out.to(accumulation_dtype(out.dtype))  # float32 for half models, as explain's
 
     return explain_fn
 
@@ -263,7 +266,8 @@ class _Job:
             scores=scores,
             explain=explain,
             masks=masks,
-            inputs=exp.inputs.to(model.device),
+            # in the model's dtype too: a bfloat16 model's explanation holds float32 inputs
+            inputs=exp.inputs.to(device=model.device, dtype=model.dtype),
             targets=exp.targets,
             attributions=exp.attributions.to(model.device),
             generator=torch.Generator().manual_seed(settings.seed),

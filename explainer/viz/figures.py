@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, describe
 from .heatmap import image_to_rgb, render_overlay, spec_for
-from .shown import Shown
+from .shown import Shown, prediction
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -117,8 +117,8 @@ def _names(exp: Shown) -> tuple[str, ...]:
 
 
 def _prediction_caption(exp: Shown, i: int) -> str:
-    pred = int(exp.predictions[i])
-    return f"{exp.class_label(pred)} (p={float(exp.scores[i, pred]):.2f})"
+    predicted, _, text = prediction(exp, i)
+    return f"{predicted} ({text})"
 
 
 def figure_png(fig: FigureBase, dpi: int = 100) -> bytes:

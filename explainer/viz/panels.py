@@ -22,7 +22,7 @@ from .heatmap import (
     shared_scale,
     spec_for,
 )
-from .shown import Shown
+from .shown import Shown, prediction
 
 __all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "MAX_THUMB"]
 
@@ -80,11 +80,12 @@ class SampleRow:
     predicted: str
     target: str
     label: str | None
-    probability: float
+    probability: float  # the predicted class's probability; the value for a regression
     correct: bool | None
     panels: tuple[Panel, ...]
     agreement: float | None = None
     bars: tuple[tuple[str, float, float], ...] = ()  # tabular: (feature, value, width fraction)
+    score_text: str = ""  # "p = 0.912", or "ŷ = 151.2" for a regression
 
 
 def _thumb(rgb: np.ndarray) -> str:
@@ -100,12 +101,14 @@ def _thumb(rgb: np.ndarray) -> str:
 def _caption(exp: Shown, i: int, labels: Sequence[int] | None) -> dict:
     pred = int(exp.predictions[i])
     label = None if labels is None else int(labels[i])
+    predicted, score, text = prediction(exp, i)
     return {
-        "predicted": exp.class_label(pred),
+        "predicted": predicted,
         "target": exp.class_label(int(exp.targets[i])),
         "label": None if label is None else exp.class_label(label),
-        "probability": float(exp.scores[i, pred]),
+        "probability": score,
         "correct": None if label is None else pred == label,
+        "score_text": text,
     }
 
 

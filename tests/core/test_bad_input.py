@@ -164,10 +164,8 @@ class Returns(nn.Module):
 
     def forward(self, x: torch.Tensor):
         y = self.conv(x)  # (N, 3, H, W)
-        if self.kind == "vector":
-            return y.mean((1, 2, 3))  # (N,)
-        if self.kind == "tuple":
-            return y.mean((2, 3)), y
+        if self.kind == "tuple":  # select="auto" takes the first element: a map
+            return y, y.mean((2, 3))
         if self.kind == "map":
             return y
         return y.mean((2, 3))[:1]  # wrong batch size
@@ -198,7 +196,7 @@ MODELS = [
     *(
         case(f"{kind} output is not (batch, classes)", lambda k=kind: ex.wrap(Returns(k)), explain(),
              ex.ModelError, "Model output", "(batch=2, classes)", "one row of class scores")
-        for kind in ["vector", "tuple", "map", "batch"]
+        for kind in ["tuple", "map", "batch"]  # an (N,) vector is one column (regression)
     ),
     case("3 output columns for 2 class names",
          lambda: ex.wrap(make_cnn(), class_names=["a", "b"]), explain(),
@@ -240,7 +238,13 @@ def test_model_without_a_gradient_path_still_works_with_kernel_shap():
 @pytest.mark.parametrize(
     ("net", "options", "pattern"),
     [
-        pytest.param(lambda x: x, {}, "`net`.*ex.wrap", id="a function as the net"),
+        # a function is a black box (tests/core/test_black_box.py); a name is not a network
+        pytest.param("resnet18", {}, "`net`.*callable.*ex.wrap", id="a model name as the net"),
+        pytest.param(nn.Linear(2, 2), {"input": "numpy"}, "`input`.*tensor",
+                     id="numpy input for a module"),
+        pytest.param(lambda x: x, {"input": "list"}, "`input`.*numpy", id="input list"),
+        pytest.param(nn.Linear(2, 2), {"task": "ranking"}, "`task`.*regression", id="task ranking"),
+        pytest.param(nn.Linear(2, 2), {"select": 1.5}, "`select`.*key", id="select a float"),
         pytest.param(nn.Linear(2, 2), {"modality": "text"}, "`modality`.*tabular", id="modality text"),
         pytest.param(nn.Linear(2, 2), {"output": "logprobs"}, "`output`.*probabilities",
                      id="output logprobs"),
