@@ -19,7 +19,7 @@ METRIC_INFO: dict[str, tuple[bool | None, str, str]] = {
     "deletion_auc": (
         False,
         "faithfulness",
-        "target probability AUC while deleting most-relevant-first",
+        "AUC of the target score (probability; the value for a regression) deleting most-relevant-first",
     ),
     "deletion_random_auc": (False, "faithfulness", "the same with a random order (reference)"),
     "deletion_gain": (True, "faithfulness", "random AUC minus MoRF AUC: > 0 beats random"),
@@ -31,7 +31,7 @@ METRIC_INFO: dict[str, tuple[bool | None, str, str]] = {
     "insertion_auc": (
         True,
         "faithfulness",
-        "target probability AUC while inserting most-relevant-first",
+        "AUC of the target score (probability; the value for a regression) inserting most-relevant-first",
     ),
     "insertion_random_auc": (True, "faithfulness", "the same with a random order (reference)"),
     "insertion_gain": (True, "faithfulness", "MoRF AUC minus random AUC: > 0 beats random"),
