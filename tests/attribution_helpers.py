@@ -257,3 +257,16 @@ def minimum_budget(call) -> int:
             return int(found.group(1))
         raise
     raise AssertionError("a 1-byte memory budget was accepted")
+
+
+def make_inplace_relu_cnn() -> nn.Module:
+    """(N, 3, H, W) -> (N, 3) with an in-place ReLU (scriptable and traceable: the
+    TorchScript tests compile it)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()

@@ -11,23 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from attribution_helpers import make_inplace_relu_cnn
 from typer.testing import CliRunner
 
 from explainer.cli import app
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
-
-
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    ).eval()
 
 
 def _run(*args: str) -> str:
@@ -42,7 +31,7 @@ def test_torchscript_model_goes_through_explain_evaluate_report(tmp_path, how):
     x = np.random.default_rng(0).random((6, 3, 12, 12), dtype=np.float32)
     data, model_file = tmp_path / "x.npz", tmp_path / f"{how}.pt"
     np.savez(data, x=x, y=np.arange(6) % 3)
-    net = _net()
+    net = make_inplace_relu_cnn()
     compiled = (
         torch.jit.script(net) if how == "script" else torch.jit.trace(net, torch.from_numpy(x))
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from attribution_helpers import make_inplace_relu_cnn
 
 import explainer as ex
 from explainer.metrics.sanity import randomized_copies
@@ -25,19 +25,8 @@ OPTIONS = {
 }
 
 
-def eager_net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    ).eval()
-
-
 def compiled(how: str) -> torch.jit.ScriptModule:
-    net = eager_net()
+    net = make_inplace_relu_cnn()
     return torch.jit.script(net) if how == "script" else torch.jit.trace(net, X)
 
 
@@ -52,7 +41,9 @@ def test_torchscript_model_with_inplace_relu_runs_every_method_it_supports(how, 
         assert "factory=" in str(info.value)
         return
     e = ex.explain(model, X, method, target=0, progress=False, **options)
-    eager = ex.explain(ex.wrap(eager_net()), X, method, target=0, progress=False, **options)
+    eager = ex.explain(
+        ex.wrap(make_inplace_relu_cnn()), X, method, target=0, progress=False, **options
+    )
     torch.testing.assert_close(e.attributions, eager.attributions, rtol=1e-4, atol=1e-6)
 
 
