@@ -21,17 +21,6 @@ CLASSES = ["cat", "dog", "fish"]
 SHAP_WITH_BACKGROUND = ["gradient_shap", "deep_shap", "kernel_shap"]
 
 
-@pytest.fixture
-def image_model(cnn):
-    cnn.train()  # the caller's mode, which must survive every error
-    return ex.wrap(cnn, modality="image", class_names=CLASSES)
-
-
-@pytest.fixture
-def tabular_model(mlp):
-    return ex.wrap(mlp, modality="tabular", class_names=CLASSES)
-
-
 # -- inputs --------------------------------------------------------------------------------
 
 INPUTS = [

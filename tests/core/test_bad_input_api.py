@@ -28,18 +28,6 @@ from explainer._runtime import parse_bytes
 CLASSES = ["cat", "dog", "fish"]
 
 
-@pytest.fixture
-def image_model(cnn):
-    cnn.train()  # the caller's mode, which must survive every error
-    return ex.wrap(cnn, modality="image", class_names=CLASSES)
-
-
-@pytest.fixture
-def tabular_model(mlp):
-    mlp.train()
-    return ex.wrap(mlp, modality="tabular", class_names=CLASSES)
-
-
 def tabular_background() -> torch.Tensor:
     return make_rows(4, seed=7)
 
