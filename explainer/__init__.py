@@ -19,10 +19,11 @@ from .errors import (
     StoreError,
     UnknownMethodError,
 )
-from .explanation import Explanation, load_explanation
+from .explanation import Explanation
 from .loading import load_model
 from .metrics import Scores
 from .model import Model, wrap
+from .multi_input import MultiInputExplanation, load_explanation
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
 from .reporting.html import report
 
@@ -39,6 +40,7 @@ __all__ = [
     "MethodResult",
     "Model",
     "ModelError",
+    "MultiInputExplanation",
     "Scores",
     "Store",
     "StoreError",

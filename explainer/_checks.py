@@ -15,12 +15,15 @@ import numpy as np
 import torch
 
 from .errors import InputError, ModelError, describe
+from .inputs import InputLayout
 
 if TYPE_CHECKING:  # model.py imports this module: no import of it at run time
     from .model import Model
 
 __all__ = [
     "as_inputs",
+    "as_input_parts",
+    "per_input",
     "as_targets",
     "as_reference",
     "as_methods",
@@ -160,6 +163,112 @@ def as_inputs(model: Model, inputs: Any, name: str = "inputs") -> torch.Tensor:
     # Floating inputs run in the model's dtype (float64 or float16 inputs of a float32 model
     # become float32), so that the network never sees a dtype its weights do not have.
     return _convert(x, model.device, model.dtype, name)
+
+
+def as_input_parts(
+    model: Model, inputs: Any, name: str = "inputs"
+) -> tuple[InputLayout, torch.Tensor]:
+    """Validate several inputs (a tuple, or a dict passed by keyword) for ``model``; return
+    their layout and the packed (N, D) rows on the model's device and dtype (see
+    :mod:`explainer.inputs`).
+
+    Each input is a batch of finite floats with the same number of samples N >= 1; its
+    shape is its own ((N, C, H, W) images, (N, F) rows, (N, L, E) embeddings, ...).
+
+    Raises:
+        InputError: no inputs, a dict key that is not a string, an input that is not a
+            floating batch (token ids: pass their embeddings, or give them as
+            ``forward_args``), different batch sizes, or NaN/Inf values.
+    """
+    if isinstance(inputs, Mapping):
+        keys = list(inputs)
+        bad = [k for k in keys if not isinstance(k, str)]
+        if bad:
+            raise InputError(
+                describe(
+                    f"`{name}` keys",
+                    "the names of the network's forward arguments (strings)",
+                    repr(bad[0]),
+                    "Pass e.g. {'inputs_embeds': embeddings}, or a tuple for positional inputs.",
+                )
+            )
+        names, values, keyword = tuple(keys), list(inputs.values()), True
+    else:
+        values, keyword = list(inputs), False
+        names = tuple(f"input {k}" for k in range(len(values)))
+    if not values:
+        raise InputError(
+            describe(f"`{name}`", "at least one input", "an empty tuple", "Pass (x,) or (x, y).")
+        )
+    parts = []
+    for key, value in zip(names, values, strict=True):
+        label = f"{name}[{key!r}]" if keyword else f"{name}[{key.split()[-1]}]"
+        t = _to_tensor(value, label)
+        if not t.is_floating_point() or t.ndim < 2 or t.shape[0] == 0:
+            got = f"dtype {t.dtype}" if not t.is_floating_point() else f"shape {tuple(t.shape)}"
+            raise InputError(
+                describe(
+                    f"`{label}`",
+                    "a non-empty batch of floats with a batch dimension first, (N, ...)",
+                    got,
+                    "Integer data such as token ids cannot be attributed by gradients: pass "
+                    "their embeddings as the input, or pass them as forward_args= (never "
+                    "attributed); add a batch dimension with [None] to one sample.",
+                )
+            )
+        parts.append((label, t))
+    sizes = {len(t) for _, t in parts}
+    if len(sizes) > 1:
+        raise InputError(
+            describe(
+                f"`{name}`",
+                "inputs with the same number of samples (one row of each per sample)",
+                ", ".join(f"{label}: {len(t)}" for label, t in parts),
+                "Give every input the same batch size N.",
+            )
+        )
+    for label, t in parts:
+        check_finite(t, label)
+    converted = [_convert(t, model.device, model.dtype, label) for label, t in parts]
+    layout = InputLayout(
+        shapes=tuple(tuple(t.shape[1:]) for t in converted), names=names, keyword=keyword
+    )
+    return layout, layout.pack(converted)
+
+
+def per_input(layout: InputLayout, value: Any, name: str) -> list[Any] | None:
+    """A per-input option (one entry per input: a tuple in input order, or a dict keyed by
+    input name) as a list in input order; None when ``value`` is not per input (one value
+    for the packed rows, applied to every input alike).
+
+    Raises:
+        InputError: a tuple of the wrong length, or a dict with unknown or missing names.
+    """
+    if isinstance(value, Mapping) and not isinstance(value, torch.Tensor):
+        unknown = [k for k in value if k not in layout.names]
+        missing = [k for k in layout.names if k not in value]
+        if unknown or missing:
+            raise InputError(
+                describe(
+                    f"`{name}`",
+                    f"one entry per input, keyed by {list(layout.names)}",
+                    f"unknown {unknown}, missing {missing}",
+                    f"Pass {name}={{name: value}} for every input, or a tuple in input order.",
+                )
+            )
+        return [value[k] for k in layout.names]
+    if isinstance(value, tuple):
+        if len(value) != len(layout):
+            raise InputError(
+                describe(
+                    f"`{name}`",
+                    f"one entry per input ({len(layout)}: {', '.join(layout.names)})",
+                    f"a tuple of {len(value)}",
+                    f"Pass a tuple of {len(layout)} entries, in the order of the inputs.",
+                )
+            )
+        return list(value)
+    return None
 
 
 def _convert(t: torch.Tensor, device: torch.device, dtype: torch.dtype, name: str) -> torch.Tensor:
@@ -304,7 +413,33 @@ def as_reference(
 
     Returns a tensor of shape (B, ...) where B is 1, N (if ``per_sample_ok``) or the number of
     reference samples. A single sample without batch dimension is accepted and given one.
+    For a model called on several inputs (``model.layout``), ``value`` may be one tensor per
+    input (a tuple in input order, or a dict by input name), packed like the inputs.
     """
+    layout = getattr(model, "layout", None)
+    entries = per_input(layout, value, name) if layout is not None else None
+    if entries is not None:  # one reference tensor per input, packed like the inputs
+        parts = [
+            _reference(v, part, f"{name}[{k}]")
+            for k, (v, part) in enumerate(zip(entries, layout.unpack(x), strict=True))
+        ]
+        rows = {len(p) for p in parts}
+        if len(rows - {1}) > 1:
+            raise InputError(
+                describe(
+                    f"`{name}`",
+                    "the same number of reference rows for every input (or 1)",
+                    ", ".join(f"{name}[{k}]: {len(p)}" for k, p in enumerate(parts)),
+                    "Give every input's references as many rows.",
+                )
+            )
+        b = max(rows)
+        return layout.pack([p.expand(b, *p.shape[1:]) for p in parts])
+    return _reference(value, x, name)
+
+
+def _reference(value: Any, x: torch.Tensor, name: str) -> torch.Tensor:
+    """One reference tensor (B, ...) for inputs ``x`` (N, ...), finite, in their dtype."""
     ref = _to_tensor(value, name)
     if not ref.is_floating_point():
         raise InputError(

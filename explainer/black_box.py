@@ -70,11 +70,18 @@ class CallableNet(nn.Module):
         fn = self.fn
         return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
-    def forward(self, x: torch.Tensor) -> Any:
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """The function on ``x`` (and any further inputs or forward arguments), as numpy
+        arrays when it is fed numpy."""
         if not self.fed_numpy:
-            return self.fn(x)
+            return self.fn(x, *args, **kwargs)
+        as_array = lambda v: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v  # noqa: E731
         try:
-            return self.fn(x.detach().cpu().numpy())
+            return self.fn(
+                as_array(x),
+                *map(as_array, args),
+                **{k: as_array(v) for k, v in kwargs.items()},
+            )
         except ExplainerError:
             raise
         except Exception as err:  # a function of tensors fails on numpy: say how to fix it

@@ -72,9 +72,12 @@ class Explanation:
     # trust scores can re-run it; kept in memory only (a saved file keeps ``params``).
     call_params: dict[str, Any] = field(default_factory=dict, repr=False)
     warnings: tuple[str, ...] = ()
+    # The forward arguments (explainer.inputs.ForwardArgs) the network was called with, so
+    # that trust scores call it the same way; in memory only (the manifest describes them).
+    forward_args: Any = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return len(self.targets)
 
     def __repr__(self) -> str:
         noted = f", warnings={len(self.warnings)}" if self.warnings else ""

@@ -28,6 +28,7 @@ from torch import nn
 from ._checks import check_bool, check_names
 from .black_box import CallableNet, callable_fingerprint
 from .errors import ExplainerError, InputError, ModelError, describe
+from .inputs import ForwardArgs, InputLayout
 from .outputs import as_columns, as_selector, describe_select
 
 __all__ = ["Model", "wrap"]
@@ -107,11 +108,18 @@ class Model:
         self._task = task
         self._selector = as_selector(select)
         # What the last forward found (how the tensor was selected, its columns): the
-        # manifest records it; an inferred task is read from the columns.
-        self._selected = describe_select(select)
-        self._columns: int | None = len(class_names) if class_names else None
+        # manifest records it; an inferred task is read from the columns. Shared with the
+        # copies of :meth:`with_network` and :meth:`calling` (the same network's outputs).
+        self._seen: dict[str, Any] = {
+            "selected": describe_select(select),
+            "columns": len(class_names) if class_names else None,
+        }
         # True: image inputs are (N, C, H, W) as given, the channels-last guess is skipped
         self.channels_first = check_bool(channels_first, "channels_first")
+        # What a call adds to the network's inputs (see explainer.inputs and :meth:`calling`):
+        # several inputs packed into one row, and forward arguments.
+        self.layout: InputLayout | None = None
+        self.forward_args = ForwardArgs()
 
     def __repr__(self) -> str:
         classes = len(self.class_names) if self.class_names else "?"
@@ -134,7 +142,24 @@ class Model:
             select=self.select,
             channels_first=self.channels_first,
         )
-        copy._columns, copy._selected = self._columns, self._selected
+        copy._seen = self._seen
+        copy.layout, copy.forward_args = self.layout, self.forward_args
+        return copy
+
+    def calling(
+        self, layout: InputLayout | None = None, forward_args: ForwardArgs | None = None
+    ) -> Model:
+        """The same model (the same network, not copied) called on packed rows of several
+        inputs (``layout``) and with ``forward_args``; see :mod:`explainer.inputs`.
+
+        Methods see one tensor of rows either way: a model with a layout is tabular to
+        them, (N, D) rows, and :meth:`forward` unpacks each row into the network's inputs.
+        """
+        copy = self.with_network(self.net)
+        copy.layout = layout
+        copy.forward_args = forward_args if forward_args is not None else ForwardArgs()
+        if layout is not None:
+            copy.modality = "tabular"
         return copy
 
     # -- facts about the network -------------------------------------------------------
@@ -167,7 +192,7 @@ class Model:
         classification."""
         if self._task is not None:
             return self._task
-        return "regression" if self._columns == 1 else "classification"
+        return "regression" if self._seen["columns"] == 1 else "classification"
 
     @property
     def task_given(self) -> bool:
@@ -179,7 +204,7 @@ class Model:
         """How the explained tensor is taken from the forward's result, in words
         ("attribute .logits (automatic)"); "automatic" for a tensor returned as it is, or
         before the model has run."""
-        return self._selected
+        return self._seen["selected"]
 
     @property
     def differentiable(self) -> bool:
@@ -261,7 +286,7 @@ class Model:
         becomes a :class:`ModelError` chained to it.
         """
         try:
-            out = self.net(x)
+            out = self._call(x)
         except ExplainerError:
             raise
         except Exception as err:  # any failure of the user's code is the model's, not ours
@@ -297,7 +322,7 @@ class Model:
                     "for a sigmoid probability.",
                 )
             )
-        self._selected, self._columns = selected, out.shape[1]
+        self._seen.update(selected=selected, columns=out.shape[1])
         if self.class_names is not None and out.shape[1] != len(self.class_names):
             raise ModelError(
                 describe(
@@ -321,6 +346,17 @@ class Model:
                 )
             )
         return out
+
+    def _call(self, x: torch.Tensor) -> Any:
+        """The network on rows ``x``: unpacked into several inputs when there is a layout,
+        with the forward arguments (a per-sample one expanded to the rows)."""
+        args, kwargs = self.forward_args.call_values(len(x))
+        if self.layout is None:
+            return self.net(x, *args, **kwargs)
+        parts = self.layout.unpack(x)
+        if self.layout.keyword:
+            return self.net(*args, **dict(zip(self.layout.names, parts, strict=True)), **kwargs)
+        return self.net(*parts, *args, **kwargs)
 
     def to_scores(self, out: torch.Tensor) -> torch.Tensor:
         """Network output -> scores: class probabilities (a softmax of logits), independent

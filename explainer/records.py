@@ -118,7 +118,13 @@ def explanation_manifest(
     memory_budget: int,
 ) -> dict[str, Any]:
     """The manifest of an Explanation computed now: schema, versions, seed, model record,
-    input shape, duration, device and memory budget."""
+    input shape, duration, device and memory budget; for several inputs their layout
+    (``"inputs"``: names, shapes, kinds), and the forward arguments in words."""
+    extra: dict[str, Any] = {}
+    if model.layout is not None:
+        extra["inputs"] = model.layout.record()
+    if model.forward_args:
+        extra["forward_args"] = model.forward_args.describe()
     return {
         "schema_version": schema_version,
         "versions": dict(library_versions()),  # a copy: the cached dict is shared
@@ -128,4 +134,5 @@ def explanation_manifest(
         "duration_s": duration_s,
         "device": str(inputs.device),
         "memory_budget": memory_budget,
+        **extra,
     }

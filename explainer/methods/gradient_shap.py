@@ -29,6 +29,7 @@ from .._runtime import (
 )
 from ..completeness import EXACT, EXPECTED, Completeness
 from ..errors import ExplainerWarning, InputError, ModelError, describe
+from ..inputs import value_ranges
 from ..model import Model
 from ..registry import MethodResult, register_method
 from ._deeplift.engine import ControlFlowError, Coverage, DeepLiftResult, deeplift
@@ -115,9 +116,7 @@ def gradient_shap(
     size = _draws_per_chunk(model, inputs, bg, n_samples, stdev, runtime)
     gen = seeded_generator(seed, inputs.device)
     ref_idx, alphas = _stratified_draws(gen, n, len(bg), n_samples, inputs.device)
-    span = (
-        inputs.reshape(n, -1).max(1).values - inputs.reshape(n, -1).min(1).values
-    ) * stdev  # (N,)
+    span = value_ranges(inputs, model.layout) * stdev  # (N, 1, ...), or (N, D) per input
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
     total = accumulator(inputs)  # at least float32
     with progress_chunks(n * n_samples, size, "gradient_shap", runtime) as parts:
@@ -130,7 +129,7 @@ def gradient_shap(
             points = (diff * alphas[sample, draw].to(inputs.dtype).view(shape1)).add_(b)
             del b
             if stdev > 0:
-                _add_noise(points, span[sample].view(shape1), gen)
+                _add_noise(points, span[sample], gen)
             grads, _ = input_gradients(model, points, target[sample])
             del points
             total.index_add_(0, sample, grads.mul_(diff).to(total.dtype))

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import as_reference, check_choice, check_int, check_seed
+from .._checks import as_reference, check_choice, check_int, check_seed, per_input
 from .._runtime import (
     ChunkRequest,
     Runtime,
@@ -71,23 +71,35 @@ def _references(
     if background is not None:
         bg = as_reference(model, background, inputs, "background")
         return [bg] * len(inputs)
+    check_choice(fill, "fill", FILLS)
+    if model.layout is None:
+        ref = _fill(inputs, fill, "`background`")
+    else:  # several inputs: each image filled, the other inputs need background rows
+        layout = model.layout
+        ref = layout.map(
+            lambda k, part: _fill(part, fill, f"`background` ({layout.names[k]})"), inputs
+        )
+    return [r[None] for r in ref]
+
+
+def _fill(inputs: torch.Tensor, fill: str, what: str) -> torch.Tensor:
+    """The reference of each image (N, C, H, W) without background rows: its per-channel
+    mean, its blur or zeros; InputError for other inputs, which need background rows."""
     if inputs.ndim != 4:
         raise InputError(
             describe(
-                "`background`",
+                what,
                 "a tensor of reference rows (B, features) for tabular data",
                 "None",
-                "Pass background=x_train[:100] (a sample of training rows).",
+                "Pass background=x_train[:100] (a sample of training rows); for several "
+                "inputs, one tensor per input: background=(images_bg, rows_bg).",
             )
         )
-    check_choice(fill, "fill", FILLS)
     if fill == "zeros":
-        ref = torch.zeros_like(inputs)
-    elif fill == "mean":
-        ref = inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs)
-    else:
-        ref = gaussian_blur(inputs, sigma=max(inputs.shape[2:]) / 8)
-    return [r[None] for r in ref]
+        return torch.zeros_like(inputs)
+    if fill == "mean":
+        return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs)
+    return gaussian_blur(inputs, sigma=max(inputs.shape[2:]) / 8)
 
 
 @torch.no_grad()
@@ -225,7 +237,8 @@ def kernel_shap(
 
     Args:
         background: reference rows (B, ...) standing in for absent features; required for
-            tabular data, optional for images (then ``fill`` is used).
+            tabular data, optional for images (then ``fill`` is used). Several inputs: one
+            tensor per input (a tuple); left out, every input must be an image (each filled).
         n_samples: budget of coalition evaluations per sample, the empty and full coalitions
             included (each costs one forward per reference row), at most 2**20. With 2^M
             or more the result is the exact Shapley value.
@@ -234,7 +247,9 @@ def kernel_shap(
         compactness: SLIC compactness (higher: more regular superpixels).
         fill: reference for absent superpixels without background: "mean", "blur", "zeros".
         feature_mask: non-negative integer group ids broadcastable to the inputs; overrides
-            superpixels (images) or the one-feature-per-column default (tabular). Ids are
+            superpixels (images) or the one-feature-per-column default (tabular). For
+            several inputs: one mask per input (a tuple, None for an input's default), or
+            one mask of the packed (N, D) rows. Ids are
             renumbered 0..K-1 per sample in sorted order (``feature_values`` column k is the
             k-th smallest id), so gaps are allowed; negative ids are refused.
         seed: seed of the coalition sampling, an integer in [0, 2**63 - 1]; None means 0
@@ -253,7 +268,7 @@ def kernel_shap(
     check_choice(estimator, "estimator", ESTIMATORS)
     seed = check_seed(seed)
     refs = _references(model, inputs, background, fill)
-    groups = _feature_groups(inputs, feature_mask, n_segments, compactness)
+    groups = _feature_groups(model, inputs, feature_mask, n_segments, compactness)
     rng = np.random.default_rng(seed)
     n = len(inputs)
     attributions = accumulator(inputs)  # at least float32
@@ -292,9 +307,7 @@ def kernel_shap(
         "n_segments": n_segments,
         "compactness": compactness,
         "fill": fill,
-        "background": None
-        if background is None
-        else f"tensor{tuple(torch.as_tensor(background).shape)}",
+        "background": None if background is None else f"tensor{tuple(refs[0].shape)}",
         "feature_mask": None if feature_mask is None else "given",
         "seed": seed,
         "estimator": estimator,
@@ -315,10 +328,35 @@ def check_evaluations(value: Any) -> int:
 
 
 def _feature_groups(
-    inputs: torch.Tensor, feature_mask: Any, n_segments: int, compactness: float
+    model: Model, inputs: torch.Tensor, feature_mask: Any, n_segments: int, compactness: float
 ) -> torch.Tensor:
     """Feature group ids shaped like the inputs: the caller's mask, else superpixels
-    (images) or one group per column (tabular)."""
+    (images) or one group per column (tabular). Several inputs (``model.layout``): each
+    input's groups (its own mask from a per-input ``feature_mask``, else its default: a
+    tensor input such as (tokens, dim) embeddings has one group per position), numbered
+    on after the previous input's."""
+    layout = model.layout
+    masks = per_input(layout, feature_mask, "feature_mask") if layout is not None else None
+    if layout is None or (feature_mask is not None and masks is None):
+        return _groups_of(inputs, feature_mask, n_segments, compactness)
+    masks = masks or [None] * len(layout)
+    out, offset = [], torch.zeros(len(inputs), 1, dtype=torch.long, device=inputs.device)
+    for part, mask in zip(layout.unpack(inputs), masks, strict=True):
+        if mask is None and part.ndim not in (2, 4):  # one group per position
+            ids = torch.arange(part.shape[1], device=part.device)
+            g = ids.view(1, -1, *([1] * (part.ndim - 2))).expand(part.shape)
+        else:
+            g = _groups_of(part, mask, n_segments, compactness)
+        g = g.reshape(len(part), -1) + offset
+        out.append(g)
+        offset = g.max(1, keepdim=True).values + 1
+    return torch.cat(out, dim=1)
+
+
+def _groups_of(
+    inputs: torch.Tensor, feature_mask: Any, n_segments: int, compactness: float
+) -> torch.Tensor:
+    """Feature group ids of one input tensor (see :func:`_feature_groups`)."""
     if feature_mask is not None:
         groups = expand_feature_mask(feature_mask, inputs)
     elif inputs.ndim == 4:

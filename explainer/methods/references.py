@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import as_reference, check_choice
+from .._checks import as_reference, check_choice, per_input
 from .._runtime import seeded_generator
 from ..errors import InputError, describe
 from ..model import Model
@@ -56,10 +56,31 @@ def make_baselines(
     in each input's value range, drawn with ``seed``), a finite number, or a tensor of 1 or
     N reference rows.
 
+    For a model called on several inputs (``model.layout``) a name applies to each input
+    (``"blur"`` only to images), and a tuple (or a dict by input name) gives each input
+    its own spec, e.g. ``("blur", "zeros")`` or ``(image_baseline, 0.0)``.
+
     Raises:
         InputError: an unknown name, "blur" for non-images, a non-finite number, or a
             tensor of neither 1 nor N rows.
     """
+    layout = model.layout
+    specs = per_input(layout, baselines, "baselines") if layout is not None else None
+    if layout is not None and (specs is not None or isinstance(baselines, str)):
+        specs = specs if specs is not None else [baselines] * len(layout)
+        parts = [
+            _one_input(model, part, spec, seed, f"baselines[{k}]")
+            for k, (part, spec) in enumerate(zip(layout.unpack(inputs), specs, strict=True))
+        ]
+        rows = max(len(p) for p in parts)
+        return layout.pack([p.expand(rows, *p.shape[1:]) for p in parts])
+    return _one_input(model, inputs, baselines, seed, "baselines")
+
+
+def _one_input(
+    model: Model, inputs: torch.Tensor, baselines: Any, seed: int | None, name: str
+) -> torch.Tensor:
+    """:func:`make_baselines` for one input tensor."""
     if isinstance(baselines, str):
         return _named_baseline(inputs, baselines, seed)
     if isinstance(baselines, int | float | np.integer | np.floating) and not isinstance(
@@ -68,18 +89,18 @@ def make_baselines(
         if not np.isfinite(float(baselines)):
             raise InputError(
                 describe(
-                    "`baselines`",
+                    f"`{name}`",
                     "a finite number, a tensor or one of " + ", ".join(map(repr, BASELINES)),
                     repr(baselines),
                     'Pass e.g. baselines=0.0 or baselines="zeros".',
                 )
             )
         return torch.full_like(inputs[:1], float(baselines))
-    ref = as_reference(model, baselines, inputs, "baselines")
+    ref = as_reference(model, baselines, inputs, name)
     if len(ref) not in (1, len(inputs)):
         raise InputError(
             describe(
-                "`baselines`",
+                f"`{name}`",
                 f"1 or {len(inputs)} baseline(s), one per input",
                 f"{len(ref)}",
                 "For a distribution of references use gradient_shap with background=...",

@@ -21,6 +21,7 @@ from .._runtime import (
     seeded_generator,
 )
 from ..errors import InputError, UnknownMethodError, describe
+from ..inputs import value_ranges
 from ..model import Model
 from ..registry import MethodInfo, MethodResult, get_method, register_method
 
@@ -116,7 +117,7 @@ def smoothgrad(
     base_params = dict(base_params or {})
     info.check_params(base_params)
     n = len(inputs)
-    sigma = _noise_scale(inputs, stdev)  # (N, 1, ...)
+    sigma = stdev * value_ranges(inputs, model.layout)  # (N, 1, ...), or (N, D) per input
     gen = seeded_generator(seed, inputs.device)
     # Draw noise sample by sample, so the result for a given seed does not depend on chunking.
     per_chunk = noisy_copies_per_chunk(model, inputs, runtime)
@@ -152,14 +153,6 @@ def _base_method(base: str) -> MethodInfo:
             describe("`base`", "a method other than smoothgrad", repr(base), 'Use base="saliency".')
         )
     return info
-
-
-def _noise_scale(inputs: torch.Tensor, stdev: float) -> torch.Tensor:
-    """Noise standard deviation per input, ``stdev`` times its value range: (N, 1, ...)."""
-    n = len(inputs)
-    flat = inputs.reshape(n, -1)
-    sigma = stdev * (flat.max(1).values - flat.min(1).values)  # (N,)
-    return sigma.reshape(n, *([1] * (inputs.ndim - 1)))
 
 
 def _noisy_copies(

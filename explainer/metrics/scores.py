@@ -114,11 +114,48 @@ class Scores:
     randomization: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, method: str, metric: str, values: Any, mask: str | None = None) -> None:
-        for i, v in enumerate(np.asarray(values, dtype=float).reshape(-1)):
+    def add(
+        self, method: str, metric: str, values: Any, mask: str | None = None, first: int = 0
+    ) -> None:
+        """Per-sample values of one metric; ``first``: the batch index of the first value
+        (explanations scored one sample at a time add one value each)."""
+        for i, v in enumerate(np.asarray(values, dtype=float).reshape(-1), start=first):
             self.rows.append(
                 {"sample": i, "method": method, "metric": metric, "value": float(v), "mask": mask}
             )
+
+    def add_curves(self, method: str, curves: dict[str, np.ndarray], first: int = 0) -> None:
+        """A method's deletion/insertion curves (N, K); from ``first`` > 0 on, the rows of
+        further samples, appended."""
+        held = self.curves.get(method)
+        if first == 0 or held is None:
+            self.curves[method] = curves
+            return
+        self.curves[method] = {k: np.concatenate([held[k], v]) for k, v in curves.items()}
+
+    def add_randomization(self, method: str, first: int, steps: list[dict[str, Any]]) -> None:
+        """A method's per-step randomization means; from ``first`` > 0 on, the means of
+        further samples, folded into the running mean over samples."""
+        held = self.randomization.get(method)
+        if first == 0 or held is None or len(held) != len(steps):
+            self.randomization[method] = steps
+            return
+
+        def fold(old: float | None, new: float | None) -> float | None:
+            if old is None or math.isnan(old):
+                return new
+            if new is None or math.isnan(new):
+                return old
+            return (old * first + new) / (first + 1)
+
+        self.randomization[method] = [
+            {
+                **h,
+                "spearman": fold(h["spearman"], s["spearman"]),
+                "ssim": fold(h["ssim"], s["ssim"]),
+            }
+            for h, s in zip(held, steps, strict=True)
+        ]
 
     def __len__(self) -> int:
         return len(self.rows)

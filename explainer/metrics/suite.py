@@ -22,8 +22,10 @@ from .._checks import check_attributions, check_autograd_mode, check_model
 from .._runtime import accumulation_dtype
 from ..errors import InputError, describe
 from ..explanation import Explanation
+from ..inputs import InputLayout
 from ..methods.segmentation import superpixels
 from ..model import Model, wrap
+from ..multi_input import MultiInputExplanation
 from ..records import canonical
 from ..registry import get_method
 from ..viz.heatmap import spec_for
@@ -149,7 +151,6 @@ def score(
     _check_fingerprints(exps, model)
     # the default budget of re-runs and forward passes is that of the model's device
     settings = replace(settings, runtime=replace(settings.runtime, device=str(model.device)))
-    rerun = {id(e): _explain_fn(e, settings) for e in exps}
     scores = Scores(settings=settings.record(model.name, model.task))
     segments: dict[int, torch.Tensor] = {}  # superpixels of each input batch, shared by methods
     groups = [g for g in _PER_EXPLANATION if g.name in settings.groups]
@@ -162,15 +163,38 @@ def score(
     )
     with bar:
         for exp in exps:
+            explain = _explain_fn(exp, settings)
             job = _Job.of(
-                exp, model, settings, scores, rerun[id(exp)], mask_sets[id(exp)], segments
+                exp, _calling(model, exp), settings, scores, explain, mask_sets[id(exp)], segments
             )
-            for group in groups:
-                group.run_on(job)
+            for one in job.aligned():
+                for group in groups:
+                    group.run_on(one)
             bar.update(1)
     if "agreement" in settings.groups:
         _agreement(exps, scores)
     return scores
+
+
+def _calling(model: Model, exp: Explanation) -> Model:
+    """``model`` called as ``exp``'s network was: on packed rows of several inputs (the
+    layout its manifest records) and with its forward arguments."""
+    layout = exp.manifest.get("inputs")
+    if layout is None and exp.forward_args is None:
+        if exp.manifest.get("forward_args"):
+            raise InputError(
+                describe(
+                    f"The {exp.method} explanation",
+                    "its forward arguments, to call the network as it was called",
+                    f"a file that describes them only ({exp.manifest['forward_args']})",
+                    "Forward arguments are kept in memory: score the explanation that "
+                    "ex.explain returned, or explain again with forward_args=...",
+                )
+            )
+        return model
+    return model.calling(
+        None if layout is None else InputLayout.from_record(layout), exp.forward_args
+    )
 
 
 def _checked(explanations: Any, model: Any) -> tuple[list[Explanation], Model]:
@@ -184,7 +208,10 @@ def _checked(explanations: Any, model: Any) -> tuple[list[Explanation], Model]:
                 "Pass ex.evaluate(explanations, model).",
             )
         )
-    exps = [explanations] if isinstance(explanations, Explanation) else list(explanations)
+    single = isinstance(explanations, Explanation | MultiInputExplanation)
+    exps = [explanations] if single else list(explanations)
+    # several inputs are scored on their packed rows (explainer.inputs)
+    exps = [e.packed if isinstance(e, MultiInputExplanation) else e for e in exps]
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError(
             describe(
@@ -255,10 +282,24 @@ class _Job:
     attributions: torch.Tensor  # on the model's device
     generator: torch.Generator  # seeded once per explanation, shared by the groups in order
     segments: dict[int, torch.Tensor]  # superpixels by input batch, shared by explanations
+    # Batch statistics, computed on the whole batch (also when it is scored sample by sample)
+    reference: torch.Tensor  # what deletion/insertion replace features by, like inputs
+    noise_scale: float  # infidelity's noise: a tenth of the inputs' standard deviation
+    radius: float  # max-sensitivity's radius: 2% of the inputs' range
+    first: int = 0  # the batch index of this job's first sample
 
     @classmethod
     def of(cls, exp, model, settings, scores, explain, masks, segments) -> _Job:
         """The job of ``exp``: its tensors on the model's device and a fresh generator."""
+        # in the model's dtype too: a bfloat16 model's explanation holds float32 inputs
+        x = exp.inputs.to(device=model.device, dtype=model.dtype)
+        layout = model.layout
+        fill = settings.fill
+        reference = (
+            fill_reference(x, fill)
+            if layout is None
+            else layout.map(lambda _, part: fill_reference(part, fill), x)
+        )
         return cls(
             exp=exp,
             model=model,
@@ -266,16 +307,53 @@ class _Job:
             scores=scores,
             explain=explain,
             masks=masks,
-            # in the model's dtype too: a bfloat16 model's explanation holds float32 inputs
-            inputs=exp.inputs.to(device=model.device, dtype=model.dtype),
+            inputs=x,
             targets=exp.targets,
             attributions=exp.attributions.to(model.device),
             generator=torch.Generator().manual_seed(settings.seed),
             segments=segments,
+            reference=reference,
+            noise_scale=0.1 * float(x.std()) if len(x) > 1 or x.numel() > 1 else 0.1,
+            radius=0.02 * float(x.max() - x.min()),
+        )
+
+    def aligned(self) -> list[_Job]:
+        """This job, or one job per sample when a forward argument holds a row per sample
+        (the model bound to that sample's row, as :func:`explainer.explain` ran it); the
+        generator, the reference and the scales are the whole batch's."""
+        args = self.model.forward_args
+        if not args.per_sample:
+            return [self]
+        return [self._sample(i, args.sample(i)) for i in range(len(self.exp))]
+
+    def _sample(self, i: int, args: Any) -> _Job:
+        one = slice(i, i + 1)
+        n = len(self.exp)
+        exp = replace(
+            self.exp,
+            attributions=self.exp.attributions[one],
+            inputs=self.exp.inputs[one],
+            targets=self.exp.targets[one],
+            scores=self.exp.scores[one],
+            extras={
+                k: v[one] if isinstance(v, torch.Tensor) and v.ndim and len(v) == n else v
+                for k, v in self.exp.extras.items()
+            },
+        )
+        return replace(
+            self,
+            exp=exp,
+            model=self.model.calling(self.model.layout, args),
+            masks={k: m[one] for k, m in self.masks.items()},
+            inputs=self.inputs[one],
+            targets=self.targets[one],
+            attributions=self.attributions[one],
+            reference=self.reference[one],
+            first=i,
         )
 
     def add(self, metric: str, values: Any, mask: str | None = None) -> None:
-        self.scores.add(self.exp.method, metric, values, mask=mask)
+        self.scores.add(self.exp.method, metric, values, mask=mask, first=self.first)
 
 
 def _faithfulness(job: _Job) -> None:
@@ -283,7 +361,7 @@ def _faithfulness(job: _Job) -> None:
     deletion), their AUCs and the gains over a random order."""
     s, x, t = job.settings, job.inputs, job.targets
     feat, ids = feature_scores(job.attributions.cpu(), _segments(job))
-    reference = fill_reference(x, s.fill)
+    reference = job.reference
 
     def curve(mode: str, order: str) -> torch.Tensor:
         return perturbation_curves(
@@ -303,7 +381,7 @@ def _faithfulness(job: _Job) -> None:
     job.add("insertion_auc", a["insertion"])
     job.add("insertion_random_auc", a["insertion_random"])
     job.add("insertion_gain", a["insertion"] - a["insertion_random"])
-    job.scores.curves[job.exp.method] = {k: v.numpy() for k, v in curves.items()}
+    job.scores.add_curves(job.exp.method, {k: v.numpy() for k, v in curves.items()}, job.first)
 
 
 def _segments(job: _Job) -> torch.Tensor | None:
@@ -321,7 +399,7 @@ def _segments(job: _Job) -> torch.Tensor | None:
 def _infidelity(job: _Job) -> None:
     """Infidelity under Gaussian noise of a tenth of the inputs' standard deviation."""
     s, x = job.settings, job.inputs
-    noise_scale = 0.1 * float(x.std())
+    noise_scale = job.noise_scale
     job.add(
         "infidelity",
         infidelity(
@@ -339,8 +417,7 @@ def _infidelity(job: _Job) -> None:
 
 def _robustness(job: _Job) -> None:
     """Max-sensitivity within 2% of the inputs' range (each perturbation re-runs the method)."""
-    x = job.inputs
-    radius = 0.02 * float(x.max() - x.min())
+    x, radius = job.inputs, job.radius
     sens = max_sensitivity(
         lambda xs, ts: job.explain(job.model, xs, ts.to(xs.device)),
         x,
@@ -377,14 +454,20 @@ def _randomization(job: _Job) -> None:
     )
     job.add("randomization_spearman", last["spearman"])
     job.add("randomization_ssim", last["ssim"])
-    job.scores.randomization[exp.method] = [
-        {
-            "layer": step["layer"],
-            "spearman": float(np.nanmean(step["spearman"])),
-            "ssim": float(np.nanmean(step["ssim"])) if not np.isnan(step["ssim"]).all() else None,
-        }
-        for step in steps_out
-    ]
+    job.scores.add_randomization(
+        exp.method,
+        job.first,
+        [
+            {
+                "layer": step["layer"],
+                "spearman": float(np.nanmean(step["spearman"])),
+                "ssim": float(np.nanmean(step["ssim"]))
+                if not np.isnan(step["ssim"]).all()
+                else None,
+            }
+            for step in steps_out
+        ],
+    )
 
 
 def _localization(job: _Job) -> None:

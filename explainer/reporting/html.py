@@ -18,8 +18,9 @@ from .._files import atomic_write_bytes
 from ..dataset.evaluation import stored_scores
 from ..dataset.store import Store
 from ..errors import InputError, describe
-from ..explanation import Explanation, load_explanation
+from ..explanation import Explanation
 from ..metrics.scores import Scores
+from ..multi_input import MultiInputExplanation, load_explanation
 from ..viz.sections import build_sections, check_class_names, check_options, short
 from .store_summary import dataset_summary
 from .trust import trust_blocks
@@ -85,13 +86,19 @@ def _from_store(store: Store, max_samples: int, labels: Any):
 def _as_explanations(items: Any) -> list[Explanation]:
     if isinstance(items, Mapping):  # {method: Explanation}, as store[...] returns
         items = list(items.values())
-    if isinstance(items, Explanation | str | os.PathLike):
+    if isinstance(items, Explanation | MultiInputExplanation | str | os.PathLike):
         items = [items]
     elif isinstance(items, Sequence | Iterator):
         items = list(items)
     else:  # None, a number, a tensor...: nothing to load
         items = [items]
-    out = [load_explanation(e) if isinstance(e, str | os.PathLike) else e for e in items]
+    loaded = [load_explanation(e) if isinstance(e, str | os.PathLike) else e for e in items]
+    # several inputs: each input is drawn in its own form, in its own section
+    out = [
+        part
+        for e in loaded
+        for part in (e.parts() if isinstance(e, MultiInputExplanation) else (e,))
+    ]
     if not out or not all(isinstance(e, Explanation) for e in out):
         raise InputError(
             describe(
@@ -225,7 +232,9 @@ def report(
             shown side by side), paths of saved explanations, or a result store
             (``ex.open_store``): then a class-balanced sample of ``max_samples`` is shown,
             after a dataset section (class counts and accuracy, the mean attribution map per
-            class, per-class trust scores when ``ex.evaluate(store)`` computed them).
+            class, per-class trust scores when ``ex.evaluate(store)`` computed them). A
+            MultiInputExplanation shows each of its inputs in a section of its own (a
+            heatmap for an image, bars for a vector).
         path: where to write; parent folders are created.
         title: page title (escaped like every user string).
         scores: trust scores from ``ex.evaluate``; without them the trust section says none

@@ -57,12 +57,22 @@ def group_by_inputs(explanations: Sequence[Shown]) -> list[list[Shown]]:
     for exp in explanations:
         for group in groups:
             ref = group[0].inputs
-            if ref.shape == exp.inputs.shape and torch.equal(ref, exp.inputs):
+            if (
+                ref.shape == exp.inputs.shape
+                and _input_name(group[0]) == _input_name(exp)
+                and torch.equal(ref, exp.inputs)
+            ):
                 group.append(exp)
                 break
         else:
             groups.append([exp])
     return groups
+
+
+def _input_name(exp: Shown) -> str | None:
+    """The input an explanation shows when it is one of several (``manifest["input"]``)."""
+    about = exp.manifest.get("input")
+    return about.get("name") if isinstance(about, dict) else None
 
 
 SCALES = ("sample", "shared")
@@ -356,7 +366,9 @@ def build_sections(
         modality = first.modality
         n = min(len(first), max_samples)
         lab = _labels_for(labels, k, n, classes=first.scores.shape[-1])
-        default = f"{first.manifest.get('model', {}).get('name', 'model')} ({modality})"
+        name = _input_name(first)
+        which = f" — {name}" if name is not None else ""
+        default = f"{first.manifest.get('model', {}).get('name', 'model')}{which} ({modality})"
         title = section_titles[k] if section_titles and k < len(section_titles) else default
         classes = tuple(
             first.class_names or sorted({first.class_label(int(p)) for p in first.predictions})

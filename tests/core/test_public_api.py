@@ -22,6 +22,7 @@ PUBLIC = [
     "MethodResult",
     "Model",
     "ModelError",
+    "MultiInputExplanation",
     "Scores",
     "Store",
     "StoreError",
