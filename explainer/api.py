@@ -52,7 +52,10 @@ def explain(
     Args:
         model: a :class:`Model` (from :func:`wrap`) or a bare ``nn.Module`` (wrapped with defaults).
         inputs: a batch, torch tensor or numpy array: (N, C, H, W) images or (N, features) rows,
-            finite floats. They are converted to the model's dtype (that of its first floating
+            finite floats. Several inputs: a tuple (passed to the network positionally) or
+            a dict (by keyword) of such batches, each of its own shape; every input is
+            attributed and a :class:`~explainer.multi_input.MultiInputExplanation` is
+            returned (see :mod:`explainer.inputs`). They are converted to the model's dtype (that of its first floating
             parameter, float32 if it has none) and moved to its device: a float64 model runs
             in float64, a float16 or bfloat16 one in its dtype, and float16 or float64 inputs
             of a float32 model run, and are recorded, as float32.
@@ -64,6 +67,11 @@ def explain(
             (default) for a quarter of available memory, at most 4 GiB. 0 is refused.
         feature_names: names of tabular columns, for reports: a list (not a bare string) or
             ``{index: name}`` with keys 0..K-1.
+        forward_args: what the network needs beside the inputs, never attributed: one
+            value, a tuple (positional, after the inputs) or a dict (keywords), e.g.
+            ``{"attention_mask": mask}``. A tensor whose first dimension is N holds one row
+            per sample (each sample is then explained on its own call, so every row a
+            method builds gets its sample's row); anything else is passed unchanged.
         **params: the method's own options (e.g. ``n_steps=64`` for integrated gradients).
             Seeds are integers in [0, 2**63 - 1]; ``seed=None`` means 0 for every method.
 

@@ -244,3 +244,16 @@ def test_bad_several_inputs_get_a_clear_error(inputs, params, match):
 def test_kernel_shap_without_background_for_a_vector_input_says_what_to_pass():
     with pytest.raises(ex.InputError, match="background=\\(images_bg, rows_bg\\)"):
         ex.explain(ex.wrap(ImageAndVector()), data(1), "kernel_shap", target=0, progress=False)
+
+
+def test_a_black_box_function_of_two_numpy_arrays_is_explained_by_kernel_shap():
+    def predict(a, b):  # numpy in, numpy out: an additive game, so Shapley values are exact
+        return (a.reshape(len(a), -1).sum(1) + 2 * b.sum(1))[:, None]
+
+    x = (torch.ones(1, 1, 2, 2), torch.ones(1, 3))
+    bg = (torch.zeros(1, 1, 2, 2), torch.zeros(1, 3))
+    exp = ex.explain(ex.wrap(predict), x, "kernel_shap", target=0, progress=False,
+                     background=bg, feature_mask=(torch.arange(4).reshape(2, 2), None),
+                     n_samples=2**7)  # fmt: skip
+    torch.testing.assert_close(exp.attributions[0], torch.ones(1, 1, 2, 2))
+    torch.testing.assert_close(exp.attributions[1], torch.full((1, 3), 2.0))

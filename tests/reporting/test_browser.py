@@ -240,3 +240,42 @@ def test_injected_script_handler_base_and_form_are_blocked_by_csp(browser, demo_
         == f"{rows} of {rows} shown"
     )
     page.close()
+
+
+class _ImageAndVector(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.vec, self.head = (
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.Linear(5, 4),
+            nn.Linear(8, 3),
+        )
+
+    def forward(self, image: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(image)).mean((2, 3))
+        return self.head(torch.cat([h, torch.tanh(self.vec(vector))], 1))
+
+
+def test_a_two_input_report_draws_the_image_as_a_heatmap_and_the_vector_as_bars(browser, tmp_path):
+    model = ex.wrap(_ImageAndVector(), name="two inputs")
+    x = (torch.rand(3, 3, 16, 16), torch.randn(3, 5))
+    exps = ex.explain_many(model, x, ["saliency", "integrated_gradients"], progress=False,
+                           feature_names=(None, ["age", "bmi", "bp", "s1", HOSTILE[0]]))  # fmt: skip
+    path = ex.report(exps, path=tmp_path / "two.html")
+    page, events = open_page(browser, path)
+    titles = page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
+    assert any("input 0 (image)" in t for t in titles), titles
+    assert any("input 1 (tabular)" in t for t in titles), titles
+    # every image decodes: 3 samples x (input + 2 methods) heatmaps at least
+    sizes = page.eval_on_selector_all(
+        "img[src]", "els => els.map(e => [e.complete, e.naturalWidth])"
+    )
+    assert len(sizes) >= 3 * 3 and all(done and width > 0 for done, width in sizes)
+    # the vector's bars name its columns, the hostile one literally
+    text = page.inner_text("body")
+    assert "bmi" in text and HOSTILE[0] in text
+    assert (
+        events["console_errors"] == [] and events["page_errors"] == [] and events["dialogs"] == []
+    )
+    page.close()
