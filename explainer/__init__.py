@@ -23,6 +23,7 @@ from .explanation import Explanation
 from .loading import load_model
 from .metrics import Scores
 from .model import Model, wrap
+from .model_layers import layers
 from .multi_input import MultiInputExplanation, load_explanation
 from .registry import MethodInfo, MethodResult, get_method, list_methods, register_method
 from .reporting.html import report
@@ -51,6 +52,7 @@ __all__ = [
     "explain_dataset",
     "explain_many",
     "get_method",
+    "layers",
     "list_methods",
     "load_explanation",
     "load_model",

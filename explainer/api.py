@@ -157,11 +157,18 @@ def explain(
         extras=extras,
         manifest=manifest,
         feature_names=names if caller.layout is None else None,
-        call_params=dict(params),
+        call_params=_recorded(params, used),
         warnings=notes,
         forward_args=caller.forward_args or None,
     )
     return exp if caller.layout is None else MultiInputExplanation(exp)
+
+
+def _recorded(params: Mapping[str, Any], used: Mapping[str, Any]) -> dict[str, Any]:
+    """The call's parameters to keep for re-runs: as given, except modules (a CAM's
+    ``layer=model.layer4``), kept as the name the method recorded, so that a re-run on a
+    copy of the network (the randomization check) finds the same layer."""
+    return {k: used.get(k, v) if isinstance(v, torch.nn.Module) else v for k, v in params.items()}
 
 
 def _prepared(model: Model, inputs: Any, forward_args: Any) -> tuple[torch.Tensor, Model]:

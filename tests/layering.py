@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "explainer._agreement", "explainer.model", "explainer._runtime",
               "explainer.registry", "explainer.records", "explainer.loading",
               "explainer.completeness", "explainer.outputs", "explainer.black_box",
-              "explainer.inputs")),
+              "explainer.inputs", "explainer.model_layers")),
     ("viz", ("explainer.viz",)),
     ("results", ("explainer.explanation", "explainer.comparison", "explainer.multi_input")),
     ("methods", ("explainer.methods",)),

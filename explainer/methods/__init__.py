@@ -1,3 +1,3 @@
 """Attribution methods. Importing this package registers them all."""
 
-from . import gradient_shap, integrated_gradients, kernel_shap, saliency  # noqa: F401  (registration side effect)
+from . import cam, gradient_shap, integrated_gradients, kernel_shap, saliency  # noqa: F401  (registration side effect)

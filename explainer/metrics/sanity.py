@@ -105,7 +105,8 @@ def ssim_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         x, y = np.abs(a[i]).sum(0), np.abs(b[i]).sum(0)
         x = x / x.max() if x.max() > 0 else x
         y = y / y.max() if y.max() > 0 else y
-        win = min(7, *x.shape) // 2 * 2 + 1 if min(x.shape) >= 3 else 3
+        side = min(7, *x.shape)
+        win = side if side % 2 else side - 1  # the largest odd window that fits (6 px: 5)
         out[i] = (
             structural_similarity(x, y, data_range=1.0, win_size=win)
             if min(x.shape) >= 3

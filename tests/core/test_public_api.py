@@ -33,6 +33,7 @@ PUBLIC = [
     "explain_dataset",
     "explain_many",
     "get_method",
+    "layers",
     "list_methods",
     "load_explanation",
     "load_model",
