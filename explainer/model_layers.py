@@ -4,7 +4,7 @@ that captures a layer's activations (and lets gradients stop there).
 * :func:`layers` lists every module with the shape of its output on an example input and
   marks the CAM candidates: modules whose output is a spatial map (N, C, h, w) with h * w
   > 1, or a sequence of tokens (N, T, D) that folds into a grid (a vision transformer).
-* :func:`default_layer` is the layer CAM methods use when none is named: for a CNN the
+* :func:`resolve_layer` gives the layer CAM methods use when none is named: for a CNN the
   module whose spatial output is computed *last* (the last conv block, before pooling);
   for a transformer the first LayerNorm of its last block (what pytorch-grad-cam
   recommends: after the last block's attention the class token no longer mixes with the
@@ -37,7 +37,6 @@ __all__ = [
     "LayerTable",
     "layers",
     "resolve_layer",
-    "default_layer",
     "LayerCapture",
     "as_grid",
 ]
