@@ -293,6 +293,18 @@ def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodI
                 'and is differentiable, wrap it with input="tensor".',
             )
         )
+    if model.layout is not None and model.modality not in info.modalities:
+        packed = [m.name for m in list_methods() if model.modality in m.modalities]
+        raise InputError(
+            describe(
+                "`method`",
+                "a method that explains several inputs (each sample's inputs are packed "
+                "into one row)",
+                f"{info.name}, which explains one {', '.join(info.modalities)} input",
+                f"Use one of {packed}; or explain the image input alone through a wrapper "
+                "that closes over the other inputs.",
+            )
+        )
     if model.modality not in info.modalities:
         raise InputError(
             describe(

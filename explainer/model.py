@@ -286,7 +286,7 @@ class Model:
         becomes a :class:`ModelError` chained to it.
         """
         try:
-            out = self._call(x)
+            out = self.call_network(x)
         except ExplainerError:
             raise
         except Exception as err:  # any failure of the user's code is the model's, not ours
@@ -347,9 +347,10 @@ class Model:
             )
         return out
 
-    def _call(self, x: torch.Tensor) -> Any:
-        """The network on rows ``x``: unpacked into several inputs when there is a layout,
-        with the forward arguments (a per-sample one expanded to the rows)."""
+    def call_network(self, x: torch.Tensor) -> Any:
+        """The network's raw result on rows ``x`` (before ``select``): unpacked into several
+        inputs when there is a layout, with the forward arguments (a per-sample one
+        expanded to the rows). :meth:`forward` checks and selects from it."""
         args, kwargs = self.forward_args.call_values(len(x))
         if self.layout is None:
             return self.net(x, *args, **kwargs)

@@ -21,7 +21,8 @@ that captures a layer's activations (and lets gradients stop there).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -39,6 +40,8 @@ __all__ = [
     "resolve_layer",
     "LayerCapture",
     "as_grid",
+    "left_as_it_was",
+    "refuse_torchscript",
 ]
 
 
@@ -204,7 +207,7 @@ def layers(model: Any, example: Any) -> LayerTable:
         ('1', (1, 4, 6, 6))
     """
     m = wrap(model)
-    _refuse_script(m.net, "ex.layers")
+    refuse_torchscript(m.net, "ex.layers")
     x = example.to(m.device) if isinstance(example, torch.Tensor) else example
     with m.evaluating():
         rows = _trace(m.net, lambda: m.forward(x))
@@ -222,15 +225,18 @@ def layers(model: Any, example: Any) -> LayerTable:
     )
 
 
-def _refuse_script(net: nn.Module, what: str) -> None:
+def refuse_torchscript(net: nn.Module, what: str) -> None:
+    """ModelError for a TorchScript network: its graph runs in C++, its submodules cannot
+    be hooked and its attention weights cannot be asked for."""
     if any(isinstance(m, torch.jit.ScriptModule) for m in net.modules()):
         raise ModelError(
             describe(
                 f"{what} on a TorchScript model",
                 "an eager nn.Module (layer hooks need Python modules)",
                 "a TorchScript module, whose submodules cannot be hooked",
-                "Explain the eager model, or use a method on the inputs "
-                "(integrated_gradients, saliency, kernel_shap) for the TorchScript one.",
+                "Load the eager network (ex.load_model with factory= and a state_dict), or "
+                "explain the TorchScript model with a method on its inputs "
+                "(integrated_gradients, saliency, kernel_shap).",
             )
         )
 
@@ -244,7 +250,7 @@ def resolve_layer(net: nn.Module, layer: Any, run: Callable[[], Any] | None = No
             given for a network without a spatial or token layer.
         ModelError: a TorchScript network.
     """
-    _refuse_script(net, "A layer method")
+    refuse_torchscript(net, "A layer method")
     names = dict(net.named_modules())
     if isinstance(layer, str):
         if layer in names:
@@ -408,3 +414,28 @@ class LayerCapture:
             self._handle.remove()
             self._handle = None
         return False
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+@contextmanager
+def left_as_it_was(net: nn.Module) -> Iterator[None]:
+    """Hooks the network's own code registers during the block, and attributes it adds to
+    its modules, removed on exit (HuggingFace installs output-capturing hooks, and a flag
+    saying so, the first time a model is asked for its attention weights): the model is
+    left as it was, and a later call installs them again if it needs them."""
+    modules = list(net.modules())
+    hooks = [{attr: dict(getattr(m, attr, {})) for attr in _HOOK_DICTS} for m in modules]
+    attributes = [set(vars(m)) for m in modules]
+    try:
+        yield
+    finally:
+        for m, before, names in zip(modules, hooks, attributes, strict=True):
+            for attr, kept in before.items():
+                held = getattr(m, attr, None)
+                if held is not None:
+                    for key in [k for k in held if k not in kept]:
+                        del held[key]
+            for name in set(vars(m)) - names:
+                delattr(m, name)

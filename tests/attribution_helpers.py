@@ -149,9 +149,21 @@ def method_params(method: str, modality: str) -> dict[str, Any]:
     return dict(params.get(method, {}))
 
 
+# Methods that need a kind of network the contract's small CNN and MLP are not: each has
+# its model-state contract tested on such a network in its own test file.
+NEEDS_ITS_OWN_NETWORK = {
+    "attention_rollout": "a transformer returning attention weights (test_cam.py)"
+}
+
+
 def method_cases() -> list[tuple[str, str]]:
     """(method, modality) for every registered method and every modality it supports."""
-    return [(m.name, modality) for m in ex.list_methods() for modality in m.modalities]
+    return [
+        (m.name, modality)
+        for m in ex.list_methods()
+        for modality in m.modalities
+        if m.name not in NEEDS_ITS_OWN_NETWORK
+    ]
 
 
 def model_for(modality: str, seed: int = 0, dropout: float = 0.0) -> ex.Model:

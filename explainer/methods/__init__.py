@@ -1,3 +1,11 @@
 """Attribution methods. Importing this package registers them all."""
 
-from . import cam, gradient_shap, integrated_gradients, kernel_shap, saliency  # noqa: F401  (registration side effect)
+from . import (  # noqa: F401  (registration side effect)
+    attention_rollout,
+    cam,
+    gradient_shap,
+    integrated_gradients,
+    kernel_shap,
+    layer_attribution,
+    saliency,
+)

@@ -36,13 +36,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._runtime import ChunkRequest, Runtime, chunk_size, chunks, network_cost, progress_bar
+from .._runtime import (
+    ChunkRequest,
+    Runtime,
+    accumulation_dtype,
+    chunk_size,
+    chunks,
+    network_cost,
+    progress_bar,
+)
 from ..errors import InputError, ModelError, describe
 from ..model import Model
 from ..model_layers import LayerCapture, as_grid, resolve_layer
 from ..registry import MethodResult, register_method
 
-__all__ = ["layer_maps", "to_input_size", "CAM_WEIGHTS"]
+__all__ = ["layer_maps", "layer_activations", "to_input_size", "CAM_WEIGHTS"]
 
 
 def _check_image(model: Model, inputs: torch.Tensor, method: str) -> None:
@@ -68,21 +76,38 @@ def layer_maps(
     gradients: bool = True,
 ) -> tuple[str, torch.Tensor, torch.Tensor | None]:
     """The layer's name, its activations A and (``gradients``) the gradients G of each
-    sample's target output, both (N, K, h, w) in at least float32, computed in chunks of
-    rows that fit the memory budget (one forward, and the backward of the head, each).
+    sample's target output, both folded to (N, K, h, w) (:func:`as_grid`) in at least
+    float32; see :func:`layer_activations`.
 
     Raises:
         InputError: an unknown layer, or one whose output is not a map or tokens on a grid.
         ModelError: the layer runs more than once per forward, or does not reach the output.
     """
+    name, a, g = layer_activations(model, inputs, target, layer, runtime, gradients)
+    return name, as_grid(a, reshape), None if g is None else as_grid(g, reshape)
+
+
+def layer_activations(
+    model: Model,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    layer: Any,
+    runtime: Runtime,
+    gradients: bool = True,
+) -> tuple[str, torch.Tensor, torch.Tensor | None]:
+    """The layer's name, its activations and (``gradients``) the gradients of each
+    sample's target output with respect to them, in the layer's own shape (N, ...), in at
+    least float32. Chunks of rows fit the memory budget; each costs one forward and the
+    backward of the network's head (the layer's output is a leaf, see LayerCapture)."""
     name = resolve_layer(model.net, layer, lambda: model.forward(inputs[:1]))
     request = ChunkRequest(
         extra_bytes_per_row=inputs[0].numel() * inputs.element_size(),
-        what=f"a CAM at layer {name!r} on {len(inputs)} input(s)",
+        what=f"activations of layer {name!r} on {len(inputs)} input(s)",
         backward=gradients,
     )
     size = chunk_size(model, inputs[0], runtime, request)
     acts, grads = [], []
+    wide = accumulation_dtype(inputs.dtype)
     for part in chunks(len(inputs), size):
         with LayerCapture(model.net, name) as cap, torch.enable_grad():
             out = model.forward(inputs[part])
@@ -108,12 +133,9 @@ def layer_maps(
                             "Choose a layer before the head (ex.layers marks the default).",
                         )
                     )
-                grads.append(as_grid(g.detach(), reshape).float())
-        acts.append(as_grid(act.detach(), reshape).float())
-    a = torch.cat(acts)
-    if a.dtype != torch.float64 and inputs.dtype == torch.float64:
-        a = a.double()
-    return name, a, torch.cat(grads).to(a.dtype) if gradients else None
+                grads.append(g.detach().to(wide))
+        acts.append(act.detach().to(wide))
+    return name, torch.cat(acts), torch.cat(grads) if gradients else None
 
 
 def to_input_size(cam: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

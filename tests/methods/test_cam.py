@@ -287,3 +287,31 @@ def test_the_vit_grid_puts_a_patchs_evidence_on_that_patch(patch):
             r, c = divmod(patch, 4)
             inside = exp.attributions.sum(1)[:, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8]
             assert (inside.sum((1, 2)) / exp.attributions.sum((1, 2, 3)) > 0.5).all()
+
+
+def test_attention_rollout_multiplies_the_residual_mixed_attentions_of_a_vit():
+    net = hf_model("vit")
+    before = model_state(net)
+    x = make_images(2, seed=12, shape=(3, 32, 32))
+    exp = ex.explain(ex.wrap(net), x, "attention_rollout", progress=False)
+    assert net.config._attn_implementation == "sdpa"  # switched to eager for the call only
+    assert_same_state(before, model_state(net))
+    net.set_attn_implementation("eager")
+    with torch.no_grad():
+        weights = net(x, output_attentions=True).attentions
+    net.set_attn_implementation("sdpa")
+    r = None
+    for w in weights:  # Abnar & Zuidema 2020, eq. in section 3, written out
+        a = 0.5 * w.mean(1) + 0.5 * torch.eye(17)
+        a = a / a.sum(-1, keepdim=True)
+        r = a if r is None else a @ r
+    torch.testing.assert_close(exp.extras["rollout"], r[:, 0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        exp.extras["cam"], r[:, 0, 1:].reshape(2, 4, 4), atol=1e-6, rtol=1e-5
+    )
+
+
+def test_attention_rollout_on_a_model_without_attention_weights_says_what_to_do():
+    with pytest.raises(ex.ModelError, match="attentions=lambda"):
+        ex.explain(ex.wrap(hf_model("resnet")), make_images(1, shape=(3, 32, 32)), "attention_rollout",
+                   progress=False)  # fmt: skip
