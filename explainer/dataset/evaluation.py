@@ -17,6 +17,7 @@ from .._checks import check_autograd_mode, check_int
 from ..errors import InputError, describe
 from ..explanation import Explanation
 from ..loading import load_model
+from ..metrics.road import ROAD_FRACTIONS
 from ..metrics.scores import Scores
 from ..metrics.settings import EvaluationSettings
 from ..metrics.suite import score
@@ -96,6 +97,7 @@ def evaluate(
     n_sensitivity: int = 4,
     randomization: str = "cascading",
     randomization_steps: int | None = 4,
+    road_fractions: Sequence[float] = ROAD_FRACTIONS,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
     memory_budget: int | str | None = None,
@@ -111,9 +113,9 @@ def evaluate(
         model: the model they explain (its fingerprint must match); never changed: the
             randomization check works on a copy. For a store written from a model file it
             may be omitted (the recorded file is loaded).
-        metrics: "default" (all groups that apply) or a list of METRIC_GROUPS
-            (faithfulness, infidelity, robustness, randomization, localization,
-            completeness, agreement).
+        metrics: "default" (all groups that apply but ROAD), "all", or a list of
+            METRIC_GROUPS (faithfulness, infidelity, robustness, randomization,
+            localization, completeness, road, agreement; "default" may be one of them).
         masks: ground-truth masks (N, H, W), or ``{name: masks}`` for several regions:
             booleans, or numbers that are exactly 0 or 1 (soft masks are refused: threshold
             them first, e.g. ``masks > 0.5``). Not with a store.
@@ -130,6 +132,7 @@ def evaluate(
         randomization: "cascading" or "independent" layer randomization.
         randomization_steps: score at most this many randomization steps, evenly spaced and
             always including the fully randomized model (None: every layer).
+        road_fractions: shares of the pixels ROAD removes, each in [0, 1).
         params: per-method parameters to re-run a loaded explanation (e.g. its background).
         progress: a progress bar over the explanations (quiet when not on a terminal).
         memory_budget: bytes (or "512MB") that re-run methods and perturbed forward passes
@@ -173,6 +176,7 @@ def evaluate(
         n_sensitivity=n_sensitivity,
         randomization=randomization,
         randomization_steps=randomization_steps,
+        road_fractions=road_fractions,
         params=params,
         progress=progress,
         memory_budget=memory_budget,

@@ -54,6 +54,17 @@ METRIC_INFO: dict[str, tuple[bool | None, str, str]] = {
         "share of the image the mask covers (uniform-map baseline)",
     ),
     "pointing_game": (True, "localization", "1 if the most relevant pixel is inside the mask"),
+    "road_morf": (
+        False,
+        "faithfulness",
+        "mean target score removing most-relevant pixels first, imputed (ROAD, Rong et al. 2022)",
+    ),
+    "road_lerf": (
+        True,
+        "faithfulness",
+        "mean target score removing least-relevant pixels first, imputed (should stay high)",
+    ),
+    "road_gain": (True, "faithfulness", "ROAD LeRF minus MoRF: > 0 when the map ranks pixels"),
     "completeness_gap": (
         False,
         "completeness",
@@ -69,7 +80,8 @@ METRIC_INFO: dict[str, tuple[bool | None, str, str]] = {
 # Pass thresholds, stated once. Randomization: Adebayo et al. report rank correlations near
 # 0 for methods that pass; we fail a method whose map keeps rho >= 0.5 with a random model.
 # Faithfulness: the mean gain over random ordering must exceed 0.01 (one point of
-# probability-AUC) and two standard errors of the per-sample gains, for deletion and insertion.
+# probability-AUC) and two standard errors of the per-sample gains, for deletion and insertion;
+# the same rule holds ROAD's gain (mean LeRF minus mean MoRF score).
 THRESHOLDS = {
     "randomization_spearman": 0.5,
     "max_sensitivity": 0.5,
@@ -93,7 +105,8 @@ class Scores:
     Attributes:
         rows: tidy records ``{"sample", "method", "metric", "value", "mask"}``.
         curves: ``{method: {"deletion": (N, K), "insertion": ..., "deletion_random": ...,
-            "insertion_random": ...}}`` as numpy arrays (fractions 0..1 in K steps).
+            "insertion_random": ..., "deletion_lerf": ...}}`` as numpy arrays (fractions 0..1
+            in K steps), and with ROAD ``"road_morf"``, ``"road_lerf"`` (N, one per fraction).
         randomization: ``{method: [{"layer", "spearman", "ssim"}, ...]}`` means per step.
         settings: how the scores were computed (fill, features, steps, seed, ...).
 
@@ -125,13 +138,24 @@ class Scores:
             )
 
     def add_curves(self, method: str, curves: dict[str, np.ndarray], first: int = 0) -> None:
-        """A method's deletion/insertion curves (N, K); from ``first`` > 0 on, the rows of
-        further samples, appended."""
-        held = self.curves.get(method)
-        if first == 0 or held is None:
-            self.curves[method] = curves
-            return
-        self.curves[method] = {k: np.concatenate([held[k], v]) for k, v in curves.items()}
+        """A method's curves (N, K) by name, merged with the curves it already holds (the
+        deletion/insertion group's and ROAD's); from ``first`` > 0 on, the rows of further
+        samples, appended to the held curves of the same name.
+
+        Example:
+            >>> s = Scores()
+            >>> s.add_curves("saliency", {"deletion": np.zeros((1, 3))})
+            >>> s.add_curves("saliency", {"road_morf": np.ones((1, 2))})
+            >>> s.add_curves("saliency", {"deletion": np.ones((1, 3))}, first=1)
+            >>> {k: v.shape for k, v in s.curves["saliency"].items()}
+            {'deletion': (2, 3), 'road_morf': (1, 2)}
+        """
+        held = self.curves.setdefault(method, {})
+        for name, values in curves.items():
+            if first == 0 or name not in held:
+                held[name] = values
+            else:
+                held[name] = np.concatenate([held[name], values])
 
     def add_randomization(self, method: str, first: int, steps: list[dict[str, Any]]) -> None:
         """A method's per-step randomization means; from ``first`` > 0 on, the means of
@@ -210,6 +234,7 @@ class Scores:
         for m in self.methods:
             out += (
                 _faithfulness_verdict(self, m)
+                + _road_verdict(self, m)
                 + _sanity_verdict(self, m)
                 + _robustness_verdict(self, m)
             )
@@ -241,13 +266,7 @@ def _faithfulness_verdict(s: Scores, m: str) -> list[Verdict]:
         return []
     d, i = s.mean(m, "deletion_gain"), s.mean(m, "insertion_gain")
     share = float((s.values(m, "deletion_gain") > 0).mean())
-
-    def clear(metric: str, mean: float) -> bool:
-        v = s.values(m, metric)
-        se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-        return mean > max(THRESHOLDS["gain"], 2 * se)
-
-    passed = clear("deletion_gain", d) and clear("insertion_gain", i)
+    passed = _clear_gain(s, m, "deletion_gain", d) and _clear_gain(s, m, "insertion_gain", i)
     what = "predicted value" if s.settings.get("task") == "regression" else "target probability"
     text = (
         f"deleting its most relevant features lowers the {what} faster than a random order "
@@ -260,6 +279,31 @@ def _faithfulness_verdict(s: Scores, m: str) -> list[Verdict]:
             f"needs > {THRESHOLDS['gain']} and two standard errors): the map may not point at what the model uses"
         )
     return [Verdict(m, "faithfulness (deletion/insertion vs random)", passed, text)]
+
+
+def _clear_gain(s: Scores, m: str, metric: str, mean: float) -> bool:
+    """The mean gain exceeds THRESHOLDS["gain"] and two standard errors of its samples."""
+    v = s.values(m, metric)
+    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    return mean > max(THRESHOLDS["gain"], 2 * se)
+
+
+def _road_verdict(s: Scores, m: str) -> list[Verdict]:
+    if not len(s.values(m, "road_gain")):
+        return []
+    gain = s.mean(m, "road_gain")
+    morf, lerf = s.mean(m, "road_morf"), s.mean(m, "road_lerf")
+    passed = _clear_gain(s, m, "road_gain", gain)
+    what = "predicted value" if s.settings.get("task") == "regression" else "target probability"
+    text = (
+        f"removing its most relevant pixels (imputed from their neighbours) lowers the {what} "
+        f"more than removing its least relevant ones (mean {morf:.3f} vs {lerf:.3f}: gain {gain:.3f})"
+        if passed
+        else f"no clear difference between removing its most and least relevant pixels (ROAD gain "
+        f"{gain:+.3f}; needs > {THRESHOLDS['gain']} and two standard errors): the ranking "
+        "of the map may not be the model's"
+    )
+    return [Verdict(m, "faithfulness (ROAD: least vs most relevant removed)", passed, text)]
 
 
 def _sanity_verdict(s: Scores, m: str) -> list[Verdict]:

@@ -32,6 +32,7 @@ from ..viz.heatmap import spec_for
 from ..viz.sections import group_by_inputs
 from .faithfulness import auc, feature_scores, fill_reference, infidelity, perturbation_curves
 from .localization import pointing_game, relevance_mass
+from .road import NOISE, road_curves
 from .robustness import max_sensitivity
 from .sanity import randomization_similarity
 from .scores import Scores
@@ -286,6 +287,7 @@ class _Job:
     reference: torch.Tensor  # what deletion/insertion replace features by, like inputs
     noise_scale: float  # infidelity's noise: a tenth of the inputs' standard deviation
     radius: float  # max-sensitivity's radius: 2% of the inputs' range
+    road_noise: float  # ROAD's imputation noise: 1% of the inputs' range
     first: int = 0  # the batch index of this job's first sample
 
     @classmethod
@@ -315,6 +317,7 @@ class _Job:
             reference=reference,
             noise_scale=0.1 * float(x.std()) if len(x) > 1 or x.numel() > 1 else 0.1,
             radius=0.02 * float(x.max() - x.min()),
+            road_noise=NOISE * float(x.max() - x.min()),
         )
 
     def aligned(self) -> list[_Job]:
@@ -481,6 +484,34 @@ def _localization(job: _Job) -> None:
         job.add("pointing_game", pointing_game(attr, mk), mask=name)
 
 
+def _road(job: _Job) -> None:
+    """ROAD (remove and debias): the target's score after removing a share of the pixels
+    most relevant first and least relevant first, imputed from their neighbours; the means
+    over the fractions and their difference (images only)."""
+    if job.exp.modality != "image" or job.inputs.ndim != 4:
+        return
+    s = job.settings
+    curves = {
+        f"road_{order}": road_curves(
+            job.model,
+            job.inputs,
+            job.targets,
+            job.attributions,
+            s.road_fractions,
+            order,
+            job.generator,
+            s.runtime,
+            job.road_noise,
+        )
+        for order in ("morf", "lerf")
+    }
+    morf, lerf = curves["road_morf"].mean(1), curves["road_lerf"].mean(1)
+    job.add("road_morf", morf)
+    job.add("road_lerf", lerf)
+    job.add("road_gain", lerf - morf)
+    job.scores.add_curves(job.exp.method, {k: v.numpy() for k, v in curves.items()}, job.first)
+
+
 def _completeness(job: _Job) -> None:
     """The completeness gap a method reported (``relative_gap``: integrated gradients, the
     SHAP family; see :mod:`explainer.completeness`)."""
@@ -512,6 +543,7 @@ _PER_EXPLANATION = (
     _Group("randomization", _randomization, False),
     _Group("localization", _localization, False),
     _Group("completeness", _completeness, False),
+    _Group("road", _road, True),
 )
 
 

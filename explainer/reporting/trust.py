@@ -134,7 +134,7 @@ def trust_blocks(scores: Scores) -> list[TrustBlock]:
                 str(scores.settings.get("model", "")),
                 tuple(v for v in verdicts if v.method == m),
                 tuple(rows),
-                _curves_png(curves, m) if curves else None,
+                _curves_png(curves, m) if curves and "deletion" in curves else None,
                 _randomization_png(steps) if steps else None,
             )
         )

@@ -11,7 +11,7 @@ import torch
 import explainer as ex
 from explainer.dataset import evaluation
 from explainer.metrics import METRIC_GROUPS, suite
-from explainer.metrics.settings import EvaluationSettings
+from explainer.metrics.settings import DEFAULT_GROUPS, EvaluationSettings
 
 
 def linear_explanations():
@@ -51,11 +51,11 @@ def test_each_bad_option_is_an_input_error_naming_it(options, word):
 
 def test_settings_defaults_are_the_documented_ones():
     s = EvaluationSettings.from_options()
-    assert s.groups == frozenset(METRIC_GROUPS) and s.seed == 0 and s.fill == "blur"
+    assert s.groups == frozenset(DEFAULT_GROUPS) and s.seed == 0 and s.fill == "blur"
     assert (s.steps, s.n_perturb, s.n_sensitivity, s.n_segments) == (20, 16, 4, 48)
     assert s.randomization == "cascading" and s.randomization_steps == 4
     assert EvaluationSettings.from_options(seed=None).seed == 0
-    assert EvaluationSettings.from_options(["default"]).groups == frozenset(METRIC_GROUPS)
+    assert EvaluationSettings.from_options(["default"]).groups == frozenset(DEFAULT_GROUPS)
 
 
 def test_scoring_with_the_settings_object_equals_evaluate_and_records_it():
