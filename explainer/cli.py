@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
 import typer
 
 from ._checks import check_device
@@ -24,6 +25,7 @@ from .demo.run import run_demo
 from .demo.shapes import make_shapes
 from .errors import ExplainerError, InputError, describe
 from .loading import load_model
+from .model_layers import layers as model_layers
 from .registry import list_methods
 from .reporting.html import report as write_report
 
@@ -341,6 +343,65 @@ def report(
         items = [str(f) for f in files]
     path = write_report(items, path=out, title=title, max_samples=max_samples)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+@_friendly
+def layers(
+    model: _ModelFile,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help='An example input: image folder, .npy/.npz array or "demo" (its first sample).'
+        ),
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="Or the shape of one sample, e.g. 3,224,224 (random values).")
+    ] = None,
+    factory: _Factory = None,
+    modality: Annotated[
+        str | None, typer.Option(help="image or tabular (default: guessed).")
+    ] = None,
+    size: Annotated[int | None, typer.Option(help="Resize folder images to SIZE x SIZE.")] = None,
+    max_model_size: _MaxModelSize = "4GiB",
+) -> None:
+    """List the model's layers with their output shapes on an example input; marks the CAM
+    candidates and (→) the layer CAM methods use by default."""
+    example = _example(data, shape, size)
+    net = load_model(model, factory=factory, modality=modality, max_size=max_model_size)
+    typer.echo(repr(model_layers(net, example)))
+
+
+def _example(data: str | None, shape: str | None, size: int | None) -> torch.Tensor:
+    """One example input (1, ...) from --data (its first sample) or --shape (seeded noise)."""
+    if (data is None) == (shape is None):
+        raise InputError(
+            describe(
+                "--data / --shape",
+                "exactly one of them: an example input, or the shape of one sample",
+                "both" if data else "neither",
+                "Pass e.g. --shape 3,224,224, or --data images/.",
+            )
+        )
+    if shape is not None:
+        try:
+            dims = tuple(int(d) for d in shape.split(","))
+        except ValueError:
+            dims = ()
+        if not dims or min(dims) < 1:
+            raise InputError(
+                describe(
+                    "--shape",
+                    "positive integers separated by commas",
+                    repr(shape),
+                    "Pass e.g. --shape 3,224,224.",
+                )
+            )
+        return torch.rand((1, *dims), generator=torch.Generator().manual_seed(0))
+    inputs, _ = _data(data, size, [], [], 1)
+    first = inputs[0]
+    first = first[0] if isinstance(first, tuple) else first
+    return torch.as_tensor(np.asarray(first), dtype=torch.float32)[None]
 
 
 def main() -> None:  # pragma: no cover - console entry point

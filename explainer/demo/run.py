@@ -21,6 +21,7 @@ IMAGE_METHODS = {
     "saliency": {},
     "integrated_gradients": {"n_steps": 64, "baselines": "zeros"},
     "kernel_shap": {"n_samples": 256, "n_segments": 24, "fill": "mean", "seed": 0},
+    "grad_cam": {},  # the last spatial block (8 x 8 for 64 px inputs), upsampled
 }
 
 
@@ -39,7 +40,7 @@ def run_demo(
     trust: bool = True,
 ) -> tuple[Path, float]:
     """Explain demo images (half clean, half carrying the watermark shortcut) with saliency,
-    integrated gradients and kernel SHAP, and breast-cancer rows with kernel SHAP and IG;
+    integrated gradients, kernel SHAP and Grad-CAM, and breast-cancer rows with kernel SHAP and IG;
     score them (``trust=True``) and write one self-contained report.
 
     Uses the shipped weights (never retrains). Returns the report path and the seconds taken.

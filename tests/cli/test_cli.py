@@ -59,3 +59,19 @@ def test_cli_runs_as_a_real_subprocess():
     )
     assert proc.returncode == 0, proc.stderr
     assert "integrated_gradients" in proc.stdout
+
+
+def test_layers_lists_the_demo_cnns_modules_and_marks_the_default_cam_layer():
+    result = runner.invoke(app, ["layers", "--model", "demo", "--shape", "3,64,64"])
+    assert result.exit_code == 0, result.output
+    marked = [line for line in result.output.splitlines() if line.startswith("→")]
+    assert len(marked) == 1 and "features " in marked[0] and "(1, 64, 8, 8)" in marked[0]
+    from_data = runner.invoke(app, ["layers", "--model", "demo", "--data", "demo"])
+    assert from_data.exit_code == 0 and from_data.output == result.output
+
+
+def test_layers_needs_one_example_and_says_so_in_one_line():
+    for args in ([], ["--shape", "3,x"], ["--shape", "3,64,64", "--data", "demo"]):
+        result = runner.invoke(app, ["layers", "--model", "demo", *args])
+        assert result.exit_code == 2 and result.output.startswith("error:"), result.output
+        assert "Traceback" not in result.output
