@@ -11,22 +11,18 @@ import torch
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from ._checks import (
-    as_input_parts,
-    as_inputs,
     as_methods,
     as_targets,
     check_attributions,
     check_autograd_mode,
     check_bool,
     check_model,
-    check_names,
-    per_input,
 )
 from ._runtime import Runtime, accumulation_dtype, forward_in_chunks, parse_bytes
+from .calls import aligned_calls, as_text_explanation, feature_names_of, merged, prepare
 from .completeness import gap_warning, relative_gap
 from .errors import ExplainerWarning, InputError, ModelError, describe
 from .explanation import SCHEMA_VERSION, Explanation
-from .inputs import ForwardArgs
 from .model import Model, wrap
 from .multi_input import MultiInputExplanation
 from .records import explanation_manifest
@@ -113,21 +109,25 @@ def explain(
     check_model(model)
     start = time.perf_counter()
     with model.evaluating():
-        x, caller = _prepared(model, inputs, forward_args)
+        call = prepare(model, inputs, forward_args)
+        x, caller = call.x, call.model
         info = _method_for(caller, method, params)
         runtime = Runtime(
             progress=check_bool(progress, "progress"),
             memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
             device=str(model.device),
         )
-        calls = _aligned_calls(caller, len(x))
+        calls = aligned_calls(caller, len(x))
         # The budget bounds this pass too; a budget below the method's floor is refused by
         # the method, with its (larger) minimum.
         out = torch.cat([forward_in_chunks(m, x[s], runtime, enforce=False) for m, s in calls])
         targets = as_targets(caller, target, out).to(x.device)
-        names = _feature_names(caller, feature_names, x)
-        result = _merged(
-            [info.func(m, x[s], targets[s], runtime=runtime, **params) for m, s in calls]
+        names = feature_names_of(caller, feature_names, x)
+        result = merged(
+            [
+                info.func(m, x[s], targets[s], runtime=runtime, **call.params_for(info, params, s))
+                for m, s in calls
+            ]
         )
     _check_result(result, x, info)
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
@@ -136,7 +136,7 @@ def explain(
     if notes:
         warnings.warn(" ".join(notes), ExplainerWarning, stacklevel=2)
     manifest = explanation_manifest(
-        caller,
+        model if call.text is not None else caller,  # a text model: the user's, not its runner
         x,
         schema_version=SCHEMA_VERSION,
         seed=used.get("seed"),
@@ -161,6 +161,8 @@ def explain(
         warnings=notes,
         forward_args=caller.forward_args or None,
     )
+    if call.text is not None:
+        return as_text_explanation(exp, call, info)
     return exp if caller.layout is None else MultiInputExplanation(exp)
 
 
@@ -169,105 +171,6 @@ def _recorded(params: Mapping[str, Any], used: Mapping[str, Any]) -> dict[str, A
     ``layer=model.layer4``), kept as the name the method recorded, so that a re-run on a
     copy of the network (the randomization check) finds the same layer."""
     return {k: used.get(k, v) if isinstance(v, torch.nn.Module) else v for k, v in params.items()}
-
-
-def _prepared(model: Model, inputs: Any, forward_args: Any) -> tuple[torch.Tensor, Model]:
-    """The validated rows and the model that runs them: several inputs (a tuple, or a dict
-    by argument name) packed into one row per sample, and the forward arguments bound
-    (see :mod:`explainer.inputs`)."""
-    layout = None
-    if isinstance(inputs, tuple | Mapping):
-        layout, x = as_input_parts(model, inputs)
-    else:
-        x = as_inputs(model, inputs)
-    fargs = ForwardArgs.of(forward_args, len(x), model.device, model.dtype)
-    if layout is None and not fargs:
-        return x, model
-    return x, model.calling(layout, fargs)
-
-
-def _aligned_calls(model: Model, n: int) -> list[tuple[Model, slice]]:
-    """The method calls that explain ``n`` samples: one call for the batch; one per sample
-    when a forward argument holds a row per sample, with the model bound to that sample's
-    row, so every row a method builds (path points, coalitions, noisy copies) is given the
-    arguments of the sample it belongs to."""
-    if not model.forward_args.per_sample:
-        return [(model, slice(0, n))]
-    return [
-        (model.calling(model.layout, model.forward_args.sample(i)), slice(i, i + 1))
-        for i in range(n)
-    ]
-
-
-def _merged(results: list[MethodResult]) -> MethodResult:
-    """One result from the per-sample results of :func:`_aligned_calls`: attributions and
-    per-sample extras concatenated; an extra that is the same for every sample (or not per
-    sample) kept once, the parameters of the first call."""
-    if len(results) == 1:
-        return results[0]
-    extras: dict[str, Any] = {}
-    for key, first in results[0].extras.items():
-        values = [r.extras.get(key) for r in results]
-        if all(isinstance(v, torch.Tensor) and v.ndim and len(v) == 1 for v in values):
-            if len({tuple(v.shape[1:]) for v in values}) == 1:
-                extras[key] = torch.cat(values)
-                continue
-        extras[key] = first if all(_same(v, first) for v in values) else values
-    attributions = torch.cat([r.attributions for r in results])
-    return MethodResult(attributions, extras=extras, params=results[0].params)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two extras are equal (tensors by value)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (
-            isinstance(a, torch.Tensor)
-            and isinstance(b, torch.Tensor)
-            and a.shape == b.shape
-            and bool(torch.equal(a, b))
-        )
-    try:
-        return bool(a == b)
-    except Exception:  # values without a truth value of ==
-        return False
-
-
-def _feature_names(model: Model, feature_names: Any, x: torch.Tensor) -> Any:
-    """Checked column names: of a tabular batch, or per input for several inputs (a tuple
-    with None for inputs that are not tabular; kept in the manifest)."""
-    layout = model.layout
-    if layout is None:
-        if model.modality != "tabular":
-            return None
-        return check_names(feature_names, "feature_names", x.shape[1])
-    if feature_names is None:
-        return None
-    entries = per_input(layout, feature_names, "feature_names")
-    if entries is None:
-        raise InputError(
-            describe(
-                "`feature_names`",
-                "one entry per input (a tuple, None for inputs that are not tabular)",
-                type(feature_names).__name__,
-                f"Pass feature_names=(None, ['age', 'bmi', ...]) for inputs {layout.names}.",
-            )
-        )
-    out = []
-    for k, (names, shape, kind) in enumerate(
-        zip(entries, layout.shapes, layout.kinds, strict=True)
-    ):
-        if names is not None and kind != "tabular":
-            raise InputError(
-                describe(
-                    f"`feature_names[{k}]`",
-                    f"None for the {kind} input {layout.names[k]}",
-                    "names",
-                    "Give column names only for (N, features) inputs.",
-                )
-            )
-        checked = check_names(names, f"feature_names[{k}]", shape[0]) if names is not None else None
-        out.append(list(checked) if checked else None)
-    return out
 
 
 def _on_cpu(t: torch.Tensor) -> torch.Tensor:

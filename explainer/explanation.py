@@ -40,6 +40,10 @@ class Explanation:
         extras: per-sample method outputs, e.g. IG's ``convergence_delta``.
         manifest: library versions, seed, model fingerprint, input shape, duration, schema.
         feature_names: column names for tabular data, or None.
+        tokens: for a text explanation (modality "text"): the tokens of each sample, whose
+            ids are ``inputs`` (N, L) and whose attributions are ``attributions`` (N, L),
+            one per token (``manifest["text"]`` says how they were reduced).
+        forward_args: the forward arguments the network was called with (in memory only).
         warnings: what should be known before trusting the maps, one short sentence each
             (a completeness gap above the method's tolerance: how many samples, the worst
             gap, the fix); empty when there is nothing to say. Saved with the file, shown
@@ -75,6 +79,8 @@ class Explanation:
     # The forward arguments (explainer.inputs.ForwardArgs) the network was called with, so
     # that trust scores call it the same way; in memory only (the manifest describes them).
     forward_args: Any = field(default=None, repr=False)
+    # A text explanation's tokens, per sample (modality "text"; None otherwise).
+    tokens: tuple[tuple[str, ...], ...] | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -122,6 +128,7 @@ class Explanation:
             "manifest": self.manifest,
             "call_params": {k: v for k, v in self.call_params.items() if not is_array(v)},
             "warnings": list(self.warnings),
+            "tokens": None if self.tokens is None else [list(t) for t in self.tokens],
             "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in arrays.items()},
         }
         buf = io.BytesIO()
@@ -254,6 +261,13 @@ _HEADER = {
 _OPTIONAL = {"feature_names": (list, type(None)), "call_params": (dict,), "warnings": (list,)}
 
 
+def _tokens(value: Any) -> tuple[tuple[str, ...], ...] | None:
+    """A text explanation's tokens from a file header (lists of strings), or None."""
+    if not isinstance(value, list):
+        return None
+    return tuple(tuple(str(t) for t in row) for row in value if isinstance(row, list))
+
+
 def _bad_file(path: Path, problem: str) -> StoreError:
     return StoreError(
         describe(
@@ -288,7 +302,7 @@ def _check_contents(path: Path, header: Any, arrays: dict[str, torch.Tensor]) ->
             raise _bad_file(path, f"header {key!r} is a {type(value).__name__}")
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise _bad_file(path, f"header {key!r} holds entries that are not strings")
-    if header["modality"] not in ("image", "tabular"):
+    if header["modality"] not in ("image", "tabular", "text"):
         raise _bad_file(path, f"unknown modality {header['modality']!r}")
     attributions, inputs = arrays["attributions"], arrays["inputs"]
     if attributions.shape != inputs.shape or attributions.ndim < 2:
@@ -367,4 +381,5 @@ def load_explanation(path: str | os.PathLike) -> Explanation:
             **{k.removeprefix("call__"): v for k, v in arrays.items() if k.startswith("call__")},
         },
         warnings=tuple(header.get("warnings", ())),
+        tokens=_tokens(header.get("tokens")),
     )

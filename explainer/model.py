@@ -30,10 +30,11 @@ from .black_box import CallableNet, callable_fingerprint
 from .errors import ExplainerError, InputError, ModelError, describe
 from .inputs import ForwardArgs, InputLayout
 from .outputs import as_columns, as_selector, describe_select
+from .text import Tokenizer
 
 __all__ = ["Model", "wrap"]
 
-_MODALITIES = ("image", "tabular")
+_MODALITIES = ("image", "tabular", "text")
 _OUTPUTS = ("logits", "probabilities")
 TASKS = ("classification", "regression", "multilabel")
 
@@ -54,6 +55,9 @@ class Model:
             name, an int index, or a function; see :func:`wrap`).
         input: "tensor" (modules) or "numpy" (a black-box function fed numpy arrays).
         channels_first: True when image inputs are stated to be (N, C, H, W) as given.
+        tokenizer: a text model's tokenizer (:class:`~explainer.text.Tokenizer`), or None.
+        embedding: a text model's embedding layer, as given (None: found automatically).
+        reference_token: the token that stands for an absent one in a text model.
         name: the display name used in reports.
 
     Raises:
@@ -84,6 +88,9 @@ class Model:
         select: Any = "auto",
         input: str | None = None,
         channels_first: bool = False,
+        tokenizer: Any = None,
+        embedding: Any = None,
+        reference_token: Any = "pad",
     ) -> None:
         net = _as_network(net, input)
         _check_kinds(modality, output, task)
@@ -116,6 +123,10 @@ class Model:
         }
         # True: image inputs are (N, C, H, W) as given, the channels-last guess is skipped
         self.channels_first = check_bool(channels_first, "channels_first")
+        # Text models (modality="text"): see explainer.text
+        self.tokenizer = None if tokenizer is None else Tokenizer(tokenizer)
+        self.embedding = embedding
+        self.reference_token = reference_token
         # What a call adds to the network's inputs (see explainer.inputs and :meth:`calling`):
         # several inputs packed into one row, and forward arguments.
         self.layout: InputLayout | None = None
@@ -141,7 +152,10 @@ class Model:
             task=self._task,
             select=self.select,
             channels_first=self.channels_first,
+            embedding=self.embedding,
+            reference_token=self.reference_token,
         )
+        copy.tokenizer = self.tokenizer
         copy._seen = self._seen
         copy.layout, copy.forward_args = self.layout, self.forward_args
         return copy
@@ -407,6 +421,9 @@ def wrap(
     select: Any = None,
     input: str | None = None,
     channels_first: bool | None = None,
+    tokenizer: Any = None,
+    embedding: Any = None,
+    reference_token: Any = None,
 ) -> Model:
     """Wrap a network, or any function of a batch, for explanation (idempotent).
 
@@ -444,6 +461,14 @@ def wrap(
             gradient methods work when it is differentiable). A bound method of an
             ``nn.Module`` is fed tensors and keeps the module's weights, eval mode and
             fingerprint. Modules always take tensors.
+        tokenizer: for ``modality="text"``: a HuggingFace tokenizer (duck-typed) or a
+            callable ``text -> list of ids``; with it, ``ex.explain`` takes strings.
+        embedding: for ``modality="text"``: the input embedding layer (a dotted name or a
+            module); None finds it (``get_input_embeddings()``, else the first
+            ``nn.Embedding``). Text methods explain the model through its output.
+        reference_token: for ``modality="text"``: the token an absent token becomes
+            ("pad", the default; "mask", "unk" or an id); special tokens and padding are
+            kept in every reference. See :mod:`explainer.text`.
         channels_first: True states that image inputs are channels-first (N, C, H, W) as
             given: the check that refuses batches looking channels-last, such as
             (4, 2, 1, 1) for a network without convolutions, is skipped. Default False.
@@ -465,7 +490,10 @@ def wrap(
         (torch.Size([2, 1]), 'regression', False)
     """
     if isinstance(net, Model):
-        given = (class_names, modality, output, name, task, select, input, channels_first)
+        given = (
+            class_names, modality, output, name, task, select, input, channels_first,
+            tokenizer, embedding, reference_token,
+        )  # fmt: skip
         if all(v is None for v in given):
             return net
         return Model(
@@ -477,6 +505,11 @@ def wrap(
             task=task or net._task,
             select=net.select if select is None else select,
             channels_first=net.channels_first if channels_first is None else channels_first,
+            tokenizer=tokenizer
+            if tokenizer is not None
+            else getattr(net.tokenizer, "source", None),
+            embedding=embedding if embedding is not None else net.embedding,
+            reference_token=reference_token if reference_token is not None else net.reference_token,
         )
     return Model(
         net,
@@ -488,6 +521,9 @@ def wrap(
         select="auto" if select is None else select,
         input=input,
         channels_first=False if channels_first is None else channels_first,
+        tokenizer=tokenizer,
+        embedding=embedding,
+        reference_token="pad" if reference_token is None else reference_token,
     )
 
 
@@ -526,7 +562,8 @@ def _check_kinds(modality: str, output: str, task: str | None) -> None:
     """``modality``, ``output`` and ``task`` are among the accepted values."""
     for arg, value, choices, fix in (
         ("modality", modality, _MODALITIES,
-         'Use modality="image" for (N, C, H, W) inputs or "tabular" for (N, features).'),
+         'Use modality="image" for (N, C, H, W) inputs, "tabular" for (N, features) or '
+         '"text" for token ids.'),
         ("output", output, _OUTPUTS,
          'Use output="probabilities" when the network ends in a softmax.'),
         ("task", task, (*TASKS, None),

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .._agreement import method_agreement
 from .._checks import check_attributions, check_autograd_mode, check_model
 from .._runtime import accumulation_dtype
+from ..calls import REFERENCE_PARAMETERS, text_scoring
 from ..errors import InputError, describe
 from ..explanation import Explanation
 from ..inputs import InputLayout
@@ -165,9 +166,13 @@ def score(
     with bar:
         for exp in exps:
             explain = _explain_fn(exp, settings)
-            job = _Job.of(
-                exp, _calling(model, exp), settings, scores, explain, mask_sets[id(exp)], segments
-            )
+            if exp.modality == "text":  # scored on its embeddings, tokens removed whole
+                job = _text_job(exp, model, settings, scores, explain, segments)
+            else:
+                job = _Job.of(
+                    exp, _calling(model, exp), settings, scores, explain, mask_sets[id(exp)],
+                    segments,
+                )  # fmt: skip
             for one in job.aligned():
                 for group in groups:
                     group.run_on(one)
@@ -175,6 +180,21 @@ def score(
     if "agreement" in settings.groups:
         _agreement(exps, scores)
     return scores
+
+
+def _text_job(exp, model, settings, scores, explain, segments) -> _Job:
+    """The job of a text explanation: its embedding attributions scored on the model that
+    runs embeddings; deletion removes whole tokens (special tokens and padding never),
+    replacing them by the reference token; re-runs get the reference as their baselines."""
+    text = text_scoring(exp, model)
+    job = _Job.of(text.exp, text.model, settings, scores, explain, {}, segments)
+    reference = text.reference.to(job.inputs.device)
+    return replace(
+        job,
+        reference=reference,
+        features=(text.token_scores, text.token_ids),
+        rerun_defaults=reference,
+    )
 
 
 def _calling(model: Model, exp: Explanation) -> Model:
@@ -255,13 +275,20 @@ def _check_fingerprints(exps: list[Explanation], model: Model) -> None:
 
 
 def _explain_fn(exp: Explanation, settings: EvaluationSettings) -> ExplainFn:
-    """``(model, inputs, targets) -> attributions``: ``exp``'s method re-run with its call
-    parameters (robustness and randomization need it)."""
+    """``(model, inputs, targets, reference=None) -> attributions``: ``exp``'s method re-run
+    with its call parameters (robustness and randomization need it); ``reference`` (a text
+    model's reference embeddings) as its baselines / background when the call has none."""
     info = get_method(exp.method)
     call = _call_params(exp, dict(settings.params.get(exp.method, {})))
 
-    def explain_fn(m: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = info.func(m, x, t, runtime=settings.runtime, **call).attributions
+    def explain_fn(
+        m: Model, x: torch.Tensor, t: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        params = dict(call)
+        for name in REFERENCE_PARAMETERS:
+            if reference is not None and name in info.defaults and params.get(name) is None:
+                params[name] = reference
+        out = info.func(m, x, t, runtime=settings.runtime, **params).attributions
         check_attributions(out, info.name)
         return out.to(accumulation_dtype(out.dtype))  # float32 for half models, as explain's
 
@@ -289,6 +316,15 @@ class _Job:
     radius: float  # max-sensitivity's radius: 2% of the inputs' range
     road_noise: float  # ROAD's imputation noise: 1% of the inputs' range
     first: int = 0  # the batch index of this job's first sample
+    # Text: the features deletion removes (per-token scores (N, L), the token of each
+    # embedding value) and the references re-runs start from
+    features: tuple[torch.Tensor, torch.Tensor] | None = None
+    rerun_defaults: torch.Tensor | None = None
+
+    def rerun(self, model: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The explanation's method on ``x`` (robustness, randomization), given this job's
+        references when it has some (a text job's: one sample's, broadcast to the rows)."""
+        return self.explain(model, x, t, self.rerun_defaults)
 
     @classmethod
     def of(cls, exp, model, settings, scores, explain, masks, segments) -> _Job:
@@ -353,6 +389,10 @@ class _Job:
             attributions=self.attributions[one],
             reference=self.reference[one],
             first=i,
+            features=None
+            if self.features is None
+            else (self.features[0][one], self.features[1][one]),
+            rerun_defaults=None if self.rerun_defaults is None else self.rerun_defaults[one],
         )
 
     def add(self, metric: str, values: Any, mask: str | None = None) -> None:
@@ -363,7 +403,7 @@ def _faithfulness(job: _Job) -> None:
     """Deletion and insertion curves (most-relevant-first, random, least-relevant-first for
     deletion), their AUCs and the gains over a random order."""
     s, x, t = job.settings, job.inputs, job.targets
-    feat, ids = feature_scores(job.attributions.cpu(), _segments(job))
+    feat, ids = job.features or feature_scores(job.attributions.cpu(), _segments(job))
     reference = job.reference
 
     def curve(mode: str, order: str) -> torch.Tensor:
@@ -422,7 +462,7 @@ def _robustness(job: _Job) -> None:
     """Max-sensitivity within 2% of the inputs' range (each perturbation re-runs the method)."""
     x, radius = job.inputs, job.radius
     sens = max_sensitivity(
-        lambda xs, ts: job.explain(job.model, xs, ts.to(xs.device)),
+        lambda xs, ts: job.rerun(job.model, xs, ts.to(xs.device)),
         x,
         job.targets,
         job.attributions,
@@ -442,7 +482,7 @@ def _randomization(job: _Job) -> None:
         x,
         job.targets.to(x.device),
         job.attributions,
-        job.explain,
+        job.rerun,
         s.randomization,
         s.seed,
         spec_for(exp.method, exp.params).signed,

@@ -24,7 +24,18 @@ from .heatmap import (
 )
 from .shown import Shown, prediction
 
-__all__ = ["Panel", "SampleRow", "MethodLegend", "image_rows", "tabular_rows", "MAX_THUMB"]
+__all__ = [
+    "Panel",
+    "SampleRow",
+    "MethodLegend",
+    "Token",
+    "TokenLine",
+    "image_rows",
+    "tabular_rows",
+    "text_rows",
+    "readable_tokens",
+    "MAX_THUMB",
+]
 
 MAX_THUMB = 160  # larger images are downsampled for the grid, keeping reports small
 
@@ -61,6 +72,26 @@ class MethodLegend:
 
 
 @dataclass(frozen=True)
+class Token:
+    """One token as a text view draws it: its text as read (subword markers resolved, a
+    leading space where a word starts), its attribution and its background colour."""
+
+    text: str  # the token as the tokenizer gives it
+    shown: str  # as read
+    value: float
+    color: str  # an rgba() CSS colour: red for positive, blue for negative, alpha by |value|
+
+
+@dataclass(frozen=True)
+class TokenLine:
+    """One method's token heatmap of one sample."""
+
+    method: str
+    tokens: tuple[Token, ...]
+    scale: float  # the |attribution| drawn at full colour
+
+
+@dataclass(frozen=True)
 class SampleRow:
     """One sample as a view shows it: captions, then panels (images) or bars (tabular).
 
@@ -85,6 +116,7 @@ class SampleRow:
     panels: tuple[Panel, ...]
     agreement: float | None = None
     bars: tuple[tuple[str, float, float], ...] = ()  # tabular: (feature, value, width fraction)
+    lines: tuple[TokenLine, ...] = ()  # text: one token heatmap per method
     score_text: str = ""  # "p = 0.912", or "ŷ = 151.2" for a regression
 
 
@@ -205,4 +237,84 @@ def tabular_rows(
         bars = tuple((names[j], float(a[j]), float(abs(a[j]) / peak)) for j in order)
         agree = None if np.isnan(agreement[i]) else float(agreement[i])
         rows.append(SampleRow(i, panels=(), agreement=agree, bars=bars, **_caption(exp, i, labels)))
+    return rows
+
+
+def readable_tokens(tokens: Sequence[str]) -> list[str]:
+    """Tokens as read: WordPiece continuations ("##ing") join the previous token,
+    byte-level BPE ("Ġword") and SentencePiece ("▁word") markers become a space; other
+    tokens are separated by a space.
+
+    Example:
+        >>> readable_tokens(["[CLS]", "play", "##ing", "Ġwell", "▁done"])
+        ['[CLS]', ' play', 'ing', ' well', ' done']
+    """
+    out = []
+    for k, t in enumerate(tokens):
+        if t.startswith("##"):
+            out.append(t[2:])
+        elif t.startswith(("Ġ", "▁")):
+            out.append(" " + t[1:])
+        else:
+            out.append(t if k == 0 else " " + t)
+    return out
+
+
+def _token_color(value: float, scale: float) -> str:
+    """Red (positive) or blue (negative), alpha |value| / scale, as a CSS colour."""
+    alpha = 0.0 if scale <= 0 else min(abs(value) / scale, 1.0) * 0.85
+    rgb = "192, 57, 43" if value >= 0 else "44, 111, 187"
+    return f"rgba({rgb}, {alpha:.3f})"
+
+
+def text_rows(
+    explanations: Sequence[Shown],
+    labels: Sequence[int] | None = None,
+    max_samples: int = 64,
+    scale: str = "sample",
+) -> list[SampleRow]:
+    """One row per sample: for each method (same inputs), its token heatmap.
+
+    Each token's background is coloured by its attribution: red for positive, blue for
+    negative, full colour at the scale, which is the largest |attribution| of that sample's
+    map (``scale="sample"``, per method) or of every method's maps of that sample
+    (``"shared"``). Padding (attention mask 0) is not drawn.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> net = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Flatten(), torch.nn.Linear(6, 2))
+        >>> m = ex.wrap(net, modality="text", tokenizer=lambda t: [len(w) for w in t.split()])
+        >>> exp = ex.explain(m, ["ab c"], "gradient_x_input", target=0, progress=False)
+        >>> line = text_rows([exp])[0].lines[0]
+        >>> [t.text for t in line.tokens], line.method
+        (['2', '1'], 'gradient_x_input')
+    """
+    first = explanations[0]
+    n = min(len(first), max_samples)
+    mask = first.extras.get("attention_mask")
+    rows = []
+    for i in range(n):
+        keep = [j for j in range(first.inputs.shape[1]) if mask is None or int(mask[i, j])]
+        texts = [first.tokens[i][j] for j in keep] if first.tokens else [str(j) for j in keep]
+        shown = readable_tokens(texts)
+        maps = [e.attributions[i, keep].double().numpy() for e in explanations]
+        scales = [float(np.abs(a).max()) if len(a) else 0.0 for a in maps]
+        if scale == "shared":
+            scales = [max(scales)] * len(scales)
+        lines = tuple(
+            TokenLine(
+                e.method,
+                tuple(
+                    Token(t, s, float(v), _token_color(float(v), sc))
+                    for t, s, v in zip(texts, shown, a, strict=True)
+                ),
+                sc,
+            )
+            for e, a, sc in zip(explanations, maps, scales, strict=True)
+        )
+        agreement = method_agreement(maps) if len(maps) > 1 else np.array([np.nan])
+        agree = None if np.isnan(agreement[0]) else float(agreement[0])
+        rows.append(
+            SampleRow(i, panels=(), agreement=agree, lines=lines, **_caption(first, i, labels))
+        )
     return rows

@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError, describe
 from .figures import figure_png, plot_beeswarm, plot_global_importance, plot_waterfall
 from .heatmap import png_data_uri, spec_for
-from .panels import MethodLegend, SampleRow, image_rows, tabular_rows
+from .panels import MethodLegend, SampleRow, image_rows, tabular_rows, text_rows
 from .shown import Shown
 
 __all__ = [
@@ -69,6 +69,16 @@ def group_by_inputs(explanations: Sequence[Shown]) -> list[list[Shown]]:
     return groups
 
 
+def _drawing(exp: Shown) -> str:
+    """How an explanation's maps are drawn, in words, for the methods table."""
+    if exp.modality == "image":
+        return spec_for(exp.method, exp.params).describe()
+    if exp.modality == "text":
+        reduction = exp.manifest.get("text", {}).get("reduction", "")
+        return f"token backgrounds, red for and blue against the class; {reduction}"
+    return "bars, signed"
+
+
 def _input_name(exp: Shown) -> str | None:
     """The input an explanation shows when it is one of several (``manifest["input"]``)."""
     about = exp.manifest.get("input")
@@ -105,9 +115,7 @@ class Section:
     def methods(self) -> list[dict[str, Any]]:
         out = []
         for e in self.explanations:
-            drawing = (
-                spec_for(e.method, e.params).describe() if e.modality == "image" else "bars, signed"
-            )
+            drawing = _drawing(e)
             out.append(
                 {
                     "name": e.method,
@@ -373,7 +381,10 @@ def build_sections(
         classes = tuple(
             first.class_names or sorted({first.class_label(int(p)) for p in first.predictions})
         )
-        if modality == "image":
+        if modality == "text":
+            rows = text_rows(group, labels=lab, max_samples=max_samples, scale=scale)
+            sections.append(Section(title, modality, tuple(group), tuple(rows), classes=classes))
+        elif modality == "image":
             rows, legends = image_rows(group, labels=lab, max_samples=max_samples, scale=scale)
             sections.append(
                 Section(title, modality, tuple(group), tuple(rows), tuple(legends), classes=classes)

@@ -234,7 +234,7 @@ def test_model_without_a_gradient_path_still_works_with_kernel_shap():
         pytest.param(lambda x: x, {"input": "list"}, "`input`.*numpy", id="input list"),
         pytest.param(nn.Linear(2, 2), {"task": "ranking"}, "`task`.*regression", id="task ranking"),
         pytest.param(nn.Linear(2, 2), {"select": 1.5}, "`select`.*key", id="select a float"),
-        pytest.param(nn.Linear(2, 2), {"modality": "text"}, "`modality`.*tabular", id="modality text"),
+        pytest.param(nn.Linear(2, 2), {"modality": "audio"}, "`modality`.*text", id="modality audio"),
         pytest.param(nn.Linear(2, 2), {"output": "logprobs"}, "`output`.*probabilities",
                      id="output logprobs"),
         pytest.param(nn.Linear(2, 2), {"class_names": ["a", "a"]}, "`class_names`.*distinct",

@@ -292,7 +292,7 @@ BAD_HEADERS = [
         for key, value, label in [
             ("class_names", 5, "an int"), ("class_names", [1, 2], "of ints"),
             ("feature_names", "abc", "a string"), ("params", [], "a list"),
-            ("method", None, "null"), ("modality", "text", "text"),
+            ("method", None, "null"), ("modality", "audio", "audio"),
         ]
     ),
 ]  # fmt: skip
