@@ -353,3 +353,16 @@ def test_deep_shap_on_a_torchscript_model_is_a_model_error_naming_the_methods_th
     with pytest.raises(ex.ModelError, match="integrated_gradients, gradient_shap or kernel_shap"):
         deep_shap(compiled, x, torch.randn(3, 4))
     assert torch._C._len_torch_function_stack() == 0
+
+
+def test_deep_shap_takes_an_output_built_with_zeros_like_as_a_constant():
+    class Quadratic(torch.nn.Module):  # class 0's logit is zeros_like(class 1's)
+        def forward(self, x):
+            z = (x @ torch.linspace(-1.0, 1.0, 8)) ** 2
+            return torch.stack([torch.zeros_like(z), z], 1)
+
+    x, bg = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)), torch.ones(1, 8)
+    model = ex.wrap(Quadratic(), modality="tabular", task="classification")
+    exp = ex.explain(model, x, "deep_shap", target=1, background=bg, progress=False)
+    change = (x @ torch.linspace(-1.0, 1.0, 8)) ** 2 - (bg @ torch.linspace(-1.0, 1.0, 8)) ** 2
+    torch.testing.assert_close(exp.attributions.sum(1), change, atol=1e-5, rtol=1e-5)

@@ -14,7 +14,9 @@ import explainer as ex
 def test_every_trust_metric_scores_grad_cam_and_score_cam():
     model = model_for("image", seed=1)
     x = inputs_for("image", 3)
-    exps = ex.explain_many(model, x, ["grad_cam", "score_cam", "saliency"], target=0, progress=False)
+    exps = ex.explain_many(
+        model, x, ["grad_cam", "score_cam", "saliency"], target=0, progress=False
+    )
     masks = {"centre": torch.zeros(3, 16, 16, dtype=torch.bool)}
     masks["centre"][:, 4:12, 4:12] = True
     scores = ex.evaluate(exps, model, metrics="all", masks=masks, progress=False)

@@ -37,6 +37,8 @@ def _vjp(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], g: torch
     with torch.enable_grad():
         leaves = [a.detach().requires_grad_(True) for a in args]
         out = fn(*leaves)
+        if not out.requires_grad:  # constant in its arguments (zeros_like, a comparison)
+            return [torch.zeros_like(a) for a in args]
         grads = torch.autograd.grad(out, leaves, g, allow_unused=True)
     return [torch.zeros_like(a) if d is None else d for a, d in zip(args, grads, strict=True)]
 
