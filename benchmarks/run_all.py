@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS = ("heatmap", "shap", "deep", "ig", "memory", "dataset", "metrics")
-DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "dataset")  # dataset last: it starts Ray
+BENCHMARKS = ("heatmap", "shap", "deep", "ig", "memory", "cam", "dataset", "metrics")
+# dataset last: it starts Ray
+DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "cam", "dataset")
 
 
 def machine() -> dict:
@@ -88,6 +89,14 @@ def headline(benchmarks: dict) -> dict:
     if "peak_ratio_captum_over_ours" in memory:
         out["memory: peak ratio captum / ours"] = memory["peak_ratio_captum_over_ours"]
         out["memory: time ratio ours / captum"] = memory["time_ratio_ours_over_captum"]
+    cam = benchmarks.get("cam", {}).get("summary", {})
+    if "grad_cam_ratio_ours_over_captum" in cam:
+        out["cam: grad_cam time ours / captum LayerGradCam"] = cam[
+            "grad_cam_ratio_ours_over_captum"
+        ]
+        out["cam: grad_cam time ours / forward+backward to the input"] = cam[
+            "grad_cam_ratio_ours_over_floor"
+        ]
     dataset = benchmarks.get("dataset", {})
     if "ratio_explain_dataset_vs_captum_loop" in dataset:
         out["dataset: images/s explain_dataset / captum loop"] = dataset[

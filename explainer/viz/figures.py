@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError, describe
 from .heatmap import image_to_rgb, render_overlay, spec_for
+from .panels import text_rows
 from .shown import Shown, prediction
 
 if TYPE_CHECKING:
@@ -361,8 +362,48 @@ def plot_explanation(
     """
     if exp.modality == "image":
         return plot_comparison([exp], max_samples=max_samples, fig=fig)
+    if exp.modality == "text":
+        return plot_tokens(exp, max_samples=max_samples, fig=fig)
     n = min(len(exp), max_samples, 4)
     axes, drawn_on = _panel_grid(fig, 1, n, figsize=(4.5 * n, 0.3 * top + 1.2))
     for i, ax in enumerate(axes[0]):
         _draw_sample_bars(ax, exp, i, top, f"sample {i}: {_prediction_caption(exp, i)}")
     return drawn_on
+
+
+def plot_tokens(exp: Shown, max_samples: int = 8, fig: FigureBase | None = None) -> FigureBase:
+    """A text explanation's token heatmaps, one panel per sample: each token on a
+    background coloured by its attribution (red for the class, blue against, full colour at
+    the sample's largest |attribution|), wrapped to the panel's width; padding left out.
+
+    Example:
+        >>> import torch, explainer as ex
+        >>> net = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Flatten(), torch.nn.Linear(6, 2))
+        >>> m = ex.wrap(net, modality="text", tokenizer=lambda t: [len(w) for w in t.split()])
+        >>> fig = plot_tokens(ex.explain(m, ["ab c", "a bb"], "gradient_x_input", progress=False))
+        >>> len(fig.axes)
+        2
+    """
+    rows = text_rows([exp], max_samples=max_samples)
+    axes, drawn_on = _panel_grid(fig, len(rows), 1, figsize=(9, 0.9 * len(rows) + 0.4))
+    for (ax,), row in zip(axes, rows, strict=True):
+        ax.set_axis_off()
+        ax.set_title(
+            f"sample {row.index}: {_prediction_caption(exp, row.index)}", fontsize=9, loc="left"
+        )
+        x, y = 0.0, 0.75
+        for token in row.lines[0].tokens:
+            width = 0.012 * max(len(token.shown), 1)
+            if x + width > 1.0:  # wrap
+                x, y = 0.0, y - 0.45
+            color = _rgba(token.color)
+            ax.text(x, y, token.shown.strip() or "·", fontsize=8, va="center", ha="left",
+                    transform=ax.transAxes, bbox={"facecolor": color, "edgecolor": "none", "pad": 1.5})  # fmt: skip
+            x += width + 0.01
+    return drawn_on
+
+
+def _rgba(css: str) -> tuple[float, float, float, float]:
+    """An ``rgba(r, g, b, a)`` CSS colour as a matplotlib colour."""
+    r, g, b, a = (float(v) for v in css[css.index("(") + 1 : -1].split(","))
+    return r / 255, g / 255, b / 255, a

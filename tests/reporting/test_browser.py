@@ -279,3 +279,37 @@ def test_a_two_input_report_draws_the_image_as_a_heatmap_and_the_vector_as_bars(
         events["console_errors"] == [] and events["page_errors"] == [] and events["dialogs"] == []
     )
     page.close()
+
+
+class _Words:
+    """A word tokenizer whose vocabulary holds markup: tokens are user text."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = ["[PAD]", *words]
+
+    def encode(self, text: str) -> list[int]:
+        return [self.words.index(w) for w in text.split("|")]  # markup holds spaces
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.words[i] for i in ids)
+
+
+def test_token_heatmaps_show_markup_tokens_literally_and_wrap_long_texts(browser, tmp_path):
+    words = [*HOSTILE, "the", "movie"]
+    net = nn.Sequential(nn.Embedding(len(words) + 1, 4), nn.Flatten(), nn.LazyLinear(2))
+    texts = ["|".join([HOSTILE[0], "the", "movie"] * 12), "|".join([HOSTILE[1], "movie"])]
+    model = ex.wrap(net, modality="text", tokenizer=_Words(words), name=HOSTILE[0])
+    with torch.no_grad():
+        net(torch.zeros(1, 36, dtype=torch.long))  # size the lazy layer for 36 tokens
+    exps = ex.explain_many(model, texts, ["gradient_x_input", "integrated_gradients"], target=1,
+                           progress=False)  # fmt: skip
+    path = ex.report(exps, path=tmp_path / "text.html")
+    page, events = open_page(browser, path)
+    tokens = page.eval_on_selector_all("span.tok", "els => els.map(e => e.textContent.trim())")
+    assert HOSTILE[0] in tokens and HOSTILE[1] in tokens
+    assert len(tokens) == 2 * (36 + 2)  # two methods, padding not drawn
+    assert page.eval_on_selector_all("script", "els => els.length") == 1  # only the report's
+    width = page.eval_on_selector("table.text", "t => t.getBoundingClientRect().width")
+    assert width <= 1300  # a long text wraps inside the page
+    assert events["dialogs"] == [] and events["page_errors"] == []
+    page.close()
