@@ -20,6 +20,7 @@ from .errors import (
     UnknownMethodError,
 )
 from .explanation import Explanation
+from .generation import explain_generation
 from .loading import load_model
 from .metrics import Scores
 from .model import Model, wrap
@@ -50,6 +51,7 @@ __all__ = [
     "evaluate",
     "explain",
     "explain_dataset",
+    "explain_generation",
     "explain_many",
     "get_method",
     "layers",

@@ -19,7 +19,7 @@ from ._checks import (
     check_model,
 )
 from ._runtime import Runtime, accumulation_dtype, forward_in_chunks, parse_bytes
-from .calls import aligned_calls, as_text_explanation, feature_names_of, merged, prepare
+from .calls import Call, aligned_calls, as_text_explanation, feature_names_of, merged, prepare
 from .completeness import gap_warning, relative_gap
 from .errors import ExplainerWarning, InputError, ModelError, describe
 from .explanation import SCHEMA_VERSION, Explanation
@@ -28,7 +28,7 @@ from .multi_input import MultiInputExplanation
 from .records import explanation_manifest
 from .registry import MethodInfo, MethodResult, get_method, list_methods
 
-__all__ = ["explain", "explain_many"]
+__all__ = ["explain", "explain_many", "explain_call"]
 
 
 def explain(
@@ -110,13 +110,30 @@ def explain(
     start = time.perf_counter()
     with model.evaluating():
         call = prepare(model, inputs, forward_args)
+    runtime = Runtime(
+        progress=check_bool(progress, "progress"),
+        memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
+        device=str(model.device),
+    )
+    return explain_call(model, call, method, target, runtime, feature_names, params, start)
+
+
+def explain_call(
+    model: Model,
+    call: Call,
+    method: str,
+    target: Any,
+    runtime: Runtime,
+    feature_names: Any,
+    params: Mapping[str, Any],
+    start: float,
+) -> Explanation | MultiInputExplanation:
+    """:func:`explain` on a prepared :class:`~explainer.calls.Call` (its rows and the model
+    that runs them): run the method (per sample when forward arguments are), measure the
+    completeness gap, build the explanation."""
+    with model.evaluating():
         x, caller = call.x, call.model
         info = _method_for(caller, method, params)
-        runtime = Runtime(
-            progress=check_bool(progress, "progress"),
-            memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
-            device=str(model.device),
-        )
         calls = aligned_calls(caller, len(x))
         # The budget bounds this pass too; a budget below the method's floor is refused by
         # the method, with its (larger) minimum.
@@ -134,7 +151,7 @@ def explain(
     extras = _with_relative_gap(result, out.gather(1, targets[:, None]).squeeze(1))
     notes = _completeness_notes(info, extras, used)
     if notes:
-        warnings.warn(" ".join(notes), ExplainerWarning, stacklevel=2)
+        warnings.warn(" ".join(notes), ExplainerWarning, stacklevel=3)
     manifest = explanation_manifest(
         model if call.text is not None else caller,  # a text model: the user's, not its runner
         x,

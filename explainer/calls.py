@@ -33,6 +33,8 @@ from .text import (
     embedding_layer,
     per_token,
     text_forward_args,
+    token_groups,
+    word_groups,
 )
 
 __all__ = [
@@ -72,7 +74,8 @@ class Call:
         self, info: MethodInfo, params: Mapping[str, Any], rows: slice
     ) -> dict[str, Any]:
         """``params`` for the call on ``rows``: for a text model, the reference embeddings
-        of those rows as the method's baselines / background when not given."""
+        of those rows as the method's baselines / background when not given, and
+        ``feature_mask="words"`` (kernel SHAP over words) as the rows' word groups."""
         if self.text is None:
             return dict(params)
         out = dict(params)
@@ -80,13 +83,27 @@ class Call:
         for name in REFERENCE_PARAMETERS:
             if name in info.defaults and out.get(name) is None:
                 out[name] = reference
+        if isinstance(out.get("feature_mask"), str):
+            if out["feature_mask"] not in ("words", "tokens"):
+                raise InputError(
+                    describe(
+                        "`feature_mask`",
+                        '"words" or "tokens" for a text model (or integer ids per token)',
+                        repr(out["feature_mask"]),
+                        'Pass feature_mask="words" to group subword pieces into words.',
+                    )
+                )
+            by = word_groups if out["feature_mask"] == "words" else token_groups
+            groups = by(self.text.tokens[rows], self.text.fixed[rows])  # (n, L)
+            out["feature_mask"] = (groups[..., None],)  # one group per word, all its values
         return out
 
 
-def prepare(model: Model, inputs: Any, forward_args: Any) -> Call:
-    """The validated rows and the model that runs them (see the module docstring)."""
+def prepare(model: Model, inputs: Any, forward_args: Any, keep: Any = None) -> Call:
+    """The validated rows and the model that runs them (see the module docstring);
+    ``keep``: a text model's tokens kept in every reference ((N, L) bool)."""
     if model.modality == "text":
-        return _text_call(model, inputs, forward_args)
+        return _text_call(model, inputs, forward_args, keep)
     layout = None
     if isinstance(inputs, tuple | Mapping):
         layout, x = as_input_parts(model, inputs)
@@ -98,9 +115,10 @@ def prepare(model: Model, inputs: Any, forward_args: Any) -> Call:
     return Call(x, model.calling(layout, fargs))
 
 
-def _text_call(model: Model, inputs: Any, forward_args: Any) -> Call:
+def _text_call(model: Model, inputs: Any, forward_args: Any, keep: Any = None) -> Call:
     """A text model's call: its embeddings as the one (tokens, dim) input, the ids and the
-    mask (and the caller's own forward arguments, by keyword) as per-sample arguments."""
+    mask (and the caller's own forward arguments, by keyword) as per-sample arguments;
+    ``keep``: (N, L) bool, tokens kept in every reference besides the special ones."""
     given = forward_args if isinstance(forward_args, Mapping) or forward_args is None else None
     if forward_args is not None and given is None:
         raise InputError(
@@ -114,7 +132,7 @@ def _text_call(model: Model, inputs: Any, forward_args: Any) -> Call:
     layer = embedding_layer(model.net, model.embedding)
     mask = (given or {}).get("attention_mask")
     batch = as_text_batch(
-        model.net, layer, model.tokenizer, inputs, mask, model.reference_token, model.device
+        model.net, layer, model.tokenizer, inputs, mask, model.reference_token, model.device, keep
     )
     n, length = batch.ids.shape
     embeddings = batch.embeddings.to(model.dtype)
@@ -265,6 +283,7 @@ class TextScoring:
     token_scores: torch.Tensor
     token_ids: torch.Tensor
     reference: torch.Tensor
+    groups: torch.Tensor | None = None  # kernel SHAP's words (feature_mask="words"), (N, L)
 
 
 def text_scoring(exp: Explanation, model: Model) -> TextScoring:
@@ -286,4 +305,7 @@ def text_scoring(exp: Explanation, model: Model) -> TextScoring:
     scores = torch.where(batch.fixed.cpu(), float("-inf"), exp.attributions.double())
     token_ids = torch.arange(length).repeat_interleave(dim).expand(n, -1)
     reference = batch.reference.reshape(n, -1).to(call.x.dtype)
-    return TextScoring(packed, call.model, scores, token_ids, reference)
+    mask = exp.call_params.get("feature_mask")
+    by = {"words": word_groups, "tokens": token_groups}.get(mask) if isinstance(mask, str) else None
+    groups = None if by is None else by(batch.tokens, batch.fixed)
+    return TextScoring(packed, call.model, scores, token_ids, reference, groups)

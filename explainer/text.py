@@ -39,6 +39,8 @@ __all__ = [
     "embedding_layer",
     "as_text_batch",
     "REFERENCE_TOKENS",
+    "word_groups",
+    "token_groups",
 ]
 
 REFERENCE_TOKENS = ("pad", "mask", "unk")
@@ -222,8 +224,11 @@ def as_text_batch(
     mask: Any,
     reference_token: Any,
     device: torch.device,
+    keep: torch.Tensor | None = None,
 ) -> TextBatch:
     """Texts (a list of strings, with a tokenizer) or token ids (N, L) -> a :class:`TextBatch`.
+    ``keep`` (N, L) bool: further tokens kept in every reference (never attributed), such
+    as a continuation whose probability is explained.
 
     Raises:
         InputError: strings without a tokenizer, ids that are not integers (N, L), an
@@ -280,6 +285,8 @@ def as_text_batch(
     for s in tokenizer.special_ids if tokenizer is not None else ():
         special |= ids == s
     fixed = special | (mask == 0)
+    if keep is not None:
+        fixed |= keep.to(fixed.device)
     ref_ids = torch.where(fixed, ids, torch.full_like(ids, ref_id))
     module = dict(net.named_modules())[layer]
     with torch.no_grad():
@@ -342,3 +349,43 @@ def text_forward_args(batch: TextBatch, given: Mapping[str, Any] | None) -> dict
 
 
 Reduce = Callable[[torch.Tensor, bool], torch.Tensor]
+
+
+def token_groups(tokens: Sequence[Sequence[str]], fixed: torch.Tensor) -> torch.Tensor:
+    """(N, L) feature ids, one per token (kernel SHAP's default for text).
+
+    Example:
+        >>> token_groups([["[CLS]", "a", "b"]], torch.tensor([[True, False, False]])).tolist()
+        [[0, 1, 2]]
+    """
+    n, length = fixed.shape
+    return torch.arange(length, device=fixed.device).expand(n, length).clone()
+
+
+def word_groups(tokens: Sequence[Sequence[str]], fixed: torch.Tensor) -> torch.Tensor:
+    """(N, L) feature ids that put the subword pieces of a word in one group: WordPiece
+    continuations ("##ing") join the previous token; with byte-level BPE or SentencePiece
+    markers ("Ġ", "▁") a token starts a word only when it carries one. Special tokens and
+    padding (``fixed``) are each a group of their own (they are never attributed).
+
+    Example:
+        >>> fixed = torch.tensor([[True, False, False, False, True]])
+        >>> word_groups([["[CLS]", "play", "##ing", "well", "[SEP]"]], fixed).tolist()
+        [[0, 1, 1, 2, 3]]
+        >>> word_groups([["The", "Ġplay", "ing", "Ġwell"]], torch.zeros(1, 4, dtype=torch.bool)).tolist()
+        [[0, 1, 1, 2]]
+    """
+    out = torch.zeros(fixed.shape, dtype=torch.long)
+    for i, row in enumerate(tokens):
+        marked = any(t.startswith(("Ġ", "▁")) for t in row)
+        group = -1
+        for j, t in enumerate(row):
+            starts = (
+                bool(fixed[i, j])
+                or j == 0
+                or bool(fixed[i, j - 1])
+                or (t.startswith(("Ġ", "▁")) if marked else not t.startswith("##"))
+            )
+            group += 1 if starts else 0
+            out[i, j] = group
+    return out.to(fixed.device)

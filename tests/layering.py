@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("viz", ("explainer.viz",)),
     ("results", ("explainer.explanation", "explainer.comparison", "explainer.multi_input")),
     ("methods", ("explainer.methods",)),
-    ("api", ("explainer.api", "explainer.calls")),
+    ("api", ("explainer.api", "explainer.calls", "explainer.generation")),
     ("metrics", ("explainer.metrics",)),
     ("dataset", ("explainer.dataset",)),
     ("reporting", ("explainer.reporting",)),

@@ -194,6 +194,7 @@ def _text_job(exp, model, settings, scores, explain, segments) -> _Job:
         reference=reference,
         features=(text.token_scores, text.token_ids),
         rerun_defaults=reference,
+        rerun_groups=text.groups,
     )
 
 
@@ -282,12 +283,18 @@ def _explain_fn(exp: Explanation, settings: EvaluationSettings) -> ExplainFn:
     call = _call_params(exp, dict(settings.params.get(exp.method, {})))
 
     def explain_fn(
-        m: Model, x: torch.Tensor, t: torch.Tensor, reference: torch.Tensor | None = None
+        m: Model,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> torch.Tensor:
         params = dict(call)
         for name in REFERENCE_PARAMETERS:
             if reference is not None and name in info.defaults and params.get(name) is None:
                 params[name] = reference
+        if groups is not None and isinstance(params.get("feature_mask"), str):
+            params["feature_mask"] = (groups[..., None],)  # a text call's words or tokens
         out = info.func(m, x, t, runtime=settings.runtime, **params).attributions
         check_attributions(out, info.name)
         return out.to(accumulation_dtype(out.dtype))  # float32 for half models, as explain's
@@ -320,11 +327,12 @@ class _Job:
     # embedding value) and the references re-runs start from
     features: tuple[torch.Tensor, torch.Tensor] | None = None
     rerun_defaults: torch.Tensor | None = None
+    rerun_groups: torch.Tensor | None = None  # text: the feature groups "words" gave (N, L)
 
     def rerun(self, model: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The explanation's method on ``x`` (robustness, randomization), given this job's
         references when it has some (a text job's: one sample's, broadcast to the rows)."""
-        return self.explain(model, x, t, self.rerun_defaults)
+        return self.explain(model, x, t, self.rerun_defaults, self.rerun_groups)
 
     @classmethod
     def of(cls, exp, model, settings, scores, explain, masks, segments) -> _Job:
@@ -393,6 +401,7 @@ class _Job:
             if self.features is None
             else (self.features[0][one], self.features[1][one]),
             rerun_defaults=None if self.rerun_defaults is None else self.rerun_defaults[one],
+            rerun_groups=None if self.rerun_groups is None else self.rerun_groups[one],
         )
 
     def add(self, metric: str, values: Any, mask: str | None = None) -> None:

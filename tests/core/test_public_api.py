@@ -31,6 +31,7 @@ PUBLIC = [
     "evaluate",
     "explain",
     "explain_dataset",
+    "explain_generation",
     "explain_many",
     "get_method",
     "layers",

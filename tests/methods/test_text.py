@@ -233,3 +233,60 @@ def test_bad_text_inputs_get_a_clear_error(inputs, wrap_options, match):
     with pytest.raises(ex.InputError, match=match):
         ex.explain(model, inputs, "saliency", forward_args={"attention_mask": torch.ones(1, 3)},
                    progress=False)  # fmt: skip
+
+
+def wordpiece_tokenizer():
+    """A WordPiece tokenizer from a vocabulary given here: "playing" is play + ##ing."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "play", "##ing", "##ed",
+             "was", "great", "film", "##s"]  # fmt: skip
+    return transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+
+
+def test_kernel_shap_over_words_equals_exact_shapley_values_of_whole_words():
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=13, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32, num_labels=2)  # fmt: skip
+    net = transformers.BertForSequenceClassification(config).double().eval()
+    for p in net.parameters():
+        p.data.mul_(4.0)
+    model = ex.wrap(net, modality="text", tokenizer=tok)
+    sentence = "the playing films was great"
+    exp = ex.explain(model, [sentence], "kernel_shap", target=1, feature_mask="words",
+                     n_samples=2**8, progress=False)  # fmt: skip
+    ids = tok([sentence], return_tensors="pt")["input_ids"]
+    assert exp.tokens[0] == (
+        "[CLS]",
+        "the",
+        "play",
+        "##ing",
+        "film",
+        "##s",
+        "was",
+        "great",
+        "[SEP]",
+    )
+    words = [[1], [2, 3], [4, 5], [6], [7]]  # token positions of each word
+
+    def value(coalition) -> float:
+        kept = ids.clone()
+        for positions, present in zip(words, coalition, strict=True):
+            if not present:
+                kept[0, positions] = 0  # every piece of the word becomes [PAD]
+        with torch.no_grad():
+            return float(net(kept).logits[0, 1])
+
+    m = len(words)
+    truth = torch.zeros(m, dtype=torch.float64)
+    for k in range(m):
+        for size in range(m):
+            for coal in itertools.combinations([j for j in range(m) if j != k], size):
+                w = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+                truth[k] += w * (value([j in coal or j == k for j in range(m)])
+                                 - value([j in coal for j in range(m)]))  # fmt: skip
+    per_word = torch.stack([exp.attributions[0, p].double().sum() for p in words])
+    torch.testing.assert_close(per_word, truth, atol=1e-8, rtol=1e-6)
+    # a word's value is spread evenly over its pieces
+    torch.testing.assert_close(exp.attributions[0, 2], exp.attributions[0, 3])
+    scores = ex.evaluate(exp, model, metrics=["robustness"], progress=False)  # re-runs by words
+    assert len(scores.values("kernel_shap", "max_sensitivity")) == 1
