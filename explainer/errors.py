@@ -50,10 +50,10 @@ class InputError(ExplainerError, ValueError):
     Example:
         >>> import torch, explainer as ex
         >>> try:
-        ...     ex.wrap(torch.nn.Linear(3, 2), modality="text")
+        ...     ex.wrap(torch.nn.Linear(3, 2), modality="audio")
         ... except ValueError as err:
         ...     print(err)  # doctest: +ELLIPSIS
-        `modality`: expected one of ('image', 'tabular'), got 'text'. Use modality="image" ...
+        `modality`: expected one of ('image', 'tabular', 'text'), got 'audio'. Use modality="image" ...
     """
 
 
