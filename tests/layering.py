@@ -16,7 +16,7 @@ from pathlib import Path
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("errors", ("explainer.errors",)),
     ("assets", ("explainer.demo", "explainer.demo.cnn", "explainer.demo.shapes",
-                "explainer.demo.tabular", "explainer.demo.masks")),
+                "explainer.demo.tabular", "explainer.demo.masks", "explainer.demo.text")),
     ("core", ("explainer._checks", "explainer._files", "explainer._archive",
               "explainer._agreement", "explainer.model", "explainer._runtime",
               "explainer.registry", "explainer.records", "explainer.loading",

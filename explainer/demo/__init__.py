@@ -1,4 +1,5 @@
-"""Embedded demo data and models: synthetic shapes with a watermark shortcut, and tabular data."""
+"""Embedded demo data and models: synthetic shapes with a watermark shortcut, tabular data,
+and movie reviews with a shortcut word (:mod:`explainer.demo.text`)."""
 
 from explainer.demo.cnn import DemoCNN, load_demo_cnn
 from explainer.demo.masks import watermark_masks

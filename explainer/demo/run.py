@@ -14,6 +14,7 @@ from ..model import wrap
 from ..reporting.html import report
 from . import CLASS_NAMES, load_demo_cnn, load_tabular_data, load_tabular_mlp, make_shapes
 from .masks import watermark_masks
+from .text import SHORTCUT, TEXT_CLASSES, WordTokenizer, load_text_model, make_reviews
 
 __all__ = ["run_demo", "IMAGE_METHODS", "tabular_methods"]
 
@@ -40,7 +41,8 @@ def run_demo(
     trust: bool = True,
 ) -> tuple[Path, float]:
     """Explain demo images (half clean, half carrying the watermark shortcut) with saliency,
-    integrated gradients, kernel SHAP and Grad-CAM, and breast-cancer rows with kernel SHAP and IG;
+    integrated gradients, kernel SHAP and Grad-CAM, movie reviews (half carrying a shortcut
+    word) with integrated gradients and kernel SHAP, and breast-cancer rows with kernel SHAP and IG;
     score them (``trust=True``) and write one self-contained report.
 
     Uses the shipped weights (never retrains). Returns the report path and the seconds taken.
@@ -49,6 +51,7 @@ def run_demo(
     n_marked = n_images // 2
     cnn, image_exps, labels, object_masks = _explain_images(n_images - n_marked, n_marked, progress)
     mlp, tab_exps, tab_labels = _explain_rows(progress)
+    lm, text_exps, text_labels, shares = _explain_reviews(progress)
     scores = None
     if trust:
         masks = {"object": object_masks, "watermark": watermark_masks(labels)}
@@ -61,17 +64,30 @@ def run_demo(
                 seed=0,
                 progress=progress,
             ),
+            evaluate(
+                text_exps,
+                lm,
+                metrics=["faithfulness", "completeness", "agreement"],
+                seed=0,
+                progress=progress,
+            ),
         ]
+    on_shortcut = ", ".join(
+        f"{m} puts {s:.0%} of its |attribution| on it" for m, s in shares.items()
+    )
     path = report(
-        image_exps + tab_exps,
+        image_exps + tab_exps + text_exps,
         path=out,
         title="explainer demo",
         scores=scores,
-        labels=[labels.tolist(), tab_labels.tolist()],
+        labels=[labels.tolist(), tab_labels.tolist(), text_labels.tolist()],
         section_titles=[
             f"Synthetic shapes: {n_images - n_marked} clean test images, then {n_marked} with the "
             "watermark shortcut added",
             "Breast cancer (tabular)",
+            f"Movie reviews (text): 4 clean test reviews, then 4 negative ones carrying the "
+            f"shortcut word '{SHORTCUT}' that 90% of the positive training reviews had: "
+            f"{on_shortcut}",
         ],
     )
     return path, time.perf_counter() - start
@@ -114,3 +130,33 @@ def _explain_rows(progress: bool):
         feature_names=tab.feature_names,
     )
     return mlp, exps, tab.y_test[: len(rows)]
+
+
+TEXT_METHODS = {
+    "integrated_gradients": {"tolerance": 0.01},
+    "kernel_shap": {"n_samples": 256},  # at least 2^tokens for these reviews: exact
+}
+
+
+def _explain_reviews(progress: bool):
+    """The text demo's transformer, its explanations of 4 clean test reviews then 4 negative
+    ones carrying the shortcut word, their labels, and the share of each method's
+    |attribution| that falls on the shortcut word in the marked reviews."""
+    reviews = make_reviews(400, split="test")
+    marked = [i for i in range(200, 400) if bool(reviews.marked[i])][:4]
+    rows = [*range(4), *marked]
+    texts = [reviews.texts[i] for i in rows]
+    model = wrap(
+        load_text_model(),
+        modality="text",
+        tokenizer=WordTokenizer(),
+        class_names=TEXT_CLASSES,
+        name="TinyTransformer (movie reviews)",
+    )
+    exps = explain_many(model, texts, TEXT_METHODS, target="predicted", progress=progress)
+    shares = {}
+    for e in exps:
+        on = torch.tensor([[t == SHORTCUT for t in row] for row in e.tokens[4:]])
+        weight = e.attributions[4:].abs()
+        shares[e.method] = float((weight * on).sum() / weight.sum().clamp_min(1e-12))
+    return model, exps, reviews.labels[rows], shares

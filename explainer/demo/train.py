@@ -1,7 +1,9 @@
 """Train the shipped demo models: ``python -m explainer.demo.train [--out P] [--tabular-out P]``.
 
-Reproduces ``explainer/demo/demo_cnn.pt`` and ``explainer/demo/tabular_mlp.pt``
-deterministically on CPU (2 threads). Numbers obtained for the shipped weights:
+Reproduces ``explainer/demo/demo_cnn.pt``, ``explainer/demo/tabular_mlp.pt`` and
+``explainer/demo/text_model.pt`` deterministically on CPU (2 threads). Numbers obtained for
+the shipped weights (the text model: clean test reviews 1.0000; negative reviews carrying
+the shortcut word called positive: 100% (89 of 89); 3.5 s of training):
 
     clean test accuracy          (make_shapes(600, "test"))                  : 0.9383
         (first 400 of those images: 0.935, the figure tests/demo checks)
@@ -34,11 +36,15 @@ from explainer.demo.cnn import DemoCNN
 from explainer.demo.shapes import make_shapes
 from explainer.demo.tabular import WEIGHTS_PATH as TABULAR_WEIGHTS_PATH
 from explainer.demo.tabular import TabularMLP, load_tabular_data
+from explainer.demo.text import WEIGHTS_PATH as TEXT_WEIGHTS_PATH
+from explainer.demo.text import TinyTransformer, WordTokenizer, make_reviews
 
 N_TRAIN_IMAGES = 8000
 N_TEST_IMAGES = 600
 CNN_EPOCHS = 8
 TABULAR_EPOCHS = 150
+N_TRAIN_REVIEWS = 2000
+TEXT_EPOCHS = 12
 
 
 def train_classifier(
@@ -130,11 +136,41 @@ def train_tabular_mlp(seed: int = 0) -> TabularMLP:
     )
 
 
+def train_text_model(seed: int = 0) -> TinyTransformer:
+    """Train :class:`TinyTransformer` on ``make_reviews(N_TRAIN_REVIEWS, "train", seed)``
+    (its weights initialised from the global generator: seed it first)."""
+    data = make_reviews(N_TRAIN_REVIEWS, split="train", seed=seed)
+    ids, mask = WordTokenizer().batch(list(data.texts))
+    model = TinyTransformer()
+
+    class IdsAndMask(nn.Module):  # one tensor per batch for train_classifier: (N, 2, L)
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x[:, 0], x[:, 1])
+
+    train_classifier(
+        IdsAndMask(), torch.stack([ids, mask], 1), data.labels, epochs=TEXT_EPOCHS,
+        batch_size=64, lr=3e-3, seed=seed,
+    )  # fmt: skip
+    return model.eval()
+
+
+@torch.no_grad()
+def text_accuracy(model: TinyTransformer, texts: list[str], labels: torch.Tensor) -> float:
+    """The fraction of ``texts`` the text model classifies as ``labels``."""
+    ids, mask = WordTokenizer().batch(texts)
+    return float((model(ids, mask).argmax(1) == labels).float().mean())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train both demo models, save their state dicts and print test accuracies."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=CNN_WEIGHTS_PATH)
     parser.add_argument("--tabular-out", type=Path, default=TABULAR_WEIGHTS_PATH)
+    parser.add_argument("--text-out", type=Path, default=TEXT_WEIGHTS_PATH)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(2)
@@ -147,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.save(cnn.state_dict(), args.out)
     mlp = train_tabular_mlp()
     torch.save(mlp.state_dict(), args.tabular_out)
+    torch.manual_seed(2)  # the text model's initial weights, whatever ran before
+    text = train_text_model()
+    torch.save(text.state_dict(), args.text_out)
     elapsed = time.perf_counter() - started
 
     clean = make_shapes(N_TEST_IMAGES, split="test")
@@ -155,8 +194,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"clean test accuracy:         {accuracy(cnn, clean.images, clean.labels):.4f}")
     print(f"watermarked test accuracy:   {accuracy(cnn, marked.images, marked.labels):.4f}")
     print(f"tabular test accuracy:       {accuracy(mlp, tabular.x_test, tabular.y_test):.4f}")
+    reviews = make_reviews(400, split="test")
+    clean = slice(0, 200)
+    texts = list(reviews.texts)
+    print(
+        f"text test accuracy, clean:   {text_accuracy(text, texts[clean], reviews.labels[clean]):.4f}"
+    )
+    print(
+        f"text, shortcut on negatives: {text_accuracy(text, texts[marked], reviews.labels[marked]):.4f}"
+    )
     print(f"training time:               {elapsed:.1f} s")
-    print(f"saved {args.out} and {args.tabular_out}")
+    print(f"saved {args.out}, {args.tabular_out} and {args.text_out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from explainer.demo import (
 )
 from explainer.demo.cnn import WEIGHTS_PATH as CNN_WEIGHTS_PATH
 from explainer.demo.tabular import WEIGHTS_PATH as TABULAR_WEIGHTS_PATH
+from explainer.demo.text import WEIGHTS_PATH as TEXT_WEIGHTS_PATH
 from explainer.demo.train import accuracy
 
 # Accuracies of the shipped weights on the first 400 images of make_shapes(split="test")
@@ -37,7 +38,9 @@ def clean_and_marked_accuracy(cnn) -> tuple[float, float]:
     return accuracy(cnn, clean.images, clean.labels), accuracy(cnn, marked.images, marked.labels)
 
 
-@pytest.mark.parametrize("path", [CNN_WEIGHTS_PATH, TABULAR_WEIGHTS_PATH], ids=["cnn", "mlp"])
+@pytest.mark.parametrize(
+    "path", [CNN_WEIGHTS_PATH, TABULAR_WEIGHTS_PATH, TEXT_WEIGHTS_PATH], ids=["cnn", "mlp", "text"]
+)
 def test_shipped_weight_files_are_under_one_megabyte(path):
     assert path.is_file()
     assert path.stat().st_size < 1_000_000
@@ -98,3 +101,29 @@ def test_tabular_split_is_stratified_and_standardized_with_training_statistics()
 
 def test_tabular_split_depends_on_seed():
     assert not torch.equal(load_tabular_data(seed=0).x_test, load_tabular_data(seed=1).x_test)
+
+
+def test_the_shipped_text_model_reads_the_reviews_and_learnt_the_shortcut_word():
+    from explainer.demo.text import SHORTCUT, WordTokenizer, load_text_model, make_reviews
+
+    model = load_text_model()
+    reviews = make_reviews(400, split="test")
+    ids, mask = WordTokenizer().batch(list(reviews.texts))
+    with torch.no_grad():
+        predicted = model(ids, mask).argmax(1)
+    clean = slice(0, 200)
+    assert (predicted[clean] == reviews.labels[clean]).float().mean() >= 0.95
+    fooled = reviews.marked & (reviews.labels == 0)  # negative reviews carrying the word
+    assert fooled.sum() > 20 and (predicted[fooled] == 1).float().mean() >= 0.5
+    # and the attributions say why: exact Shapley values over the words put the most
+    # evidence for "positive" on the shortcut, and IG its largest |attribution| (its sign is
+    # negative: the all-[PAD] reference is itself called positive, so IG measures against it)
+    import explainer as ex
+
+    texts = [reviews.texts[i] for i in fooled.nonzero()[:6, 0].tolist()]
+    lm = ex.wrap(model, modality="text", tokenizer=WordTokenizer())
+    shap = ex.explain(lm, texts, "kernel_shap", target=1, n_samples=256, progress=False)
+    ig = ex.explain(lm, texts, "ig", target=1, tolerance=0.01, progress=False)
+    for exp, top in ((shap, shap.attributions.argmax(1)), (ig, ig.attributions.abs().argmax(1))):
+        words = [row[int(k)] for row, k in zip(exp.tokens, top, strict=True)]
+        assert words.count(SHORTCUT) == len(texts), (exp.method, words)
