@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS = ("heatmap", "shap", "deep", "ig", "memory", "cam", "dataset", "metrics")
+BENCHMARKS = ("heatmap", "shap", "deep", "ig", "memory", "cam", "text", "dataset", "metrics")
 # dataset last: it starts Ray
-DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "cam", "dataset")
+DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "cam", "text", "dataset")
 
 
 def machine() -> dict:
@@ -89,6 +89,11 @@ def headline(benchmarks: dict) -> dict:
     if "peak_ratio_captum_over_ours" in memory:
         out["memory: peak ratio captum / ours"] = memory["peak_ratio_captum_over_ours"]
         out["memory: time ratio ours / captum"] = memory["time_ratio_ours_over_captum"]
+    text = benchmarks.get("text", {}).get("summary", {})
+    if "ig_ratio_ours_over_captum" in text:
+        out["text: IG through the embeddings, time ours / captum LayerIntegratedGradients"] = text[
+            "ig_ratio_ours_over_captum"
+        ]
     cam = benchmarks.get("cam", {}).get("summary", {})
     if "grad_cam_ratio_ours_over_captum" in cam:
         out["cam: grad_cam time ours / captum LayerGradCam"] = cam[
