@@ -247,6 +247,9 @@ def _dry_run(plan: _Plan) -> None:
     if isinstance(target, str) and target == "label" and bool((y < 0).any()):
         target = "predicted"  # a missing label fails at its own batch, with its own message
     run_batch(plan.model, x, y, plan.methods, target, plan.budget)
+    # What the model's output is (where the tensor was found, its columns, so an inferred
+    # task) is known after a forward: the store records the model as its explanations do.
+    plan.manifest["model"] = store_model_record(plan.model, plan.manifest["model"]["source"])
 
 
 def _open_or_create(plan: _Plan) -> tuple[Store, list[int]]:

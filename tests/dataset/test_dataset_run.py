@@ -112,3 +112,23 @@ def test_the_store_and_its_explanations_record_the_model_as_ex_explain_does(tmp_
         "source": None,
     }
     assert store[0:2]["saliency"].manifest["model"] == {**record, "source": None}
+
+
+def test_a_store_records_what_the_first_forward_found_an_inferred_regression_and_its_output(
+    tmp_path,
+):
+    class Dict(torch.nn.Module):  # one output column, in a dict: a regression found at "logits"
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def forward(self, x):
+            return {"logits": self.lin(x)}
+
+    model = ex.wrap(Dict(), modality="tabular")  # a new wrap: it has not run yet
+    store = explain_dataset(
+        model, torch.rand(4, 3), "saliency", tmp_path / "r.zarr", progress=False
+    )
+    assert store.manifest["model"]["task"] == "regression"
+    assert store.manifest["model"]["selected"] == "key 'logits' (automatic)"
+    assert store[0:1]["saliency"].manifest["model"]["task"] == "regression"
