@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS = ("heatmap", "shap", "deep", "ig", "memory", "cam", "text", "dataset", "metrics")
+BENCHMARKS = (
+    "heatmap", "shap", "deep", "ig", "memory", "cam", "text", "text_shap", "dataset", "metrics",
+)  # fmt: skip
 # dataset last: it starts Ray
-DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "cam", "text", "dataset")
+DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "cam", "text", "text_shap", "dataset")
 
 
 def machine() -> dict:
