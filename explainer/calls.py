@@ -46,6 +46,7 @@ __all__ = [
     "as_text_explanation",
     "TextScoring",
     "text_scoring",
+    "spread_tokens",
 ]
 
 # Parameters that hold a method's reference inputs: a text model gives them its reference
@@ -270,10 +271,20 @@ def as_text_explanation(exp: Explanation, call: Call, info: MethodInfo) -> Expla
     )
 
 
+def spread_tokens(per_token: torch.Tensor, dim: int) -> torch.Tensor:
+    """Per-token attributions (N, L) spread evenly over each token's ``dim`` embedding
+    values, packed (N, L * dim): a token-level map in the embedding space, as a CAM is
+    spread over an image's channels (summing a token's values gives it back)."""
+    n, length = per_token.shape
+    return (per_token / dim)[..., None].expand(n, length, dim).reshape(n, -1)
+
+
 @dataclass(frozen=True)
 class TextScoring:
     """What trust scores need to score a text explanation: its embeddings' explanation
-    (packed rows, the embedding attributions), the model that runs embeddings, and the
+    (packed rows; the per-token attributions spread over the embedding values, so that
+    every metric compares token-level maps, also for a store, which keeps only those, and
+    re-runs are reduced the same way), the model that runs embeddings, and the
     removal of tokens: per-token relevance (N, L) (special tokens and padding at -inf, never
     removed), the token each embedding value belongs to (N, L * dim), and the reference
     embeddings a removed token takes (N, L * dim)."""
@@ -293,10 +304,9 @@ def text_scoring(exp: Explanation, model: Model) -> TextScoring:
     batch = call.text
     n, length = batch.ids.shape
     dim = batch.embeddings.shape[-1]
-    embedding = exp.extras["embedding_attributions"].reshape(n, -1)
     packed = replace(
         exp,
-        attributions=embedding,
+        attributions=spread_tokens(exp.attributions, dim),
         inputs=call.x.detach().cpu(),
         modality="tabular",
         manifest={**exp.manifest, "inputs": call.model.layout.record()},

@@ -264,12 +264,9 @@ def as_text_batch(
             )
     ids = ids.long()
     if mask is None:
+        # with a tokenizer, its pad id marks padding; without one, every position is a token
         pad = tokenizer.pad_id if tokenizer is not None else None
-        mask = (
-            (ids != pad).long()
-            if pad is not None and tokenizer is not None and tokenizer.hf
-            else torch.ones_like(ids)
-        )
+        mask = (ids != pad).long() if pad is not None else torch.ones_like(ids)
     mask = torch.as_tensor(mask).long()
     if tuple(mask.shape) != tuple(ids.shape):
         raise InputError(

@@ -57,6 +57,10 @@ def run_batch(
         out.setdefault("scores", exp.scores.numpy())
         out[attributions_path(name)] = exp.attributions.numpy()
         for extra, value in exp.extras.items():
+            if extra == "embedding_attributions":
+                # a text sample's (L, dim) attributions: the store keeps the per-token ones
+                # (attributions) and the mask; these would multiply its size by dim
+                continue
             per_sample = isinstance(value, torch.Tensor | np.ndarray) and value.ndim >= 1
             if per_sample and len(value) == len(x):
                 arr = value.numpy() if isinstance(value, torch.Tensor) else value

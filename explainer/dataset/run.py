@@ -36,7 +36,7 @@ from .._checks import (
     check_target_spec,
 )
 from .._runtime import default_memory_budget, parse_bytes
-from ..errors import ExplainerError, ExplainerWarning, StoreError, describe
+from ..errors import ExplainerError, ExplainerWarning, InputError, StoreError, describe
 from ..explanation import SCHEMA_VERSION
 from ..loading import load_model
 from ..model import Model, wrap
@@ -75,6 +75,40 @@ def _method_spec(methods: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def text_ids(model: Model, data: Any) -> Any:
+    """A text model's data as token ids (N, L): a list of strings tokenized with the model's
+    tokenizer and padded with its pad id; ids (arrays) as they are."""
+    if isinstance(data, str) or not (
+        isinstance(data, list | tuple) and data and all(isinstance(t, str) for t in data)
+    ):
+        return data
+    if model.tokenizer is None:
+        raise InputError(
+            describe(
+                "`data`",
+                "token ids (N, L) for a text model wrapped without a tokenizer",
+                f"{len(data)} string(s)",
+                "Pass ex.wrap(model, modality='text', tokenizer=tok), or the ids.",
+            )
+        )
+    ids, _ = model.tokenizer.encode(list(data))
+    return ids
+
+
+def text_record(model: Model, source: Source) -> dict:
+    """What a store needs to show a text model's tokens: the text of every id its data holds
+    (the ids are stored; the tokenizer is not)."""
+    ids = torch.unique(
+        torch.cat([source.load(b, 4096)[0].reshape(-1) for b in range(-(-source.n // 4096))])
+    )
+    tokens = (
+        model.tokenizer.tokens(ids.tolist())
+        if model.tokenizer is not None
+        else map(str, ids.tolist())
+    )
+    return {"vocabulary": dict(zip(map(str, ids.tolist()), tokens, strict=True))}
+
+
 def _manifest(model, source, methods, target, batch_size, budget, feature_names, spec) -> dict:
     return {
         "store_schema": STORE_SCHEMA,
@@ -97,6 +131,7 @@ def _manifest(model, source, methods, target, batch_size, budget, feature_names,
             "preprocessing": source.preprocessing,
         },
         "feature_names": list(feature_names) if feature_names else None,
+        **({"text": text_record(model, source)} if model.modality == "text" else {}),
     }
 
 
@@ -207,7 +242,10 @@ def _plan(model: Any, data: Any, methods: Any, store: Any, options: _Options) ->
     backend = check_choice(options.backend, "backend", BACKENDS)
     batch_size = check_int(options.batch_size, "batch_size", 1, example=32)
     path = lock_key(Path(check_path(store, "store", "runs/x.zarr")))
-    data_source = as_source(data, options.labels)
+    text = model.modality == "text"
+    if text:  # texts are tokenized once, padded to the longest: the store holds the ids
+        data = text_ids(model, data)
+    data_source = as_source(data, options.labels, token_ids=text)
     # one chunk per batch: never larger than the data (a huge batch_size would size chunks)
     batch_size = min(data_source.batch_size or batch_size, data_source.n)
     workers = check_int(options.num_workers, "num_workers", 0, example=2)

@@ -102,8 +102,9 @@ def _floating(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32)
 
 
-def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dataset items -> (float32 batch, int64 labels with -1 for "no label")."""
+def collate(items: Sequence[Any], token_ids: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dataset items -> (float32 batch, int64 labels with -1 for "no label"); with
+    ``token_ids`` (a text model's data) an int64 batch of token ids."""
     pairs = [_split(item) for item in items]
     shapes = {tuple(x.shape) for x, _ in pairs}
     if len(shapes) != 1:
@@ -115,8 +116,23 @@ def collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
                 "Resize the inputs (e.g. ImageFolder(root, size=224)).",
             )
         )
-    x = _floating(torch.stack([x for x, _ in pairs]))
+    x = torch.stack([x for x, _ in pairs])
+    x = _ids(x) if token_ids else _floating(x)
     return x, torch.tensor([y for _, y in pairs], dtype=torch.int64)
+
+
+def _ids(x: torch.Tensor) -> torch.Tensor:
+    """Token ids as int64; floats are refused (a text model explains ids, not vectors)."""
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise InputError(
+            describe(
+                "dataset inputs of a text model",
+                "integer token ids (N, L), or a list of strings",
+                f"dtype {x.dtype}",
+                "Pass the texts, or the ids the tokenizer gave.",
+            )
+        )
+    return x.long()
 
 
 class _Items(Dataset):
@@ -156,6 +172,10 @@ class Source:
     batch_size: int | None = None  # fixed by a DataLoader
     num_workers: int = 0
     preprocessing: dict | None = None
+    token_ids: bool = False  # a text model's data: int64 ids, not float inputs
+
+    def collate(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return collate(items, self.token_ids)
 
     @property
     def items(self) -> _Items:
@@ -163,13 +183,13 @@ class Source:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(collate([self.items[0]])[0].shape[1:])
+        return tuple(self.collate([self.items[0]])[0].shape[1:])
 
     def rows(self, b: int, batch_size: int) -> range:
         return range(b * batch_size, min((b + 1) * batch_size, self.n))
 
     def load(self, b: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate([self.items[i] for i in self.rows(b, batch_size)])
+        return self.collate([self.items[i] for i in self.rows(b, batch_size)])
 
     def batches(
         self, pending: Sequence[int], batch_size: int, num_workers: int = 0
@@ -180,7 +200,7 @@ class Source:
             self.items,
             batch_sampler=[list(self.rows(b, batch_size)) for b in pending],
             num_workers=num_workers,
-            collate_fn=collate,
+            collate_fn=self.collate,
             # its own generator: a DataLoader otherwise draws its worker seed from the
             # global torch RNG, which the caller's code would see advance
             generator=torch.Generator().manual_seed(0),
@@ -192,7 +212,7 @@ class Source:
         tell another dataset from this one when resuming."""
         h = hashlib.sha256(f"{self.n}".encode())
         for i in sorted({0, self.n - 1}):
-            x, y = collate([self.items[i]])
+            x, y = self.collate([self.items[i]])
             h.update(str(tuple(x.shape)).encode())
             h.update(x.numpy().tobytes())
             h.update(y.numpy().tobytes())
@@ -242,13 +262,14 @@ def _labels(labels: Any, n: int) -> torch.Tensor:
     return y.to(torch.int64)
 
 
-def as_source(data: Any, labels: Any = None) -> Source:
+def as_source(data: Any, labels: Any = None, token_ids: bool = False) -> Source:
     """Wrap what the user passed; raise a clear InputError for anything else.
 
     Args:
         data: an image folder path, a DataLoader without shuffling, an array/tensor
             (N, ...) of floats, or a map-style Dataset (``len`` and indexing).
         labels: with array data only, one integer label per sample.
+        token_ids: the data are a text model's token ids (N, L) (integers), not floats.
 
     Example:
         >>> import torch
@@ -262,7 +283,7 @@ def as_source(data: Any, labels: Any = None) -> Source:
     if isinstance(data, DataLoader):
         return _loader_source(data, labels)
     if isinstance(data, torch.Tensor | np.ndarray):
-        return _array_source(data, labels)
+        return _array_source(data, labels, token_ids)
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return _dataset_source(data, labels)
     raise InputError(
@@ -293,8 +314,8 @@ def _loader_source(loader: DataLoader, labels: Any) -> Source:
     return src
 
 
-def _array_source(data: torch.Tensor | np.ndarray, labels: Any) -> Source:
-    """An in-memory batch (N, ...) of floats, with optional labels."""
+def _array_source(data: torch.Tensor | np.ndarray, labels: Any, token_ids: bool = False) -> Source:
+    """An in-memory batch (N, ...) of floats (or of token ids), with optional labels."""
     x = _as_tensor(data, "`data`")
     if x.ndim < 2 or len(x) == 0:
         raise InputError(
@@ -305,9 +326,9 @@ def _array_source(data: torch.Tensor | np.ndarray, labels: Any) -> Source:
                 "Stack the samples along a first (batch) axis, e.g. x[None] for one.",
             )
         )
-    _floating(x[:1])
+    (_ids if token_ids else _floating)(x[:1])
     y = None if labels is None else _labels(labels, len(x))
-    return Source(ArrayDataset(x, y), len(x), "array")
+    return Source(ArrayDataset(x, y), len(x), "array", token_ids=token_ids)
 
 
 def _dataset_source(data: Any, labels: Any) -> Source:

@@ -404,10 +404,11 @@ class Store:
             "store": {"path": str(self.path), "indices": rows.tolist()[:10000]},
             "preprocessing": m["data"].get("preprocessing"),
         }
+        inputs = torch.from_numpy(self._take("inputs", rows))
         return Explanation(
             method=method,
             attributions=torch.from_numpy(self._take(attributions_path(method), rows)),
-            inputs=torch.from_numpy(self._take("inputs", rows)),
+            inputs=inputs,
             targets=torch.from_numpy(self._take("targets", rows)),
             scores=torch.from_numpy(self._take("scores", rows)),
             class_names=self.class_names,
@@ -424,7 +425,13 @@ class Store:
                 if not (isinstance(v, dict) and "sha256" in v)
             },
             warnings=() if note is None else (note,),
+            tokens=self._tokens(inputs) if self.modality == "text" else None,
         )
+
+    def _tokens(self, ids: torch.Tensor) -> tuple[tuple[str, ...], ...]:
+        """The text of a text store's token ids (its manifest keeps every id's token)."""
+        vocabulary = self.manifest.get("text", {}).get("vocabulary", {})
+        return tuple(tuple(vocabulary.get(str(int(i)), str(int(i))) for i in row) for row in ids)
 
     def __getitem__(self, index: Any) -> dict[str, Explanation]:
         """``store[i]``, ``store[a:b]``, ``store[[...]]`` -> ``{method: Explanation}``."""

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .._agreement import method_agreement
 from .._checks import check_attributions, check_autograd_mode, check_model
 from .._runtime import accumulation_dtype
-from ..calls import REFERENCE_PARAMETERS, text_scoring
+from ..calls import REFERENCE_PARAMETERS, spread_tokens, text_scoring
 from ..errors import InputError, describe
 from ..explanation import Explanation
 from ..inputs import InputLayout
@@ -29,6 +29,7 @@ from ..model import Model, wrap
 from ..multi_input import MultiInputExplanation
 from ..records import canonical
 from ..registry import get_method
+from ..text import per_token
 from ..viz.heatmap import spec_for
 from ..viz.sections import group_by_inputs
 from .faithfulness import auc, feature_scores, fill_reference, infidelity, perturbation_curves
@@ -187,7 +188,16 @@ def _text_job(exp, model, settings, scores, explain, segments) -> _Job:
     runs embeddings; deletion removes whole tokens (special tokens and padding never),
     replacing them by the reference token; re-runs get the reference as their baselines."""
     text = text_scoring(exp, model)
-    job = _Job.of(text.exp, text.model, settings, scores, explain, {}, segments)
+    info = get_method(exp.method)
+    absolute = not info.draws_signed(exp.params)
+    dim = text.token_ids.shape[1] // exp.inputs.shape[1]
+
+    def token_level(m, x, t, reference=None, groups=None) -> torch.Tensor:
+        """A re-run's embedding attributions as the explanation's are: per token, spread."""
+        out = explain(m, x, t, reference, groups)
+        return spread_tokens(per_token(out.reshape(len(x), -1, dim), absolute), dim)
+
+    job = _Job.of(text.exp, text.model, settings, scores, token_level, {}, segments)
     reference = text.reference.to(job.inputs.device)
     return replace(
         job,
