@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 import warnings
@@ -25,6 +26,7 @@ from .demo.run import run_demo
 from .demo.shapes import make_shapes
 from .errors import ExplainerError, InputError, describe
 from .loading import load_model
+from .model import wrap
 from .model_layers import layers as model_layers
 from .registry import list_methods
 from .reporting.html import report as write_report
@@ -115,8 +117,34 @@ def _method_params(methods: list[str], params: list[str]) -> dict[str, dict]:
     return spec
 
 
+def _texts(path: Path, text_field: str, label_field: str) -> tuple[list[str], np.ndarray | None]:
+    """A .txt file (one text per non-empty line) or a .jsonl file (one object per line: the
+    text in ``text_field``, an integer label in ``label_field`` when every line has one)."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".txt":
+        return lines, None
+    texts, labels = [], []
+    for k, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+            texts.append(str(row[text_field]))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise InputError(
+                describe(
+                    f"--data line {k}",
+                    f"a JSON object with the text in {text_field!r}",
+                    f"{line[:60]!r} ({type(err).__name__})",
+                    'Give each line as {"text": "...", "label": 0}, or set --text-field.',
+                )
+            ) from err
+        labels.append(row.get(label_field) if isinstance(row, dict) else None)
+    known = all(isinstance(v, int) and not isinstance(v, bool) for v in labels)
+    return texts, np.asarray(labels, dtype=np.int64) if known and labels else None
+
+
 def _data(data: str, size: int | None, mean: list[float], std: list[float], limit: int | None):
-    """The --data argument -> (data, labels): an image folder, a .npy/.npz file, or "demo"."""
+    """The --data argument -> (data, labels): an image folder, a .npy/.npz file, a .txt or
+    .jsonl file of texts, or "demo"."""
     path = Path(data)
     if not path.is_dir() and (size is not None or mean or std):
         raise InputError(
@@ -137,7 +165,7 @@ def _data(data: str, size: int | None, mean: list[float], std: list[float], limi
     raise InputError(
         describe(
             "--data",
-            'an image folder, a .npy/.npz file, or "demo"',
+            'an image folder, a .npy/.npz file, a .txt/.jsonl file of texts, or "demo"',
             repr(data) + ("" if path.exists() else " (no such file or folder)"),
             "Check the path.",
         )
@@ -246,17 +274,35 @@ def explain(
     progress: _Progress = True,
     max_model_size: _MaxModelSize = "4GiB",
     device: _Device = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Text models: package.module:function returning the tokenizer."),
+    ] = None,
+    text_field: Annotated[
+        str, typer.Option(help=".jsonl data: the field holding the text.")
+    ] = "text",
+    label_field: Annotated[
+        str, typer.Option(help=".jsonl data: the field holding the label.")
+    ] = "label",
 ) -> None:
     """Explain a whole dataset into a resumable zarr store (rerun the same command after a
     crash: finished batches are kept). Warnings (a completeness gap above a method's
-    tolerance, damaged batches recomputed) are printed on stderr, one line each."""
+    tolerance, damaged batches recomputed) are printed on stderr, one line each. Texts
+    (--data texts.txt, one per line, or texts.jsonl) need a text model: --model demo-text,
+    or --modality text with --tokenizer."""
     # checked in this order, so that bad options fail before the model file is read
     spec = _method_params(method or ["integrated_gradients"], param or [])
-    inputs, labels = _data(data, size, mean or [], std or [], limit)
+    if Path(data).suffix in (".txt", ".jsonl") and Path(data).is_file():
+        inputs, labels = _texts(Path(data), text_field, label_field)
+    else:
+        inputs, labels = _data(data, size, mean or [], std or [], limit)
     where = check_device(device or "cpu", "--device")
+    made = _built(tokenizer) if tokenizer is not None else None
     net = load_model(
         model, factory=factory, modality=modality, max_size=max_model_size, map_location=where
     )
+    if made is not None:
+        net = wrap(net, modality="text", tokenizer=made)
     with warnings.catch_warnings(record=True) as caught:
         result = explain_dataset(
             net,
@@ -275,6 +321,30 @@ def explain(
     done = f"{int(result.done.sum())}/{len(result)} samples"
     typer.echo(f"wrote {result.path}: {done}, methods {', '.join(result.methods)}")
     _print_warnings([str(w.message) for w in caught], result.warnings)
+
+
+def _built(spec: str) -> object:
+    """What ``package.module:function`` returns (a tokenizer), called with no arguments."""
+    module_name, colon, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(module_name) if colon and attr else None
+        for part in attr.split(".") if obj is not None else ():
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        obj = None
+        problem = f"{type(err).__name__}: {err}"
+    else:
+        problem = "not a callable" if not callable(obj) else ""
+    if obj is None or problem:
+        raise InputError(
+            describe(
+                "--tokenizer",
+                "package.module:function, a function returning the model's tokenizer",
+                f"{spec!r}" + (f" ({problem})" if problem else ""),
+                "Pass e.g. --tokenizer explainer.demo.text:WordTokenizer.",
+            )
+        )
+    return obj()
 
 
 def _print_warnings(caught: list[str], notes: list[str]) -> None:

@@ -39,6 +39,7 @@ from ._runtime import parse_bytes
 from .demo.cnn import load_demo_cnn
 from .demo.shapes import CLASS_NAMES
 from .demo.tabular import TABULAR_CLASS_NAMES, load_tabular_mlp
+from .demo.text import TEXT_CLASSES, WordTokenizer, load_text_model
 from .errors import InputError, ModelError, describe
 from .model import Model, wrap
 
@@ -69,7 +70,8 @@ def load_model(
     """Load a model file safely and wrap it for explanation.
 
     The format is detected from the content, not the suffix. The special names ``"demo"``
-    (the shipped shapes CNN) and ``"demo-tabular"`` (the breast-cancer MLP) load the demo
+    (the shipped shapes CNN), ``"demo-tabular"`` (the breast-cancer MLP) and ``"demo-text"``
+    (the movie-review transformer, with its tokenizer) load the demo
     models with their class names and modality, unless a file of that name exists.
 
     Args:
@@ -102,7 +104,7 @@ def load_model(
     if not isinstance(source, str | os.PathLike):
         raise InputError(describe("`source`", "a path", type(source).__name__, "Pass a file path."))
     path = Path(source)
-    if not path.exists() and str(source) in ("demo", "demo-tabular"):
+    if not path.exists() and str(source) in ("demo", "demo-tabular", "demo-text"):
         demo = _demo(str(source), modality, class_names, output, name)
         demo.net.to(map_location)
         return demo
@@ -149,6 +151,10 @@ def _read(path: Path, max_size: int | str | None) -> tuple[bytes, ZipMembers | N
 
 
 def _demo(spec: str, modality, class_names, output, name) -> Model:
+    if spec == "demo-text":
+        title = name or "TinyTransformer (movie reviews)"
+        names = class_names or TEXT_CLASSES
+        return wrap(load_text_model(), names, "text", output, title, tokenizer=WordTokenizer())
     if spec == "demo":
         net, names, kind, title = (
             load_demo_cnn(),
