@@ -8,7 +8,10 @@ modules can import it by a name no other conftest shadows.)
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -282,3 +285,17 @@ def make_inplace_relu_cnn() -> nn.Module:
         nn.Flatten(),
         nn.Linear(4, 3),
     ).eval()
+
+
+def exact_shapley(value: Callable[[tuple[bool, ...]], float], m: int) -> torch.Tensor:
+    """Shapley values of the game ``value(coalition)`` (a tuple of ``m`` bools, True for a
+    present player) by enumeration: every coalition evaluated once, float64."""
+    values = {c: value(c) for c in itertools.product((False, True), repeat=m)}
+    phi = torch.zeros(m, dtype=torch.float64)
+    for coalition, v in values.items():
+        size = sum(coalition) - 1  # |S| for S = coalition without the player
+        for k in (j for j in range(m) if coalition[j]):
+            without = coalition[:k] + (False,) + coalition[k + 1 :]
+            weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+            phi[k] += weight * (v - values[without])
+    return phi

@@ -7,12 +7,9 @@ in log p between the prompt and the reference prompt)."""
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import pytest
 import torch
-from attribution_helpers import assert_same_state, model_state
+from attribution_helpers import assert_same_state, exact_shapley, model_state
 
 import explainer as ex
 
@@ -53,13 +50,7 @@ def test_kernel_shap_over_prompt_tokens_equals_exact_shapley_values():
             return float(log_prob(lm, kept[None])[0, column])
 
     for column, row in enumerate([*g.matrix, g.total]):
-        truth = torch.zeros(m, dtype=torch.float64)
-        for k in range(m):
-            for size in range(m):
-                for coal in itertools.combinations([j for j in range(m) if j != k], size):
-                    w = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
-                    truth[k] += w * (value([j in coal or j == k for j in range(m)], column)
-                                     - value([j in coal for j in range(m)], column))  # fmt: skip
+        truth = exact_shapley(lambda c, column=column: value(c, column), m)
         torch.testing.assert_close(row.double(), truth, atol=1e-8, rtol=1e-6)
 
 

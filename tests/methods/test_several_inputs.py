@@ -8,12 +8,11 @@ in closed form.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
 import torch
-from attribution_helpers import assert_same_state, model_state
+from attribution_helpers import assert_same_state, exact_shapley, model_state
 from torch import nn
 
 import explainer as ex
@@ -134,20 +133,6 @@ def test_per_input_baselines_give_the_closed_form_of_a_linear_model():
     torch.testing.assert_close(exp.attributions[1], (x[1] - b_vec) * w_vec, atol=1e-6, rtol=1e-5)
 
 
-def _exact_shapley(value, m: int) -> torch.Tensor:
-    """Shapley values of the game ``value(coalition: tuple[bool])`` by enumeration."""
-    phi = torch.zeros(m, dtype=torch.float64)
-    for k in range(m):
-        others = [j for j in range(m) if j != k]
-        for size in range(m):
-            for coal in itertools.combinations(others, size):
-                w = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
-                with_k = tuple(j in coal or j == k for j in range(m))
-                without = tuple(j in coal for j in range(m))
-                phi[k] += w * (value(with_k) - value(without))
-    return phi
-
-
 def test_kernel_shap_over_both_inputs_equals_exact_shapley_values_by_enumeration():
     net = ImageAndVector().double().eval()
     x = tuple(t.double() for t in data(1))
@@ -164,7 +149,7 @@ def test_kernel_shap_over_both_inputs_equals_exact_shapley_values_by_enumeration
         with torch.no_grad():
             return float(net(img[None], vec[None])[0, 0])
 
-    truth = _exact_shapley(value, m)
+    truth = exact_shapley(value, m)
     img_phi = torch.stack([exp.attributions[0][0][:, quadrant == q].sum() for q in range(4)])
     ours = torch.cat([img_phi, exp.attributions[1][0]])
     torch.testing.assert_close(ours, truth, atol=1e-9, rtol=1e-7)

@@ -9,12 +9,9 @@ trigger: every method puts its largest attribution there. Real architectures fro
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import pytest
 import torch
-from attribution_helpers import assert_same_state, model_state
+from attribution_helpers import assert_same_state, exact_shapley, model_state
 from torch import nn
 
 import explainer as ex
@@ -144,14 +141,7 @@ def test_kernel_shap_over_tokens_equals_exact_shapley_values_by_enumeration():
         with torch.no_grad():
             return float(net(kept).logits[0, 1])
 
-    m = len(words)
-    truth = torch.zeros(m, dtype=torch.float64)
-    for k in range(m):
-        for size in range(m):
-            for coal in itertools.combinations([j for j in range(m) if j != k], size):
-                w = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
-                truth[k] += w * (value([j in coal or j == k for j in range(m)])
-                                 - value([j in coal for j in range(m)]))  # fmt: skip
+    truth = exact_shapley(value, len(words))
     torch.testing.assert_close(exp.attributions[0, 1:-1].double(), truth, atol=1e-8, rtol=1e-6)
 
 
@@ -276,14 +266,7 @@ def test_kernel_shap_over_words_equals_exact_shapley_values_of_whole_words():
         with torch.no_grad():
             return float(net(kept).logits[0, 1])
 
-    m = len(words)
-    truth = torch.zeros(m, dtype=torch.float64)
-    for k in range(m):
-        for size in range(m):
-            for coal in itertools.combinations([j for j in range(m) if j != k], size):
-                w = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
-                truth[k] += w * (value([j in coal or j == k for j in range(m)])
-                                 - value([j in coal for j in range(m)]))  # fmt: skip
+    truth = exact_shapley(value, len(words))
     per_word = torch.stack([exp.attributions[0, p].double().sum() for p in words])
     torch.testing.assert_close(per_word, truth, atol=1e-8, rtol=1e-6)
     # a word's value is spread evenly over its pieces
