@@ -17,8 +17,6 @@ A plain callable (``clf.predict_proba``) is wrapped as a :class:`~explainer.blac
 
 from __future__ import annotations
 
-import hashlib
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +27,7 @@ from torch import nn
 from ._checks import check_bool, check_names
 from .black_box import CallableNet, callable_fingerprint
 from .errors import ExplainerError, InputError, ModelError, describe
+from .fingerprint import fingerprint
 from .inputs import ForwardArgs, InputLayout
 from .outputs import as_columns, as_selector, describe_select
 from .text import Tokenizer
@@ -236,30 +235,14 @@ class Model:
         return None
 
     def fingerprint(self) -> str:
-        """SHA-256 (first 16 hex digits) of the parameters and buffers, in order; for a
-        plain callable, of the pickled function (its name and id when it cannot be
-        pickled: see :func:`~explainer.black_box.callable_fingerprint`).
-
-        Computed once per model state: the digest is kept with a cheap key of the state
-        (:func:`_state_key`: each tensor's name, storage address, shape, dtype, autograd
-        version counter and 16 strided values), and hashed again only when the key
-        changes. The key sees every in-place update made through the tensors (an
-        optimizer step, ``load_state_dict``, ``p.add_()`` under ``no_grad``: each bumps
-        the version counter), tensors replaced or moved, and writes through ``.data``
-        (which bypass the counter) that change one of the sampled values. It cannot see a
-        write through ``.data`` (or through another view that does not share the counter)
-        that leaves all 16 sampled values of every tensor unchanged: call
-        ``ex.wrap(net)`` again, or hash with :func:`full_fingerprint`, after such surgery.
-        """
+        """SHA-256 (first 16 hex digits) of the parameters and buffers, in order, computed
+        once per model state (see :func:`explainer.fingerprint.fingerprint`, which says
+        what its cheap check of the state sees and misses); for a plain callable, of the
+        pickled function (its name and id when it cannot be pickled: see
+        :func:`~explainer.black_box.callable_fingerprint`)."""
         if isinstance(self.net, CallableNet):
             return callable_fingerprint(self.net)
-        key = _state_key(self.net)
-        held = _FINGERPRINTS.get(self.net)
-        if held is not None and held[0] == key:
-            return held[1]
-        digest = full_fingerprint(self.net)
-        _FINGERPRINTS[self.net] = (key, digest)
-        return digest
+        return fingerprint(self.net)
 
     # -- running it ---------------------------------------------------------------------
     @contextmanager
@@ -422,31 +405,6 @@ class Model:
             )
             raise InputError(describe("`target`", "a known class name", repr(label), hint))
         return names.index(label)
-
-
-# The digest of each network's last seen state, with the key it was computed under.
-_FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]] = weakref.WeakKeyDictionary()
-
-
-def full_fingerprint(net: nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) of every parameter and buffer's raw bytes, in order."""
-    h = hashlib.sha256()
-    for key, t in net.state_dict().items():
-        h.update(key.encode())
-        # the raw bytes (numpy has no bfloat16); the same bytes as .numpy() for the rest
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _state_key(net: nn.Module) -> tuple:
-    """A cheap key of a network's state (see :meth:`Model.fingerprint` for what it sees)."""
-    out = []
-    for name, t in net.state_dict(keep_vars=True).items():
-        flat = t.detach().reshape(-1)
-        step = max(1, flat.numel() // 16)
-        sample = flat[::step][:16].double().cpu().tolist() if flat.numel() else []
-        out.append((name, t.data_ptr(), t._version, tuple(t.shape), t.dtype, *sample))
-    return tuple(out)
 
 
 def wrap(

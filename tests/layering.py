@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "explainer.registry", "explainer.records", "explainer.loading",
               "explainer.completeness", "explainer.outputs", "explainer.black_box",
               "explainer.inputs", "explainer.model_layers",
-              "explainer.hooks", "explainer.text")),
+              "explainer.hooks", "explainer.text", "explainer.fingerprint")),
     ("viz", ("explainer.viz",)),
     ("results", ("explainer.explanation", "explainer.comparison", "explainer.multi_input")),
     ("methods", ("explainer.methods",)),

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import explainer as ex
-from explainer.model import full_fingerprint
+from explainer.fingerprint import full_fingerprint
 
 
 def make(seed: int = 0) -> nn.Module:
