@@ -338,8 +338,11 @@ def measured_cost(
     taken as the cost per row (an upper bound when the fixed part is >= 0), and chunks will
     be of a row or two anyway.
     """
-    cache = _COST_CACHE.setdefault(model.net, {})
-    key = (kind, tuple(sample.shape), sample.dtype, sample.device)
+    # A wrapper made per call (a text model's EmbeddingInput) names the network it runs and
+    # a tag, so that its costs are measured once per network, not once per call.
+    owner, tag = getattr(model.net, "cost_identity", (model.net, ()))
+    cache = _COST_CACHE.setdefault(owner, {})
+    key = (*tag, kind, tuple(sample.shape), sample.dtype, sample.device)
 
     def probe(n: int) -> tuple[int, int]:
         rows = sample[None].expand(n, *sample.shape).clone()

@@ -187,6 +187,12 @@ class EmbeddingInput(nn.Module):
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
         )
 
+    @property
+    def cost_identity(self) -> tuple[nn.Module, tuple[str, str]]:
+        """Whose measured costs these are (see ``explainer._runtime.measured_cost``): the
+        network's, at this embedding layer; a new wrapper per call reuses them."""
+        return self.net, ("embeddings", self.layer)
+
     def forward(self, embeddings: torch.Tensor, input_ids: torch.Tensor, **kwargs: Any) -> Any:
         if not self.takes_mask:
             kwargs.pop("attention_mask", None)

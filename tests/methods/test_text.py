@@ -273,3 +273,16 @@ def test_kernel_shap_over_words_equals_exact_shapley_values_of_whole_words():
     torch.testing.assert_close(exp.attributions[0, 2], exp.attributions[0, 3])
     scores = ex.evaluate(exp, model, metrics=["robustness"], progress=False)  # re-runs by words
     assert len(scores.values("kernel_shap", "max_sensitivity")) == 1
+
+
+def test_a_text_models_memory_costs_are_measured_once_not_per_call(monkeypatch):
+    import explainer._runtime as runtime
+
+    probes = []
+    real = runtime._probe
+    monkeypatch.setattr(runtime, "_probe", lambda run: probes.append(1) or real(run))
+    model = ex.wrap(hf_classifier("bert"), modality="text", tokenizer=word_tokenizer())
+    ex.explain(model, SENTENCES, "ig", n_steps=8, progress=False)
+    first = len(probes)
+    ex.explain(model, SENTENCES, "ig", n_steps=8, progress=False)  # a new call, a new wrapper
+    assert first > 0 and len(probes) == first
