@@ -133,7 +133,7 @@ def explain_call(
     completeness gap, build the explanation."""
     with model.evaluating():
         x, caller = call.x, call.model
-        info = _method_for(caller, method, params)
+        info = _method_for(caller, method, params, "text" if call.text is not None else None)
         calls = aligned_calls(caller, len(x))
         # The budget bounds this pass too; a budget below the method's floor is refused by
         # the method, with its (larger) minimum.
@@ -196,9 +196,12 @@ def _on_cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().cpu().to(accumulation_dtype(t.dtype))
 
 
-def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodInfo:
+def _method_for(
+    model: Model, method: str, params: Mapping[str, Any], modality: str | None = None
+) -> MethodInfo:
     """The registered method ``method`` (aliases resolved), its parameters checked and its
-    modalities including the model's."""
+    modalities including the model's (``modality``: a text call's, whose runner sees rows)."""
+    modality = modality or model.modality
     info = get_method(method)
     info.check_params(params)
     if info.needs_gradients and not model.differentiable:
@@ -213,7 +216,7 @@ def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodI
                 'and is differentiable, wrap it with input="tensor".',
             )
         )
-    if model.layout is not None and model.modality not in info.modalities:
+    if model.layout is not None and modality == "tabular" and modality not in info.modalities:
         packed = [m.name for m in list_methods() if model.modality in m.modalities]
         raise InputError(
             describe(
@@ -225,11 +228,11 @@ def _method_for(model: Model, method: str, params: Mapping[str, Any]) -> MethodI
                 "that closes over the other inputs.",
             )
         )
-    if model.modality not in info.modalities:
+    if modality not in info.modalities:
         raise InputError(
             describe(
                 "`method`",
-                f"a method for {model.modality} models",
+                f"a method for {modality} models",
                 f"{info.name} ({', '.join(info.modalities)})",
                 "See ex.list_methods() for the methods of each modality.",
             )

@@ -158,7 +158,7 @@ _ALIASES: dict[str, str] = {}
 def register_method(
     name: str,
     aliases: Sequence[str] = (),
-    modalities: Sequence[str] = ("image", "tabular"),
+    modalities: Sequence[str] = ("image", "tabular", "text"),
     description: str | None = None,
     signed: bool | Callable[[dict[str, Any]], bool] = True,
     reduction: str | None = None,
@@ -172,7 +172,8 @@ def register_method(
 
     Args:
         name: the method's name; ``aliases``: other names for it.
-        modalities: the kinds of model it explains ("image", "tabular").
+        modalities: the kinds of model it explains ("image", "tabular", "text"; a text
+            model is explained through its embeddings, rows of (tokens, dim) values).
         description: one line for :func:`list_methods` (default: the docstring's first).
         signed: whether its maps have a meaningful sign (a diverging colormap centred on
             0), or a function of the parameters an explanation records that says so

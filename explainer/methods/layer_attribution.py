@@ -29,14 +29,56 @@ import torch
 from torch import nn
 
 from .._runtime import Runtime
+from ..errors import InputError, describe
 from ..model import Model
 from ..model_layers import LayerCapture, as_grid, resolve_layer
 from ..registry import MethodResult, register_method
-from .cam import _check_image, layer_activations, to_input_size
+from .cam import layer_activations, to_input_size
 from .integrated_gradients import integrated_gradients
 from .references import make_baselines
 
 __all__ = ["layer_gradient_x_activation", "layer_integrated_gradients"]
+
+
+def _token_shape(model: Model) -> tuple[int, ...] | None:
+    """(tokens, dim) when the rows are one packed (tokens, dim) input (a text model's
+    embeddings), else None."""
+    layout = model.layout
+    if layout is not None and len(layout) == 1 and len(layout.shapes[0]) == 2:
+        return layout.shapes[0]
+    return None
+
+
+def _layer_for(model: Model, inputs: torch.Tensor, layer: Any, method: str) -> Any:
+    """Check the inputs (an image batch, or a text model's embeddings) and the layer: a
+    text model's layer must be named (a block whose output has a row per token); a name
+    given as in the user's network is found in the wrapper that runs its embeddings."""
+    if _token_shape(model) is None:
+        if inputs.ndim != 4 or model.layout is not None:
+            raise InputError(
+                describe(
+                    "`method`",
+                    "an image model (N, C, H, W) or a text model (modality='text') for a layer "
+                    "method",
+                    f"{method} on inputs of shape {tuple(inputs.shape)}",
+                    "Explain the inputs with integrated_gradients, or wrap a text model with "
+                    "modality='text' and name a block with layer=.",
+                )
+            )
+        return layer
+    if layer is None:
+        raise InputError(
+            describe(
+                "`layer`",
+                "the block to explain, for a text model (its output has a row per token)",
+                "None",
+                "Name it, e.g. layer='bert.encoder.layer.1' (see ex.layers(model.net, ids)).",
+            )
+        )
+    names = dict(model.net.named_modules())
+    if isinstance(layer, str) and layer not in names and f"net.{layer}" in names:
+        return f"net.{layer}"  # the text wrapper holds the user's network as .net
+    return layer
 
 
 def _summarised(
@@ -45,8 +87,30 @@ def _summarised(
     reshape: Callable[[torch.Tensor], torch.Tensor] | None,
     extras: dict[str, Any],
     params: dict[str, Any],
+    tokens: tuple[int, ...] | None = None,
 ) -> MethodResult:
-    """Layer attributions (N, ...) -> a result: input-shaped map and the summaries."""
+    """Layer attributions (N, ...) -> a result: input-shaped map and the summaries (per
+    token for a text model's block: attributions spread over each token's embedding)."""
+    if tokens is not None:
+        length, dim = tokens
+        if attr.ndim != 3 or attr.shape[1] != length:
+            raise InputError(
+                describe(
+                    f"Layer {params['layer']!r}",
+                    f"an output with one row per token (N, {length}, features)",
+                    f"shape {tuple(attr.shape)}",
+                    "Choose a block of the encoder (its output is the token sequence).",
+                )
+            )
+        position = attr.sum(-1)  # (N, L)
+        extras = {
+            **extras,
+            "layer_attributions": attr.cpu(),
+            "per_channel": attr.sum(1).cpu(),
+            "spatial": position.cpu(),
+        }
+        spread = (position / dim)[..., None].expand(len(attr), length, dim).reshape(len(attr), -1)
+        return MethodResult(spread.to(inputs.dtype), extras=extras, params=params)
     grid = as_grid(attr, reshape)  # (N, K, h, w)
     spatial = grid.sum(1)
     extras = {
@@ -58,7 +122,9 @@ def _summarised(
     return MethodResult(to_input_size(spatial, inputs), extras=extras, params=params)
 
 
-@register_method("layer_gradient_x_activation", aliases=("layer_gxa",), modalities=("image",))
+@register_method(
+    "layer_gradient_x_activation", aliases=("layer_gxa",), modalities=("image", "text")
+)
 def layer_gradient_x_activation(
     model: Model,
     inputs: torch.Tensor,
@@ -79,10 +145,10 @@ def layer_gradient_x_activation(
     Returns extras ``layer_attributions`` (the layer's shape), ``per_channel`` (N, K) and
     ``spatial`` (N, h, w); the attributions are ``spatial`` upsampled to the input.
     """
-    _check_image(model, inputs, "layer_gradient_x_activation")
+    layer = _layer_for(model, inputs, layer, "layer_gradient_x_activation")
     name, a, g = layer_activations(model, inputs, target, layer, runtime)
     params = {"layer": name, "reshape": None if reshape is None else "given"}
-    return _summarised(a * g, inputs, reshape, {}, params)
+    return _summarised(a * g, inputs, reshape, {}, params, _token_shape(model))
 
 
 class _PatchedNetwork(nn.Module):
@@ -105,7 +171,7 @@ class _PatchedNetwork(nn.Module):
 @register_method(
     "layer_integrated_gradients",
     aliases=("layer_ig",),
-    modalities=("image",),
+    modalities=("image", "text"),
 )
 def layer_integrated_gradients(
     model: Model,
@@ -131,7 +197,7 @@ def layer_integrated_gradients(
     sample: sum of the layer attributions - (f(x) - f(x with the layer at its baseline
     activations)); ``ex.explain`` adds ``relative_gap`` and warns above 1%).
     """
-    _check_image(model, inputs, "layer_integrated_gradients")
+    layer = _layer_for(model, inputs, layer, "layer_integrated_gradients")
     name = resolve_layer(model.net, layer, lambda: model.forward(inputs[:1]))
     b = make_baselines(model, inputs, baselines, seed=0).expand_as(inputs)
     _, a_x, _ = layer_activations(model, inputs, target, name, runtime, gradients=False)
@@ -161,6 +227,5 @@ def layer_integrated_gradients(
         "n_steps": n_steps,
         "rule": rule,
     }
-    return _summarised(
-        torch.cat(attrs), inputs, reshape, {"convergence_delta": torch.cat(deltas)}, params
-    )
+    extras = {"convergence_delta": torch.cat(deltas)}
+    return _summarised(torch.cat(attrs), inputs, reshape, extras, params, _token_shape(model))

@@ -99,7 +99,7 @@ def test_list_methods_names_aliases_modalities_and_descriptions():
     methods = ex.list_methods()
     assert [m.name for m in methods] == sorted(m.name for m in methods)
     for m in methods:
-        assert m.description and set(m.modalities) <= {"image", "tabular"}
+        assert m.description and set(m.modalities) <= {"image", "tabular", "text"}
         for alias in m.aliases:
             assert ex.get_method(alias) is ex.get_method(m.name)
     table = str(methods)

@@ -286,3 +286,42 @@ def test_a_text_models_memory_costs_are_measured_once_not_per_call(monkeypatch):
     first = len(probes)
     ex.explain(model, SENTENCES, "ig", n_steps=8, progress=False)  # a new call, a new wrapper
     assert first > 0 and len(probes) == first
+
+
+@pytest.mark.parametrize("method", ["layer_gradient_x_activation", "layer_integrated_gradients"])
+def test_layer_methods_attribute_to_a_text_models_block_per_token(method):
+    captum = pytest.importorskip("captum.attr")
+    net = hf_classifier("bert")
+    tok = word_tokenizer()
+    model = ex.wrap(net, modality="text", tokenizer=tok)
+    params = {"n_steps": 32} if method == "layer_integrated_gradients" else {}
+    exp = ex.explain(model, SENTENCES, method, target=1, layer="bert.encoder.layer.0",
+                     progress=False, **params)  # fmt: skip
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    block = net.bert.encoder.layer[0]
+
+    def logits(i, m):
+        return net(i, attention_mask=m).logits
+
+    if method == "layer_gradient_x_activation":
+        theirs = captum.LayerGradientXActivation(logits, block).attribute(
+            ids, target=1, additional_forward_args=(mask,))  # fmt: skip
+    else:
+        special = torch.isin(ids, torch.tensor([2, 3])) | (mask == 0)
+        reference = torch.where(special, ids, torch.zeros_like(ids))
+        theirs = captum.LayerIntegratedGradients(logits, block).attribute(
+            ids, baselines=reference, target=1, additional_forward_args=(mask,), n_steps=32,
+            method="gausslegendre")  # fmt: skip
+    theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+    torch.testing.assert_close(
+        exp.extras["layer_attributions"], theirs.detach(), atol=1e-5, rtol=1e-4
+    )
+    # one attribution per token: the block's attributions summed over its features
+    torch.testing.assert_close(exp.attributions, theirs.detach().sum(-1), atol=1e-5, rtol=1e-4)
+
+
+def test_a_text_layer_method_needs_the_block_named():
+    model = ex.wrap(hf_classifier("bert"), modality="text", tokenizer=word_tokenizer())
+    with pytest.raises(ex.InputError, match="layer="):
+        ex.explain(model, SENTENCES, "layer_gradient_x_activation", progress=False)
