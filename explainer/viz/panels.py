@@ -312,7 +312,8 @@ def text_rows(
             )
             for e, a, sc in zip(explanations, maps, scales, strict=True)
         )
-        agreement = method_agreement(maps) if len(maps) > 1 else np.array([np.nan])
+        # one sample: each map as a batch of one (1, tokens)
+        agreement = method_agreement([m[None] for m in maps]) if len(maps) > 1 else [np.nan]
         agree = None if np.isnan(agreement[0]) else float(agreement[0])
         rows.append(
             SampleRow(i, panels=(), agreement=agree, lines=lines, **_caption(first, i, labels))

@@ -325,3 +325,13 @@ def test_a_text_layer_method_needs_the_block_named():
     model = ex.wrap(hf_classifier("bert"), modality="text", tokenizer=word_tokenizer())
     with pytest.raises(ex.InputError, match="layer="):
         ex.explain(model, SENTENCES, "layer_gradient_x_activation", progress=False)
+
+
+def test_token_heatmap_rows_say_how_far_the_methods_agree():
+    from explainer.viz.panels import text_rows
+
+    model = ex.wrap(BagOfWords(WORDS.index("zap")), modality="text", tokenizer=word_tokenizer())
+    texts = ["the movie zap was great", "bad plot zap"]
+    a = ex.explain(model, texts, "gradient_x_input", target=1, progress=False)
+    rows = text_rows([a, a])
+    assert [round(r.agreement, 6) for r in rows] == [1.0, 1.0]  # a map agrees with itself
