@@ -62,7 +62,7 @@ class MethodInfo:
     Example:
         >>> info = get_method("ig")
         >>> info.name, info.modalities, "n_steps" in info.parameters
-        ('integrated_gradients', ('image', 'tabular'), True)
+        ('integrated_gradients', ('image', 'tabular', 'text'), True)
         >>> info.draws_signed({}), info.heatmap_reduction({})
         (True, 'sum')
         >>> get_method("saliency").draws_signed({"absolute": True})
