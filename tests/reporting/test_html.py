@@ -110,6 +110,9 @@ def test_report_of_32_samples_and_3_methods_stays_under_5_mb(tmp_path):
     html = path.read_text()
     assert html.count('class="sample"') == 32
     assert path.stat().st_size < 5 * 2**20
+    # every thumbnail is embedded once (the overlay toggle keeps its source in memory)
+    uris = re.findall(r'class="thumb[^"]*" src="(data:image/png;base64,[^"]+)"', html)
+    assert all(html.count(uri) == 1 for uri in set(uris)) and len(uris) >= 32 * 4
 
 
 def test_shared_scale_is_accepted_and_unknown_scale_refused(image_explanations, tmp_path):

@@ -31,7 +31,10 @@
       grid.querySelectorAll("tr.sample").forEach(function (tr) {
         var source = tr.querySelector("img.original");
         tr.querySelectorAll("img.overlay").forEach(function (img) {
-          img.src = orig.checked ? source.src : img.dataset.overlay;
+          // the overlay's own image, kept in memory on the first toggle: the page embeds
+          // each image once
+          if (!img.overlaySrc) img.overlaySrc = img.src;
+          img.src = orig.checked ? source.src : img.overlaySrc;
         });
       });
     });
