@@ -18,7 +18,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ._checks import check_seed, has_gradient_path
 from .errors import InputError, describe
 from .model import Model
+from .passes import KnownOutputs
 
 __all__ = [
     "Runtime",
@@ -145,12 +146,16 @@ class Runtime:
 
     ``reserved`` is what a calling method already holds out of the budget (smoothgrad's
     noisy copies while its base method runs): :attr:`budget` is what is left of it.
+    ``outputs``: the forwards one call has already run (:mod:`explainer.passes`), shared
+    by ``ex.explain``, the method and its completeness gap so no pass runs twice.
     """
 
     progress: bool = True
     memory_budget: int = 0  # 0 means: use default_memory_budget(device)
     reserved: int = 0
     device: str | None = None  # where the model computes (None: the CPU): sets the default
+    # the outputs this call's passes computed (see explainer.passes): None records nothing
+    outputs: KnownOutputs | None = field(default=None, compare=False)
 
     @property
     def budget(self) -> int:
@@ -574,7 +579,21 @@ def forward_in_chunks(
     Under the default budget (not one the caller set) the batch goes through in one call
     without a probe, so that a network failing on the inputs fails on the user's batch and
     says its shape; the batch expansions of the methods are chunked under it all the same.
+    Outputs a pass of this call already computed on the same rows (``runtime.outputs``) are
+    returned without a pass, and the ones computed here are recorded there.
     """
+    known = runtime.outputs.get(model, x) if runtime.outputs is not None else None
+    if known is not None:
+        return known
+    out = _forward_in_chunks(model, x, runtime, fixed_bytes, what, enforce)
+    if runtime.outputs is not None:
+        runtime.outputs.put(model, x, out)
+    return out
+
+
+def _forward_in_chunks(
+    model: Model, x: torch.Tensor, runtime: Runtime, fixed_bytes: int, what: str, enforce: bool
+) -> torch.Tensor:
     if not runtime.explicit:
         with torch.no_grad():
             return model.forward(x)
@@ -592,9 +611,10 @@ def forward_in_chunks(
 
 
 def input_gradients(
-    model: Model, x: torch.Tensor, target: torch.Tensor
+    model: Model, x: torch.Tensor, target: torch.Tensor, full: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of each row's target output with respect to its input, and the outputs.
+    """Gradient of each row's target output with respect to its input, and the outputs:
+    the target's (rows,), or with ``full=True`` every column (rows, columns).
 
     Rows are independent in eval mode, so the gradient of the summed selected outputs is
     the per-row gradient. Call inside ``model.evaluating()``.
@@ -605,7 +625,7 @@ def input_gradients(
         selected = out.gather(1, target.to(out.device)[:, None]).squeeze(1)  # (rows,)
         has_gradient_path(model, selected)
         (grad,) = torch.autograd.grad(selected.sum(), x)
-    return grad.detach(), selected.detach()
+    return grad.detach(), (out if full else selected).detach()
 
 
 def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from .errors import ExplainerWarning, InputError, ModelError, describe
 from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
 from .multi_input import MultiInputExplanation
+from .passes import KnownOutputs
 from .records import explanation_manifest
 from .registry import MethodInfo, MethodResult, get_method, list_methods
 
@@ -135,10 +137,15 @@ def explain_call(
         x, caller = call.x, call.model
         info = _method_for(caller, method, params, "text" if call.text is not None else None)
         calls = aligned_calls(caller, len(x))
-        # The budget bounds this pass too; a budget below the method's floor is refused by
-        # the method, with its (larger) minimum.
-        out = torch.cat([forward_in_chunks(m, x[s], runtime, enforce=False) for m, s in calls])
-        targets = as_targets(caller, target, out).to(x.device)
+        runtime = replace(runtime, outputs=KnownOutputs())
+        # Every pass counted once: the outputs are computed before the method only when the
+        # targets need them (the predicted class, or a model never run); else the method's
+        # own passes (saliency's forward, IG's f(x)) give them.
+        out = _outputs(calls, x, runtime) if _targets_need_outputs(caller, target) else None
+        columns = caller._seen["columns"] if out is None else out.shape[1]
+        targets = as_targets(
+            caller, target, out if out is not None else torch.empty(len(x), columns, device="meta")
+        ).to(x.device)
         names = feature_names_of(caller, feature_names, x)
         result = merged(
             [
@@ -146,6 +153,8 @@ def explain_call(
                 for m, s in calls
             ]
         )
+        if out is None:
+            out = _outputs(calls, x, runtime)
     _check_result(result, x, info)
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
     extras = _with_relative_gap(result, out.gather(1, targets[:, None]).squeeze(1))
@@ -181,6 +190,21 @@ def explain_call(
     if call.text is not None:
         return as_text_explanation(exp, call, info)
     return exp if caller.layout is None else MultiInputExplanation(exp)
+
+
+def _targets_need_outputs(model: Model, target: Any) -> bool:
+    """Whether resolving ``target`` needs the outputs: the predicted class of a
+    classifier, or any target of a model whose number of outputs is not known yet."""
+    if model._seen["columns"] is None:
+        return True
+    return isinstance(target, str) and target == "predicted" and model.task != "regression"
+
+
+def _outputs(calls: list[tuple[Model, slice]], x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """The outputs on every row: those a pass of this call computed, else a forward.
+    The budget bounds this pass too; a budget below the method's floor is refused by the
+    method, with its (larger) minimum (``enforce=False``)."""
+    return torch.cat([forward_in_chunks(m, x[s], runtime, enforce=False) for m, s in calls])
 
 
 def _recorded(params: Mapping[str, Any], used: Mapping[str, Any]) -> dict[str, Any]:

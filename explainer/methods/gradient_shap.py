@@ -248,20 +248,39 @@ def _deeplift_cost(model: Model, sample: torch.Tensor, runtime: Runtime) -> RowC
     reference pass that keeps each nonlinear operation's values, then a pass with gradients)."""
 
     def run(rows: torch.Tensor) -> None:
-        deeplift(
-            model.forward, rows, rows.detach().mul(0.5), torch.zeros(len(rows), dtype=torch.long)
-        )
+        _pairs(model, rows, rows.detach().mul(0.5), torch.zeros(len(rows), dtype=torch.long))
 
     return measured_cost(model, sample, "deeplift", run, runtime)
+
+
+def _outputs_of(
+    result: DeepLiftResult,
+    f_x: torch.Tensor | None,
+    f_b: torch.Tensor | None,
+    n: int,
+    n_bg: int,
+    sample: torch.Tensor,
+    ref: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """f(x) (N, classes) and f(b) (B, classes) filled in from a chunk of pairs' passes."""
+    out, out0 = result.all_outputs, result.all_reference_outputs
+    if f_x is None or f_b is None:
+        f_x = out.new_zeros(n, out.shape[1])
+        f_b = out0.new_zeros(n_bg, out0.shape[1])
+    f_x[sample] = out
+    f_b[ref] = out0
+    return f_x, f_b
 
 
 def _pairs(
     model: Model, x: torch.Tensor, refs: torch.Tensor, target: torch.Tensor
 ) -> DeepLiftResult:
     """DeepLIFT of each row of ``x`` against the row of ``refs``; a forward whose operations
-    depend on the input values is a ModelError."""
+    depend on the input values is a ModelError, so is one without a gradient path."""
     try:
-        return deeplift(model.forward, x, refs, target)
+        return deeplift(
+            model.forward, x, refs, target, check=lambda out: has_gradient_path(model, out)
+        )
     except ModelError as err:
         if not isinstance(err.__cause__, ControlFlowError):
             raise
@@ -333,9 +352,6 @@ def deep_shap(
     bg = _background(model, background, inputs, "deep_shap")
     _refuse_torchscript(model)
     n, n_bg = len(inputs), len(bg)
-    with torch.enable_grad():
-        probe = inputs[:1].detach().requires_grad_(True)
-        has_gradient_path(model, model.forward(probe)[:, int(target[0])])
     held = _held_bytes(inputs, bg)
     request = ChunkRequest(
         extra_bytes_per_row=2 * inputs[0].numel() * inputs.element_size() + 64,  # the pair
@@ -346,6 +362,9 @@ def deep_shap(
     )
     size = chunk_size(model, inputs[0], runtime, request)
     total, coverage = accumulator(inputs), Coverage()
+    # the pairs' own passes give f(x) and f(b): no forward is run again for the gap
+    f_x: torch.Tensor | None = None
+    f_b: torch.Tensor | None = None
     with progress_chunks(n * n_bg, size, "deep_shap", runtime) as parts:
         for part in parts:  # row r pairs reference r // N with sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
@@ -353,10 +372,16 @@ def deep_shap(
             result = _pairs(model, inputs[sample], bg[ref], target[sample].to(inputs.device))
             total.index_add_(0, sample, result.attributions.to(total.dtype))
             coverage = result.coverage
+            f_x, f_b = _outputs_of(result, f_x, f_b, n, n_bg, sample, ref)
     _warn_uncovered(coverage)
     attributions = total / n_bg
     del total
-    delta = _completeness_gap(model, inputs, bg, target, attributions, runtime, held)
+    if runtime.outputs is not None and runtime.reserved == 0:
+        runtime.outputs.put(model, inputs, f_x)
+    picked = target.to(f_x.device)[:, None]
+    delta = attributions.reshape(n, -1).sum(1) - (
+        f_x.gather(1, picked).squeeze(1) - f_b.mean(0)[picked.squeeze(1)]
+    ).to(attributions)
     return MethodResult(
         attributions,
         extras={"convergence_delta": delta.cpu()},

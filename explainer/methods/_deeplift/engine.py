@@ -262,6 +262,8 @@ class DeepLiftResult:
     outputs: torch.Tensor  # (rows,) f(input)[target]
     reference_outputs: torch.Tensor  # (rows,) f(reference)[target]
     coverage: Coverage
+    all_outputs: torch.Tensor | None = None  # (rows, classes) f(input)
+    all_reference_outputs: torch.Tensor | None = None  # (rows, classes) f(reference)
 
 
 def deeplift(
@@ -269,10 +271,13 @@ def deeplift(
     inputs: torch.Tensor,
     references: torch.Tensor,
     target: torch.Tensor,
+    check: Callable[[torch.Tensor], None] | None = None,
 ) -> DeepLiftResult:
     """DeepLIFT attributions of ``forward(inputs)[i, target[i]]`` to each input row with
     the reference of the same row (rows, ...). ``forward`` maps (rows, ...) to (rows,
-    classes); it is run twice (references, then inputs) and once backwards.
+    classes); it is run twice (references, then inputs) and once backwards. ``check`` is
+    called on the chosen outputs before the backward (to refuse ones without a gradient
+    path, say).
 
     Raises:
         ControlFlowError: the two passes called different operations.
@@ -294,6 +299,8 @@ def deeplift(
                 "were not called on the inputs"
             )
         chosen = out[picked, target]
+        if check is not None:
+            check(chosen)
         (grad,) = torch.autograd.grad(chosen.sum(), x, allow_unused=True)
     if grad is None:
         grad = torch.zeros_like(x)
@@ -302,4 +309,6 @@ def deeplift(
         chosen.detach(),
         out0[picked, target].detach(),
         trace.coverage,
+        out.detach(),
+        out0.detach(),
     )

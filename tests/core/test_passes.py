@@ -1,0 +1,116 @@
+"""Every pass counted once (issue 18): ex.explain runs the forwards a method needs and no
+other; the scores come from the method's own passes where it ran them on the inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import explainer as ex
+from explainer.passes import KnownOutputs
+
+
+class Counted(nn.Module):
+    """A small MLP that counts the rows of its forwards, with and without autograd."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+        self.rows = {"grad": 0, "no_grad": 0}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows["grad" if torch.is_grad_enabled() else "no_grad"] += len(x)
+        return self.net(x)
+
+    def reset(self) -> dict[str, int]:
+        out = dict(self.rows)
+        self.rows.update(grad=0, no_grad=0)
+        return out
+
+
+@pytest.fixture
+def counted():
+    torch.manual_seed(0)
+    net = Counted()
+    model = ex.wrap(net, modality="tabular")
+    x, bg = torch.randn(4, 6), torch.randn(3, 6)
+    ex.explain(model, x, "deep_shap", background=bg, progress=False)  # cost probes, cached
+    ex.explain(model, x, "saliency", progress=False)
+    net.reset()
+    return net, model, x, bg
+
+
+# (method, params, forward+backward rows, forward-only rows) on 4 samples, 3 background rows
+CASES = [
+    ("saliency", {}, 4, 0),
+    ("gradient_x_input", {}, 4, 0),
+    # path points; f(x) and f(baseline) for the gap (f(x) also gives the scores)
+    ("integrated_gradients", {"n_steps": 8}, 32, 8),
+    # noisy points; f(x) (gap and scores), f(background)
+    ("gradient_shap", {"n_samples": 5}, 20, 7),
+    # DeepLIFT's pairs: a reference pass (no autograd) and a pass with autograd per pair;
+    # f(x) and f(background) come from them
+    ("deep_shap", {}, 12, 12),
+    # noisy copies; then the scores
+    ("smoothgrad", {"n_samples": 3}, 12, 4),
+]
+
+
+@pytest.mark.parametrize(("method", "params", "grad_rows", "forward_rows"), CASES)
+def test_a_call_on_given_targets_runs_only_the_passes_its_method_needs(
+    counted, method, params, grad_rows, forward_rows
+):
+    net, model, x, bg = counted
+    if method in ("gradient_shap", "deep_shap"):
+        params = {**params, "background": bg}
+    e = ex.explain(model, x, method, target=1, progress=False, **params)
+    assert net.reset() == {"grad": grad_rows, "no_grad": forward_rows}
+    with torch.no_grad():
+        assert torch.allclose(e.scores, net.net(x).softmax(1), atol=1e-6)
+
+
+def test_the_predicted_class_costs_one_forward_that_the_method_reuses(counted):
+    net, model, x, _ = counted
+    e = ex.explain(model, x, "integrated_gradients", n_steps=8, progress=False)
+    # the forward that finds the predicted class is IG's f(x): 4 + f(baseline) 4
+    assert net.reset() == {"grad": 32, "no_grad": 8}
+    with torch.no_grad():
+        assert e.targets.tolist() == net.net(x).argmax(1).tolist()
+    ex.explain(model, x, "saliency", progress=False)
+    assert net.reset() == {"grad": 4, "no_grad": 4}
+
+
+def test_a_model_never_run_is_run_once_before_its_targets_are_checked():
+    net = Counted()
+    model = ex.wrap(net, modality="tabular")
+    with pytest.raises(ex.InputError, match="class index in \\[0, 3\\)"):
+        ex.explain(model, torch.randn(2, 6), "saliency", target=3, progress=False)
+    assert net.reset()["no_grad"] == 2  # the forward that found 3 columns; no gradient pass
+
+
+class _Model:
+    """Anything a weak reference can point to stands for a model here."""
+
+
+def test_known_outputs_are_never_returned_for_other_rows_or_a_changed_input():
+    known, model, other = KnownOutputs(), _Model(), _Model()
+    x = torch.randn(5, 2)
+    out = torch.randn(5, 3)
+    known.put(model, x, out)
+    assert known.get(model, x[:]) is not None  # the same rows through another view
+    assert known.get(other, x) is None  # another model (other network or arguments)
+    assert known.get(model, x[1:]) is None
+    assert known.get(model, x.clone()) is None  # equal values, other rows
+    assert known.get(model, x.double()) is None
+    x.mul_(2)  # an in-place change bumps the version counter
+    assert known.get(model, x) is None
+
+
+def test_a_freed_input_leaves_no_entry_a_new_tensor_could_match():
+    known, model = KnownOutputs(), _Model()
+    x = torch.randn(64, 8)
+    known.put(model, x, torch.zeros(64, 2))
+    del x
+    y = torch.randn(64, 8)  # may reuse the freed block's address
+    assert known.get(model, y) is None
