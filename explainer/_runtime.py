@@ -15,6 +15,7 @@ import ctypes
 import math
 import platform
 import re
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,8 +89,20 @@ def _cuda_free_memory(device: torch.device) -> int:
     return int(torch.cuda.mem_get_info(device)[0])
 
 
+_MEMINFO_TTL_S = 1.0  # how long a reading of /proc/meminfo is reused
+_meminfo: list[float] = [-math.inf, 0]  # when it was read (monotonic seconds), the value
+
+
 def _host_available_memory() -> int:
-    """``MemAvailable`` from /proc/meminfo; 8 GiB where it cannot be read."""
+    """``MemAvailable`` from /proc/meminfo (read at most once a second: every call of a
+    method asks, and the file costs ~35 µs to read); 8 GiB where it cannot be read."""
+    now = time.monotonic()
+    if now - _meminfo[0] > _MEMINFO_TTL_S:
+        _meminfo[:] = [now, _read_available_memory()]
+    return int(_meminfo[1])
+
+
+def _read_available_memory() -> int:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -201,15 +214,16 @@ class RowCost:
     def rows_within(self, room: int, extra_per_row: int = 0) -> int:
         """The most rows whose peak, with ``extra_per_row`` more bytes a row, fits ``room``."""
         per = self.per_row + extra_per_row
-
-        def fits(rows: int) -> bool:
-            return self.fixed + rows * per + self.slack(rows, rows * per) <= room
-
         low, high = 0, max(0, room // max(per, 1))  # bisection: the peak grows with rows
         while low < high:
             mid = (low + high + 1) // 2
-            low, high = (mid, high) if fits(mid) else (low, mid - 1)
+            low, high = (mid, high) if self.fits(mid, room, extra_per_row) else (low, mid - 1)
         return int(low)
+
+    def fits(self, rows: int, room: int, extra_per_row: int = 0) -> bool:
+        """Whether the peak of ``rows`` rows, ``extra_per_row`` more bytes a row, fits ``room``."""
+        live = rows * (self.per_row + extra_per_row)
+        return self.fixed + live + self.slack(rows, live) <= room
 
 
 # glibc's malloc keeps freed memory resident: blocks under its mmap threshold come from the
@@ -439,6 +453,8 @@ class ChunkRequest:
         fixed_bytes: the method's per-call buffers, held whatever the chunk size.
         backward: a forward+backward pass (True) or a forward without autograd.
         min_rows: the fewest rows a chunk may hold.
+        most: the rows the pass has in all, when known: a budget that holds them all is
+            answered without searching for the largest chunk.
         what: the work, for messages ("integrated_gradients on 8 input(s)").
         buffers: what ``fixed_bytes`` is made of, for messages.
         cost: the pass's measured cost when it is not the plain network's (captum's DeepLift).
@@ -453,6 +469,7 @@ class ChunkRequest:
     fixed_bytes: int = 0
     backward: bool = True
     min_rows: int = 1
+    most: int | None = None
     what: str = "this method"
     buffers: str = "its buffers"
     cost: RowCost | None = None
@@ -482,7 +499,10 @@ def chunk_size(
         one = cost.floor(extra, r.min_rows)  # the pass, its temporaries, allocator slack
         what = f"{r.what} of shape {tuple(sample.shape)}"
         check_budget(runtime, fixed + one, what, _floor_parts(cost, r))
-    return max(r.min_rows, cost.rows_within(runtime.budget - fixed, extra))
+    room = runtime.budget - fixed
+    if r.most is not None and cost.fits(r.most, room, extra):
+        return max(r.min_rows, r.most)
+    return max(r.min_rows, cost.rows_within(room, extra))
 
 
 def _floor_parts(cost: RowCost, request: ChunkRequest) -> str:

@@ -110,14 +110,14 @@ def explain(
     model = wrap(model)
     check_model(model)
     start = time.perf_counter()
-    with model.evaluating():
-        call = prepare(model, inputs, forward_args)
     runtime = Runtime(
         progress=check_bool(progress, "progress"),
         memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
         device=str(model.device),
     )
-    return explain_call(model, call, method, target, runtime, feature_names, params, start)
+    with model.evaluating():  # once for the call: the nested ones inside only count
+        call = prepare(model, inputs, forward_args)
+        return explain_call(model, call, method, target, runtime, feature_names, params, start)
 
 
 def explain_call(

@@ -17,6 +17,7 @@ tensor unchanged; hash with :func:`full_fingerprint` after such surgery.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import weakref
 
 import torch
@@ -41,10 +42,11 @@ def full_fingerprint(net: nn.Module) -> str:
 def state_key(net: nn.Module) -> tuple:
     """A cheap key of a network's state (see the module docstring for what it sees)."""
     out = []
-    for name, t in net.state_dict(keep_vars=True).items():
+    tensors = itertools.chain(net.named_parameters(), net.named_buffers())
+    for name, t in tensors:
         flat = t.detach().reshape(-1)
         step = max(1, flat.numel() // 16)
-        sample = flat[::step][:16].double().cpu().tolist() if flat.numel() else []
+        sample = flat[::step][:16].tolist() if flat.numel() else []
         out.append((name, t.data_ptr(), t._version, tuple(t.shape), t.dtype, *sample))
     return tuple(out)
 

@@ -17,6 +17,8 @@ A plain callable (``clf.predict_proba``) is wrapped as a :class:`~explainer.blac
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import check_bool, check_names
+from ._checks import all_finite, check_bool, check_names
 from .black_box import CallableNet, callable_fingerprint
 from .errors import ExplainerError, InputError, ModelError, describe
 from .fingerprint import fingerprint
@@ -37,6 +39,18 @@ __all__ = ["Model", "wrap"]
 _MODALITIES = ("image", "tabular", "text")
 _OUTPUTS = ("logits", "probabilities")
 TASKS = ("classification", "regression", "multilabel")
+
+
+# Networks inside Model.evaluating() now, and how deeply nested (see Model.evaluating).
+_EVALUATING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _weakrefable(net: Any) -> bool:
+    try:
+        weakref.ref(net)
+    except TypeError:
+        return False
+    return True
 
 
 class Model:
@@ -189,7 +203,7 @@ class Model:
     def dtype(self) -> torch.dtype:
         """The floating-point dtype inputs are run in: that of the first floating parameter
         (or buffer), float32 when the network has none."""
-        for t in (*self.net.parameters(), *self.net.buffers()):
+        for t in itertools.chain(self.net.parameters(), self.net.buffers()):
             if t.is_floating_point():
                 return t.dtype
         return torch.float32
@@ -260,7 +274,18 @@ class Model:
             False False
             >>> net.training, net[0].weight.requires_grad
             (True, True)
+
+        Nested calls on the same network (``ex.explain`` inside, a method inside that) only
+        count: the outermost one sets and restores the flags, once per call.
         """
+        depth = _EVALUATING.get(self.net, 0) if _weakrefable(self.net) else None
+        if depth:
+            _EVALUATING[self.net] = depth + 1
+            try:
+                yield self
+            finally:
+                _EVALUATING[self.net] -= 1
+            return
         modules = list(self.net.modules())
         training = [m.training for m in modules]
         # TorchScript modules hold ``inplace`` as a constant that cannot be set: they keep it
@@ -274,6 +299,8 @@ class Model:
         params = list(self.net.parameters())
         requires_grad = [p.requires_grad for p in params]
         try:
+            if depth is not None:
+                _EVALUATING[self.net] = 1
             self.net.eval()
             for p in params:
                 p.requires_grad_(False)
@@ -281,6 +308,8 @@ class Model:
                 m.inplace = False
             yield self
         finally:
+            if depth is not None:
+                _EVALUATING.pop(self.net, None)
             for m, flag in zip(modules, training, strict=True):
                 m.training = flag
             for p, flag in zip(params, requires_grad, strict=True):
@@ -343,8 +372,8 @@ class Model:
                     "Pass class_names with one entry per output column.",
                 )
             )
-        bad = ~torch.isfinite(out.detach())
-        if bool(bad.any()):
+        if not all_finite(out.detach()):
+            bad = ~torch.isfinite(out.detach())
             raise ModelError(
                 describe(
                     "Model output",

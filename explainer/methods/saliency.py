@@ -37,6 +37,7 @@ def _batched_gradients(
         fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
         what=f"{what} on {len(x)} input(s)",
         buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
+        most=len(x),
     )
     size = chunk_size(model, x[0], runtime, request)
     grads = torch.empty_like(x)

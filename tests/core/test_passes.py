@@ -114,3 +114,19 @@ def test_a_freed_input_leaves_no_entry_a_new_tensor_could_match():
     del x
     y = torch.randn(64, 8)  # may reuse the freed block's address
     assert known.get(model, y) is None
+
+
+def test_nested_evaluating_sets_the_flags_once_and_the_outermost_restores_them():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(), nn.ReLU(inplace=True))
+    model = ex.wrap(net, modality="tabular")
+    with pytest.raises(RuntimeError, match="inside"):
+        with model.evaluating():
+            with model.evaluating():
+                assert not net.training and not net[2].inplace
+            assert not net.training  # the inner exit leaves the outer call's state
+            assert not net[0].weight.requires_grad
+            raise RuntimeError("inside")
+    assert net.training and net[2].inplace and net[0].weight.requires_grad
+    with model.evaluating():  # and a later call sets them again
+        assert not net.training
+    assert net.training
