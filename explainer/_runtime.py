@@ -32,6 +32,7 @@ from ._checks import check_seed, has_gradient_path
 from .errors import InputError, describe
 from .model import Model
 from .passes import KnownOutputs
+from .throughput import Tuning, tuned_chunks
 
 __all__ = [
     "Runtime",
@@ -52,6 +53,7 @@ __all__ = [
     "peak_bytes",
     "progress_bar",
     "progress_chunks",
+    "Tuning",
     "input_gradients",
     "bytes_per_sample",
     "seeded_generator",
@@ -526,14 +528,13 @@ def check_expansion(value: int, name: str, maximum: int, advice: str) -> int:
     return value
 
 
-def chunks(total: int, size: int) -> Iterator[slice]:
+def chunks(total: int, size: int, tuning: Tuning | None = None) -> Iterator[slice]:
     """Consecutive slices of at most ``size`` covering ``range(total)``; after each (when
     there are several) the heap's free memory goes back to the system
-    (:func:`release_free_memory`), so a chunk's freed blocks do not stay resident."""
-    for start in range(0, total, size):
-        yield slice(start, min(start + size, total))
-        if size < total:
-            release_free_memory()
+    (:func:`release_free_memory`), so a chunk's freed blocks do not stay resident. With a
+    ``tuning`` the slices are sized by measured throughput, ``size`` being the most the
+    memory budget allows (:mod:`explainer.throughput`)."""
+    return tuned_chunks(total, size, tuning, release_free_memory)
 
 
 def progress_bar(total: int | None, desc: str, runtime: Runtime) -> tqdm:
@@ -559,9 +560,15 @@ def progress_bar(total: int | None, desc: str, runtime: Runtime) -> tqdm:
 
 @contextmanager
 def progress_chunks(
-    total: int, size: int, desc: str, runtime: Runtime, rows_per_index: int = 1
+    total: int,
+    size: int,
+    desc: str,
+    runtime: Runtime,
+    rows_per_index: int = 1,
+    tuning: Tuning | None = None,
 ) -> Iterator[Iterator[slice]]:
-    """:func:`chunks` of ``range(total)`` counted on a :func:`progress_bar`, closed on exit.
+    """:func:`chunks` of ``range(total)`` (sized by throughput with a ``tuning``) counted
+    on a :func:`progress_bar`, closed on exit.
 
     After the body has handled a slice, the bar advances by its length times
     ``rows_per_index`` (the rows one index stands for: smoothgrad's index is a noisy copy of
@@ -574,7 +581,7 @@ def progress_chunks(
         [(0, 2), (2, 4), (4, 5)]
     """
     with progress_bar(total * rows_per_index, desc, runtime) as bar:
-        yield _counted(chunks(total, size), bar, rows_per_index)
+        yield _counted(chunks(total, size, tuning), bar, rows_per_index)
 
 
 def _counted(parts: Iterator[slice], bar: tqdm, rows_per_index: int) -> Iterator[slice]:

@@ -169,6 +169,8 @@ def explain_call(
         duration_s=round(time.perf_counter() - start, 4),
         memory_budget=runtime.budget,
     )
+    if runtime.outputs is not None and runtime.outputs.chunking:
+        manifest["chunks"] = runtime.outputs.chunking  # rows per chunk (explainer.throughput)
     if caller.layout is not None and names is not None:
         manifest["inputs"]["feature_names"] = names
     exp = Explanation(

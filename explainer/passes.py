@@ -61,6 +61,8 @@ class KnownOutputs:
     def __init__(self) -> None:
         self._entries: list[tuple[weakref.ref, weakref.ref, _Key, torch.Tensor]] = []
         self.hits = 0  # how many passes were saved (tests and benchmarks read it)
+        # the chunk sizes this call's passes ran at (explainer.throughput), for its manifest
+        self.chunking: dict[str, Any] = {}
 
     def put(self, model: Any, x: torch.Tensor, out: torch.Tensor) -> None:
         """Remember ``out`` (detached) as ``model``'s outputs on the rows ``x``."""

@@ -17,6 +17,7 @@ from .._runtime import (
     ChunkRequest,
     RowCost,
     Runtime,
+    Tuning,
     accumulator,
     check_expansion,
     chunk_size,
@@ -119,7 +120,8 @@ def gradient_shap(
     span = value_ranges(inputs, model.layout) * stdev  # (N, 1, ...), or (N, D) per input
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
     total = accumulator(inputs)  # at least float32
-    with progress_chunks(n * n_samples, size, "gradient_shap", runtime) as parts:
+    tuning = Tuning.of(model, "forward+backward", inputs[0], runtime)
+    with progress_chunks(n * n_samples, size, "gradient_shap", runtime, tuning=tuning) as parts:
         for part in parts:  # row r is draw r // N of sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
             draw, sample = rows // n, rows % n
@@ -365,7 +367,8 @@ def deep_shap(
     # the pairs' own passes give f(x) and f(b): no forward is run again for the gap
     f_x: torch.Tensor | None = None
     f_b: torch.Tensor | None = None
-    with progress_chunks(n * n_bg, size, "deep_shap", runtime) as parts:
+    tuning = Tuning.of(model, "deeplift", inputs[0], runtime)
+    with progress_chunks(n * n_bg, size, "deep_shap", runtime, tuning=tuning) as parts:
         for part in parts:  # row r pairs reference r // N with sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
             ref, sample = rows // n, rows % n

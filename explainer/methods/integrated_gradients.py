@@ -23,6 +23,7 @@ from .._checks import check_choice, check_int, check_seed
 from .._runtime import (
     ChunkRequest,
     Runtime,
+    Tuning,
     accumulation_dtype,
     accumulator,
     check_expansion,
@@ -87,7 +88,8 @@ def integrate_gradients(
     w = torch.as_tensor(weights, dtype=accumulation_dtype(inputs.dtype), device=inputs.device)
     total = accumulator(inputs)
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
-    with progress_chunks(steps * n, size, "integrated_gradients", runtime) as parts:
+    tuning = Tuning.of(model, "forward+backward", inputs[0], runtime)
+    with progress_chunks(steps * n, size, "integrated_gradients", runtime, tuning=tuning) as parts:
         for part in parts:  # row r is step r // N of sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
             step, sample = rows // n, rows % n

@@ -10,6 +10,7 @@ from .._checks import check_bool, check_fraction, check_int, check_seed
 from .._runtime import (
     ChunkRequest,
     Runtime,
+    Tuning,
     accumulator,
     check_budget,
     chunk_size,
@@ -42,7 +43,7 @@ def _batched_gradients(
     size = chunk_size(model, x[0], runtime, request)
     grads = torch.empty_like(x)
     outs = []
-    for part in chunks(len(x), size):
+    for part in chunks(len(x), size, Tuning.of(model, "forward+backward", x[0], runtime)):
         grads[part], out = input_gradients(model, x[part], target[part], full=True)
         outs.append(out)
     if runtime.outputs is not None and runtime.reserved == 0:  # the caller's rows, not copies

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .._runtime import Runtime, chunk_size, chunks
+from .._runtime import Runtime, Tuning, chunk_size, chunks
 from ..methods.references import gaussian_blur
 from ..model import Model
 
@@ -117,7 +117,8 @@ def perturbation_curves(
     rows_total = n * (steps + 1)
     size = chunk_size(model, inputs[0], runtime)
     out = torch.empty(rows_total, dtype=torch.float64)
-    for part in chunks(rows_total, size):  # row r is step r // N of sample r % N
+    tuning = Tuning.of(model, "forward", inputs[0], runtime)
+    for part in chunks(rows_total, size, tuning):  # row r is step r // N of sample r % N
         r = torch.arange(part.start, part.stop)
         step, sample = r // n, r % n
         changed = rank[sample] < cut[sample, step].view(
@@ -175,7 +176,7 @@ def infidelity(
     tgt = targets.to(inputs.device).repeat(len(noise))
     size = chunk_size(model, inputs[0], runtime)
     f_pert = torch.empty(len(flat), dtype=inputs.dtype, device=inputs.device)
-    for part in chunks(len(flat), size):
+    for part in chunks(len(flat), size, Tuning.of(model, "forward", inputs[0], runtime)):
         f_pert[part] = model.forward(flat[part]).gather(1, tgt[part, None]).squeeze(1)
     f_pert = f_pert.reshape(len(noise), n)
     dot = (noise * attributions[None].to(inputs.device)).reshape(len(noise), n, -1).sum(2)

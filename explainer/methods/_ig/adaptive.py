@@ -47,7 +47,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..._runtime import ChunkRequest, Runtime, chunk_size, chunks, input_gradients, progress_bar
+from ..._runtime import (
+    ChunkRequest,
+    Runtime,
+    Tuning,
+    chunk_size,
+    chunks,
+    input_gradients,
+    progress_bar,
+)
 from ...model import Model
 from .panels import (
     AIM,
@@ -202,6 +210,7 @@ class StraightPaths:
     target: torch.Tensor  # (n,)
     size: int
     bar: Any
+    tuning: Tuning | None = None  # chunk sizes by measured throughput, at most ``size``
 
 
 def _evaluate(
@@ -211,7 +220,7 @@ def _evaluate(
     chunks of ``path.size``, in row order."""
     model, inputs, baselines, target = path.model, path.inputs, path.baselines, path.target
     shape1 = (-1, *([1] * (inputs.ndim - 1)))
-    for part in chunks(len(rows), path.size):
+    for part in chunks(len(rows), path.size, path.tuning):
         idx = torch.tensor([i for i, _ in rows[part]], device=inputs.device)
         a = torch.tensor([a for _, a in rows[part]], dtype=inputs.dtype, device=inputs.device)
         base = (
@@ -284,7 +293,8 @@ def adaptive_gradient_integral(
     with progress_bar(None, "integrated_gradients (adaptive)", runtime) as bar:
         for part in chunks(n, group):
             b = baselines if len(baselines) == 1 else baselines[part]
-            path = StraightPaths(model, inputs[part], b, target[part], size, bar)
+            tuning = Tuning.of(model, "forward+backward", inputs[0], runtime)
+            path = StraightPaths(model, inputs[part], b, target[part], size, bar, tuning)
             groups.append(refine_group(path, tolerance, max_steps, high_order))
     dev = inputs.device
     estimate = np.concatenate([g.estimate for g in groups])
