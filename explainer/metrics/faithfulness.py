@@ -19,11 +19,20 @@ from __future__ import annotations
 
 import torch
 
-from .._runtime import Runtime, Tuning, chunk_size, chunks
+from .._runtime import ChunkRequest, Runtime, Tuning, chunk_size, chunks
 from ..methods.references import gaussian_blur
 from ..model import Model
 
-__all__ = ["fill_reference", "feature_scores", "perturbation_curves", "auc", "infidelity"]
+__all__ = [
+    "fill_reference",
+    "feature_scores",
+    "perturbation_curves",
+    "auc",
+    "infidelity",
+    "infidelity_noise",
+    "perturbed_outputs",
+    "infidelity_of",
+]
 
 FILLS = ("blur", "mean", "zeros")
 
@@ -115,7 +124,7 @@ def perturbation_curves(
     # Position is "changed" at step k when its feature is among the first ceil(k/steps * F_i).
     cut = torch.ceil(fractions[None] * n_real[:, None].double()).long()  # (N, steps+1)
     rows_total = n * (steps + 1)
-    size = chunk_size(model, inputs[0], runtime)
+    size = chunk_size(model, inputs[0], runtime, ChunkRequest(backward=False))
     out = torch.empty(rows_total, dtype=torch.float64)
     tuning = Tuning.of(model, "forward", inputs[0], runtime)
     for part in chunks(rows_total, size, tuning):  # row r is step r // N of sample r % N
@@ -165,19 +174,42 @@ def infidelity(
     Returns:
         (N,) infidelity per sample.
     """
-    n = len(inputs)
     if noise is None:
-        noise = (
-            torch.randn((n_perturb, *inputs.shape), generator=generator, dtype=inputs.dtype) * stdev
-        )
+        noise = infidelity_noise(inputs, n_perturb, stdev, generator)
+    return infidelity_of(attributions, perturbed_outputs(model, inputs, targets, noise, runtime))
+
+
+def infidelity_noise(
+    inputs: torch.Tensor, n_perturb: int, stdev: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Infidelity's perturbations (n_perturb, N, ...), N(0, stdev^2), on the inputs' device."""
+    noise = torch.randn((n_perturb, *inputs.shape), generator=generator, dtype=inputs.dtype)
+    return (noise * stdev).to(inputs.device)
+
+
+@torch.no_grad()
+def perturbed_outputs(
+    model: Model, inputs: torch.Tensor, targets: torch.Tensor, noise: torch.Tensor, runtime: Runtime
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What infidelity needs of the model, whatever the attributions: the perturbations
+    (P, N, ...), f(x) (N,) and f(x - I) (P, N) of the target; computed once for every
+    method that explains the same inputs (``ex.evaluate`` shares them)."""
+    n = len(inputs)
     noise = noise.to(inputs.device)
     f_x = model.forward(inputs).gather(1, targets[:, None].to(inputs.device)).squeeze(1)
     flat = (inputs[None] - noise).reshape(-1, *inputs.shape[1:])  # (P * N, ...)
     tgt = targets.to(inputs.device).repeat(len(noise))
-    size = chunk_size(model, inputs[0], runtime)
+    size = chunk_size(model, inputs[0], runtime, ChunkRequest(backward=False))
     f_pert = torch.empty(len(flat), dtype=inputs.dtype, device=inputs.device)
     for part in chunks(len(flat), size, Tuning.of(model, "forward", inputs[0], runtime)):
         f_pert[part] = model.forward(flat[part]).gather(1, tgt[part, None]).squeeze(1)
-    f_pert = f_pert.reshape(len(noise), n)
-    dot = (noise * attributions[None].to(inputs.device)).reshape(len(noise), n, -1).sum(2)
+    return noise, f_x, f_pert.reshape(len(noise), n)
+
+
+def infidelity_of(
+    attributions: torch.Tensor, perturbed: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Infidelity (N,) of ``attributions`` from :func:`perturbed_outputs`."""
+    noise, f_x, f_pert = perturbed
+    dot = (noise * attributions[None].to(noise.device)).reshape(len(noise), len(f_x), -1).sum(2)
     return ((dot - (f_x[None] - f_pert)) ** 2).mean(0).double().cpu()

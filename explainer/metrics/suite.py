@@ -9,6 +9,7 @@ to the :class:`Scores`; agreement compares the explanations of the same inputs.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,7 +33,15 @@ from ..registry import get_method
 from ..text import per_token
 from ..viz.heatmap import spec_for
 from ..viz.sections import group_by_inputs
-from .faithfulness import auc, feature_scores, fill_reference, infidelity, perturbation_curves
+from .faithfulness import (
+    auc,
+    feature_scores,
+    fill_reference,
+    infidelity_noise,
+    infidelity_of,
+    perturbation_curves,
+    perturbed_outputs,
+)
 from .localization import pointing_game, relevance_mass
 from .road import NOISE, road_curves
 from .robustness import max_sensitivity
@@ -155,7 +164,7 @@ def score(
     # the default budget of re-runs and forward passes is that of the model's device
     settings = replace(settings, runtime=replace(settings.runtime, device=str(model.device)))
     scores = Scores(settings=settings.record(model.name, model.task))
-    segments: dict[int, torch.Tensor] = {}  # superpixels of each input batch, shared by methods
+    shared = _Shared(settings.seed)  # what does not depend on the method, computed once
     groups = [g for g in _PER_EXPLANATION if g.name in settings.groups]
     bar = tqdm(
         total=len(exps),
@@ -168,11 +177,11 @@ def score(
         for exp in exps:
             explain = _explain_fn(exp, settings)
             if exp.modality == "text":  # scored on its embeddings, tokens removed whole
-                job = _text_job(exp, model, settings, scores, explain, segments)
+                job = _text_job(exp, model, settings, scores, explain, shared)
             else:
                 job = _Job.of(
                     exp, _calling(model, exp), settings, scores, explain, mask_sets[id(exp)],
-                    segments,
+                    shared,
                 )  # fmt: skip
             for one in job.aligned():
                 for group in groups:
@@ -183,7 +192,7 @@ def score(
     return scores
 
 
-def _text_job(exp, model, settings, scores, explain, segments) -> _Job:
+def _text_job(exp, model, settings, scores, explain, shared) -> _Job:
     """The job of a text explanation: its embedding attributions scored on the model that
     runs embeddings; deletion removes whole tokens (special tokens and padding never),
     replacing them by the reference token; re-runs get the reference as their baselines."""
@@ -197,10 +206,11 @@ def _text_job(exp, model, settings, scores, explain, segments) -> _Job:
         out = explain(m, x, t, reference, groups)
         return spread_tokens(per_token(out.reshape(len(x), -1, dim), absolute), dim)
 
-    job = _Job.of(text.exp, text.model, settings, scores, token_level, {}, segments)
+    job = _Job.of(text.exp, text.model, settings, scores, token_level, {}, shared)
     reference = text.reference.to(job.inputs.device)
     return replace(
         job,
+        batch=None,  # its features are the tokens the explanation scored: not shared
         reference=reference,
         features=(text.token_scores, text.token_ids),
         rerun_defaults=reference,
@@ -326,7 +336,8 @@ class _Job:
     targets: torch.Tensor  # as recorded (CPU)
     attributions: torch.Tensor  # on the model's device
     generator: torch.Generator  # seeded once per explanation, shared by the groups in order
-    segments: dict[int, torch.Tensor]  # superpixels by input batch, shared by explanations
+    shared: _Shared  # what does not depend on the method, by input batch
+    batch: tuple[int, int] | None  # this job's inputs and targets in ``shared`` (None: not shared)
     # Batch statistics, computed on the whole batch (also when it is scored sample by sample)
     reference: torch.Tensor  # what deletion/insertion replace features by, like inputs
     noise_scale: float  # infidelity's noise: a tenth of the inputs' standard deviation
@@ -345,7 +356,7 @@ class _Job:
         return self.explain(model, x, t, self.rerun_defaults, self.rerun_groups)
 
     @classmethod
-    def of(cls, exp, model, settings, scores, explain, masks, segments) -> _Job:
+    def of(cls, exp, model, settings, scores, explain, masks, shared) -> _Job:
         """The job of ``exp``: its tensors on the model's device and a fresh generator."""
         # in the model's dtype too: a bfloat16 model's explanation holds float32 inputs
         x = exp.inputs.to(device=model.device, dtype=model.dtype)
@@ -367,7 +378,8 @@ class _Job:
             targets=exp.targets,
             attributions=exp.attributions.to(model.device),
             generator=torch.Generator().manual_seed(settings.seed),
-            segments=segments,
+            shared=shared,
+            batch=shared.batch_of(exp, model),
             reference=reference,
             noise_scale=0.1 * float(x.std()) if len(x) > 1 or x.numel() > 1 else 0.1,
             radius=0.02 * float(x.max() - x.min()),
@@ -407,6 +419,7 @@ class _Job:
             attributions=self.attributions[one],
             reference=self.reference[one],
             first=i,
+            batch=None,  # one sample of a batch bound to its own forward arguments
             features=None
             if self.features is None
             else (self.features[0][one], self.features[1][one]),
@@ -417,6 +430,68 @@ class _Job:
     def add(self, metric: str, values: Any, mask: str | None = None) -> None:
         self.scores.add(self.exp.method, metric, values, mask=mask, first=self.first)
 
+    def share(
+        self, name: str, compute: Callable[[torch.Generator], Any], per_inputs: bool = False
+    ) -> Any:
+        """``compute(generator)``, once for every explanation of this job's inputs (and
+        targets, unless ``per_inputs``); its generator is seeded by the settings' seed
+        and ``name``, so the draws are the same whatever method asks first."""
+        return self.shared.get(self.batch, name, compute, per_inputs)
+
+
+class _Shared:
+    """What trust scores need that does not depend on the method, computed once for all
+    the explanations of the same inputs (equal values, on the same network with no
+    per-sample forward arguments) and targets: the superpixels, the random-order
+    deletion and insertion curves, infidelity's perturbed forwards. Each draws from a
+    generator of its own, seeded by the settings' seed and the part's name, so its values
+    do not depend on which method came first (the per-explanation generator serves the
+    method-dependent parts)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._inputs: list[tuple[torch.Tensor, Any]] = []
+        self._targets: list[list[torch.Tensor]] = []
+        self._values: dict[tuple, Any] = {}
+
+    def batch_of(self, exp: Explanation, model: Model) -> tuple[int, int] | None:
+        """The (inputs, targets) indices of ``exp``'s batch, or None when not shared."""
+        if model.forward_args:
+            return None
+        x = exp.inputs
+        same = [
+            k
+            for k, (seen, net) in enumerate(self._inputs)
+            if net is model.net and seen.shape == x.shape and seen.dtype == x.dtype
+            and torch.equal(seen, x)
+        ]  # fmt: skip
+        if not same:
+            self._inputs.append((x, model.net))
+            self._targets.append([])
+        i = same[0] if same else len(self._inputs) - 1
+        targets = self._targets[i]
+        for j, seen in enumerate(targets):
+            if torch.equal(seen, exp.targets):
+                return i, j
+        targets.append(exp.targets)
+        return i, len(targets) - 1
+
+    def get(
+        self,
+        batch: tuple[int, int] | None,
+        name: str,
+        compute: Callable[[torch.Generator], Any],
+        per_inputs: bool = False,
+    ) -> Any:
+        digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
+        generator = torch.Generator().manual_seed((self.seed + digest) % 2**63)
+        if batch is None:
+            return compute(generator)
+        key = (batch[0], name) if per_inputs else (*batch, name)
+        if key not in self._values:
+            self._values[key] = compute(generator)
+        return self._values[key]
+
 
 def _faithfulness(job: _Job) -> None:
     """Deletion and insertion curves (most-relevant-first, random, least-relevant-first for
@@ -426,6 +501,13 @@ def _faithfulness(job: _Job) -> None:
     reference = job.reference
 
     def curve(mode: str, order: str) -> torch.Tensor:
+        if order == "random":  # the same for every method: its own draws, computed once
+            return job.share(
+                f"{mode} curve, random order",
+                lambda gen: perturbation_curves(
+                    job.model, x, t, feat, ids, reference, mode, order, s.steps, gen, s.runtime
+                ),
+            )
         return perturbation_curves(
             job.model, x, t, feat, ids, reference, mode, order, s.steps, job.generator, s.runtime
         )
@@ -451,30 +533,28 @@ def _segments(job: _Job) -> torch.Tensor | None:
     when deletion works on pixels or columns."""
     if job.exp.modality != "image" or job.settings.features != "superpixels":
         return None
-    key = id(job.exp.inputs)
-    if key not in job.segments:
-        n = job.settings.n_segments
-        job.segments[key] = torch.stack([superpixels(img, n) for img in job.exp.inputs])
-    return job.segments[key]
+    n = job.settings.n_segments
+    return job.share(
+        "superpixels",
+        lambda _: torch.stack([superpixels(img, n) for img in job.exp.inputs]),
+        per_inputs=True,
+    )
 
 
 def _infidelity(job: _Job) -> None:
     """Infidelity under Gaussian noise of a tenth of the inputs' standard deviation."""
     s, x = job.settings, job.inputs
-    noise_scale = job.noise_scale
-    job.add(
-        "infidelity",
-        infidelity(
+    perturbed = job.share(
+        "infidelity's perturbed outputs",  # the same noise for every method: computed once
+        lambda gen: perturbed_outputs(
             job.model,
             x,
             job.targets,
-            job.attributions,
-            s.n_perturb,
-            noise_scale,
-            job.generator,
+            infidelity_noise(x, s.n_perturb, job.noise_scale, gen),
             s.runtime,
         ),
     )
+    job.add("infidelity", infidelity_of(job.attributions, perturbed))
 
 
 def _robustness(job: _Job) -> None:

@@ -36,7 +36,8 @@ def counted():
     model = ex.wrap(net, modality="tabular")
     x, bg = torch.randn(4, 6), torch.randn(3, 6)
     ex.explain(model, x, "deep_shap", background=bg, progress=False)  # cost probes, cached
-    ex.explain(model, x, "saliency", progress=False)
+    e = ex.explain(model, x, "saliency", progress=False)
+    ex.evaluate(e, model, metrics=["infidelity"], n_perturb=1, progress=False)  # forward cost
     net.reset()
     return net, model, x, bg
 
@@ -130,3 +131,24 @@ def test_nested_evaluating_sets_the_flags_once_and_the_outermost_restores_them()
     with model.evaluating():  # and a later call sets them again
         assert not net.training
     assert net.training
+
+
+def test_evaluate_computes_what_does_not_depend_on_the_method_once(counted):
+    """The random-order curves and infidelity's perturbed forwards are the same for every
+    method explaining the same inputs: a second method adds only its own curves."""
+    net, model, x, _ = counted
+    a = ex.explain(model, x, "saliency", target=1, progress=False)
+    b = ex.explain(model, x.clone(), "gradient_x_input", target=1, progress=False)
+    options = dict(metrics=["faithfulness", "infidelity"], steps=4, n_perturb=3, progress=False)
+    net.reset()
+    one = ex.evaluate(a, model, **options)
+    alone = net.reset()["no_grad"]
+    both = ex.evaluate([a, b], model, **options)
+    together = net.reset()["no_grad"]
+    curve = len(x) * (4 + 1)
+    # deletion, insertion, lerf (by the method) + 2 random curves + f(x) and 3 perturbations
+    assert alone == 5 * curve + len(x) + 3 * len(x)
+    assert together == alone + 3 * curve
+    # and the shared parts give each method the numbers it would get alone
+    for metric in ("deletion_random_auc", "infidelity", "deletion_auc"):
+        assert one.values("saliency", metric).tolist() == both.values("saliency", metric).tolist()
