@@ -53,6 +53,9 @@ def run_batch(
             exp = explain(
                 model, x, name, target, progress=False, memory_budget=memory_budget, **params
             )
+        # the next methods explain the classes this one resolved: the predicted class is
+        # found once per batch, not once per method (every pass counted once)
+        target = exp.targets
         out.setdefault("targets", exp.targets.numpy())
         out.setdefault("scores", exp.scores.numpy())
         out[attributions_path(name)] = exp.attributions.numpy()
