@@ -388,7 +388,9 @@ def evaluate(
         opened, net, metrics or "default", sample=sample, seed=seed, progress=progress
     )
     for verdict in scores.verdicts():
-        mark = {True: "pass", False: "FAIL", None: "info"}[verdict.passed]
+        mark = {"pass": "pass", "fail": "FAIL", "inconclusive": "not settled", "info": "info"}[
+            verdict.state
+        ]
         typer.echo(f"{mark:4}  {verdict.method}: {verdict.check}: {verdict.text}")
     typer.echo(f"saved trust scores of {len(scores.rows)} values in {store}")
 

@@ -141,7 +141,7 @@ def tuned_chunks(
         >>> [(p.start, p.stop) for p in tuned_chunks(5, 2, None)]
         [(0, 2), (2, 4), (4, 5)]
     """
-    if tuning is None:
+    if tuning is None or total <= min(cap, SMALLEST):  # one small chunk: nothing to learn
         for start in range(0, total, cap):
             yield slice(start, min(start + cap, total))
             if cap < total and between is not None:

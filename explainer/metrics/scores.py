@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .verdicts import Evidence, Verdict, combined_state, evidence, settle_sentence
+
 __all__ = ["Scores", "Verdict", "METRIC_INFO", "THRESHOLDS"]
 
 # metric -> (higher_is_better, category, one-line meaning)
@@ -88,14 +90,6 @@ THRESHOLDS = {
     "completeness_gap": 0.05,
     "gain": 0.01,
 }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    method: str
-    check: str
-    passed: bool | None  # None: informative only
-    text: str
 
 
 @dataclass
@@ -250,9 +244,9 @@ class Scores:
 
     def _repr_html_(self) -> str:
         head = "<tr><th>method</th><th>check</th><th>verdict</th></tr>"
-        icon = {True: "✔ passes", False: "✘ fails", None: "ℹ"}
+        icon = {"pass": "✔ passes", "fail": "✘ fails", "inconclusive": "? not settled", "info": "ℹ"}
         body = "".join(
-            f"<tr><td>{escape(v.method)}</td><td>{escape(v.check)}</td><td>{icon[v.passed]}: {escape(v.text)}</td></tr>"
+            f"<tr><td>{escape(v.method)}</td><td>{escape(v.check)}</td><td>{icon[v.state]}: {escape(v.text)}</td></tr>"
             for v in self.verdicts()
         )
         return f"<table>{head}{body}</table>"
@@ -261,94 +255,124 @@ class Scores:
         return f"Scores({len(self.rows)} rows; methods={self.methods})"
 
 
+def _evidence(
+    s: Scores, m: str, metric: str, threshold: float, higher: bool, statistic: str = "mean"
+) -> Evidence:
+    """The evidence of ``metric``'s per-sample values of method ``m`` (seeded by the
+    settings' seed, so a report's intervals are reproducible)."""
+    seed = int(s.settings.get("seed") or 0)
+    return evidence(metric, s.values(m, metric), threshold, higher, statistic, seed, m)
+
+
 def _faithfulness_verdict(s: Scores, m: str) -> list[Verdict]:
     if not len(s.values(m, "deletion_gain")):
         return []
-    d, i = s.mean(m, "deletion_gain"), s.mean(m, "insertion_gain")
-    share = float((s.values(m, "deletion_gain") > 0).mean())
-    passed = _clear_gain(s, m, "deletion_gain", d) and _clear_gain(s, m, "insertion_gain", i)
+    t = THRESHOLDS["gain"]
+    d = _evidence(s, m, "deletion_gain", t, higher=True)
+    i = _evidence(s, m, "insertion_gain", t, higher=True)
+    state = combined_state(d, i)
     what = "predicted value" if s.settings.get("task") == "regression" else "target probability"
-    text = (
-        f"deleting its most relevant features lowers the {what} faster than a random order "
-        f"(AUC {s.mean(m, 'deletion_auc'):.3f} vs {s.mean(m, 'deletion_random_auc'):.3f}: better than random by {d:.3f}; "
-        f"{share:.0%} of samples), insertion better by {i:.3f}"
-    )
-    if not passed:
+    gains = f"deletion gain {d.interval()}, insertion gain {i.interval()}"
+    if state == "pass":
         text = (
-            f"no clear advantage over a random ordering (deletion gain {d:+.3f}, insertion gain {i:+.3f}; "
-            f"needs > {THRESHOLDS['gain']} and two standard errors): the map may not point at what the model uses"
+            f"deleting its most relevant features lowers the {what} faster than a random order "
+            f"(AUC {s.mean(m, 'deletion_auc'):.3f} vs {s.mean(m, 'deletion_random_auc'):.3f}): "
+            f"{gains}; both intervals above the {t} threshold"
         )
-    return [Verdict(m, "faithfulness (deletion/insertion vs random)", passed, text)]
-
-
-def _clear_gain(s: Scores, m: str, metric: str, mean: float) -> bool:
-    """The mean gain exceeds THRESHOLDS["gain"] and two standard errors of its samples."""
-    v = s.values(m, metric)
-    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-    return mean > max(THRESHOLDS["gain"], 2 * se)
+    elif state == "fail":
+        low = [p for p in (d, i) if p.state == "fail"]
+        names = " and ".join(p.metric.replace("_", " ") for p in low)
+        text = (
+            f"no clear advantage over a random ordering: {gains}; the {names} interval lies "
+            f"below the {t} threshold: the map may not point at what the model uses"
+        )
+    else:
+        text = (
+            f"not settled: {gains}; an interval reaches across the {t} threshold, so "
+            f"{len(s.values(m, 'deletion_gain'))} samples cannot tell whether the map beats "
+            f"a random order{settle_sentence((d, i))}"
+        )
+    return [Verdict.of(m, "faithfulness (deletion/insertion vs random)", state, text, d, i)]
 
 
 def _road_verdict(s: Scores, m: str) -> list[Verdict]:
     if not len(s.values(m, "road_gain")):
         return []
-    gain = s.mean(m, "road_gain")
+    t = THRESHOLDS["gain"]
+    g = _evidence(s, m, "road_gain", t, higher=True)
     morf, lerf = s.mean(m, "road_morf"), s.mean(m, "road_lerf")
-    passed = _clear_gain(s, m, "road_gain", gain)
     what = "predicted value" if s.settings.get("task") == "regression" else "target probability"
-    text = (
-        f"removing its most relevant pixels (imputed from their neighbours) lowers the {what} "
-        f"more than removing its least relevant ones (mean {morf:.3f} vs {lerf:.3f}: gain {gain:.3f})"
-        if passed
-        else f"no clear difference between removing its most and least relevant pixels (ROAD gain "
-        f"{gain:+.3f}; needs > {THRESHOLDS['gain']} and two standard errors): the ranking "
-        "of the map may not be the model's"
-    )
-    return [Verdict(m, "faithfulness (ROAD: least vs most relevant removed)", passed, text)]
+    if g.state == "pass":
+        text = (
+            f"removing its most relevant pixels (imputed from their neighbours) lowers the {what} "
+            f"more than removing its least relevant ones (mean {morf:.3f} vs {lerf:.3f}): "
+            f"gain {g.interval()}, above the {t} threshold"
+        )
+    elif g.state == "fail":
+        text = (
+            f"no clear difference between removing its most and least relevant pixels: ROAD "
+            f"gain {g.interval()}, below the {t} threshold: the ranking of the map may not "
+            "be the model's"
+        )
+    else:
+        text = (
+            f"not settled: ROAD gain {g.interval()} reaches across the {t} threshold"
+            f"{settle_sentence((g,))}"
+        )
+    return [Verdict.of(m, "faithfulness (ROAD: least vs most relevant removed)", g.state, text, g)]
 
 
 def _sanity_verdict(s: Scores, m: str) -> list[Verdict]:
     if not len(s.values(m, "randomization_spearman")):
         return []
-    rho, limit = s.mean(m, "randomization_spearman"), THRESHOLDS["randomization_spearman"]
+    limit = THRESHOLDS["randomization_spearman"]
+    rho = _evidence(s, m, "randomization_spearman", limit, higher=False)
     ssim = s.mean(m, "randomization_ssim")
     extra = "" if math.isnan(ssim) else f", SSIM {ssim:.2f}"
-    passed = rho < limit
-    text = (
-        f"passes the randomization sanity check: the map changes when the weights are randomized (ρ = {rho:.2f}{extra})"
-        if passed
-        else f"attribution barely changes when weights are randomized (ρ = {rho:.2f}{extra}): do not trust this map"
-    )
-    return [Verdict(m, "model randomization sanity check", passed, text)]
+    r = f"ρ = {rho.interval('.2f')}{extra}"
+    if rho.state == "pass":
+        text = (
+            "passes the randomization sanity check: the map changes when the weights are "
+            f"randomized ({r}; below {limit})"
+        )
+    elif rho.state == "fail":
+        text = (
+            f"attribution barely changes when weights are randomized ({r}; above {limit}): "
+            "do not trust this map"
+        )
+    else:
+        text = f"not settled: {r} reaches across {limit}{settle_sentence((rho,))}"
+    return [Verdict.of(m, "model randomization sanity check", rho.state, text, rho)]
 
 
 def _robustness_verdict(s: Scores, m: str) -> list[Verdict]:
     if not len(s.values(m, "max_sensitivity")):
         return []
-    v = s.mean(m, "max_sensitivity")
-    passed = v < THRESHOLDS["max_sensitivity"]
-    word = "stable" if passed else "unstable"
-    return [
-        Verdict(
-            m,
-            "robustness (max-sensitivity)",
-            passed,
-            f"{word} under small input noise: the map moves by up to {v:.0%} of its norm",
-        )
-    ]
+    limit = THRESHOLDS["max_sensitivity"]
+    e = _evidence(s, m, "max_sensitivity", limit, higher=False)
+    moves = f"the map moves by {e.interval('.0%')} of its norm under small input noise"
+    word = {"pass": "stable", "fail": "unstable", "inconclusive": "not settled"}[e.state]
+    text = f"{word}: {moves} (limit {limit:.0%}){settle_sentence((e,))}"
+    return [Verdict.of(m, "robustness (max-sensitivity)", e.state, text, e)]
 
 
 def _completeness_verdict(s: Scores, m: str) -> list[Verdict]:
     if not len(s.values(m, "completeness_gap")):
         return []
-    v = float(np.nanmedian(s.values(m, "completeness_gap")))
-    passed = v < THRESHOLDS["completeness_gap"]
-    text = (
-        f"attributions add up to the output change (median gap {v:.2%})"
-        if passed
-        else f"attributions miss {v:.1%} of the output change: see the explanation's warnings "
-        "for the fix (more n_steps or n_samples, tolerance=, another reference)"
-    )
-    return [Verdict(m, "completeness", passed, text)]
+    limit = THRESHOLDS["completeness_gap"]
+    e = _evidence(s, m, "completeness_gap", limit, higher=False, statistic="median")
+    gap = f"median gap {e.interval('.2%')}"
+    if e.state == "pass":
+        text = f"attributions add up to the output change ({gap}; limit {limit:.0%})"
+    elif e.state == "fail":
+        text = (
+            f"attributions miss part of the output change ({gap}; limit {limit:.0%}): see the "
+            "explanation's warnings for the fix (more n_steps or n_samples, tolerance=, "
+            "another reference)"
+        )
+    else:
+        text = f"not settled: {gap} reaches across {limit:.0%}{settle_sentence((e,))}"
+    return [Verdict.of(m, "completeness", e.state, text, e)]
 
 
 def _localization_verdicts(s: Scores, m: str) -> list[Verdict]:
@@ -359,10 +383,10 @@ def _localization_verdicts(s: Scores, m: str) -> list[Verdict]:
         mass, area = s.mean(m, "relevance_mass", mask), s.mean(m, "mask_fraction", mask)
         hits = s.mean(m, "pointing_game", mask)
         out.append(
-            Verdict(
+            Verdict.of(
                 m,
                 f"localization ({mask})",
-                None,
+                "info",
                 f"{mass:.0%} of the positive evidence lies on the {mask} (which covers {area:.0%} of the image); "
                 f"the peak is on it for {hits:.0%} of samples",
             )
