@@ -11,6 +11,7 @@ from .dataset.evaluation import evaluate
 from .dataset.images import ImageFolder
 from .dataset.run import explain_dataset
 from .dataset.store import Store, open_store
+from .dataset.store_findings import findings
 from .errors import (
     ExplainerError,
     ExplainerWarning,
@@ -23,6 +24,7 @@ from .explanation import Explanation
 from .generation import explain_generation
 from .loading import load_model
 from .metrics import Scores
+from .metrics.findings import Finding, Findings
 from .model import Model, wrap
 from .model_layers import layers
 from .multi_input import MultiInputExplanation, load_explanation
@@ -36,6 +38,8 @@ __all__ = [
     "ExplainerError",
     "ExplainerWarning",
     "Explanation",
+    "Finding",
+    "Findings",
     "ImageFolder",
     "InputError",
     "MethodInfo",
@@ -53,6 +57,7 @@ __all__ = [
     "explain_dataset",
     "explain_generation",
     "explain_many",
+    "findings",
     "get_method",
     "layers",
     "list_methods",

@@ -22,6 +22,7 @@ from .dataset.images import ImageFolder
 from .dataset.run import explain_dataset
 from .dataset.sources import ArrayDataset
 from .dataset.store import open_store
+from .dataset.store_findings import findings as find_in
 from .demo.run import run_demo
 from .demo.shapes import make_shapes
 from .errors import ExplainerError, InputError, describe
@@ -393,6 +394,58 @@ def evaluate(
         ]
         typer.echo(f"{mark:4}  {verdict.method}: {verdict.check}: {verdict.text}")
     typer.echo(f"saved trust scores of {len(scores.rows)} values in {store}")
+
+
+@app.command()
+@_friendly
+def findings(
+    store: Annotated[Path, typer.Argument(help="A store written by `explainer explain`.")],
+    sample: Annotated[
+        int, typer.Option(min=1, help="Explained rows that propose candidates (balanced).")
+    ] = 256,
+    holdout: Annotated[
+        int, typer.Option(min=1, help="Other rows of the store the effects are measured on.")
+    ] = 256,
+    min_support: Annotated[
+        float, typer.Option(help="Share of a class's samples a pattern must dominate.")
+    ] = 0.6,
+    min_effect: Annotated[
+        float, typer.Option(help="Smallest mean change of p(class) that is kept.")
+    ] = 0.05,
+    model: Annotated[
+        str | None, typer.Option(help="Model file (default: the one recorded in the store).")
+    ] = None,
+    factory: Annotated[str | None, typer.Option(help="Factory for a state_dict model.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the row draws and bootstrap.")] = 0,
+    progress: _Progress = True,
+    max_model_size: _MaxModelSize = "4GiB",
+    device: _Device = None,
+) -> None:
+    """Find what the model relies on (a watermark, an ID-like column, a recurring token) in a
+    store, measure each on held-out rows, and save the result in it (reports show it)."""
+    where = check_device(device or "cpu", "--device")
+    opened = open_store(store)
+    net = (
+        load_model(model, factory=factory, max_size=max_model_size, map_location=where)
+        if model
+        else model_for_store(opened, map_location=where)
+    )
+    found = find_in(
+        opened,
+        net,
+        holdout,
+        sample=sample,
+        min_support=min_support,
+        min_effect=min_effect,
+        seed=seed,
+        progress=progress,
+    )
+    for item in found:
+        typer.echo(f"found  {item.sentence}")
+    if not len(found):
+        typer.echo("no finding")
+    typer.echo(found.checked)
+    typer.echo(f"saved {len(found)} finding(s) in {store}")
 
 
 @app.command()

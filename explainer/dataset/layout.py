@@ -8,6 +8,8 @@ Layout (``STORE_SCHEMA`` 2)::
                                 batch size, data fingerprint and preprocessing, versions
       attrs["last_run"]         backend, batches computed and seconds of the latest run
       attrs["trust"]            the whole Scores table of ``ex.evaluate(store)`` (JSON)
+      attrs["findings"]         what ``ex.findings(store)`` found (JSON; previews as PNG
+                                data URIs) and the store rows it used
       attrs["metric_digests"]   a checksum of every ``metrics/`` array
       inputs      (N, ...)      float32, chunked by the batch size (one chunk per batch)
       labels      (N,)          int64, -1 where the data has no label
@@ -27,12 +29,17 @@ Method, extra and metric names become path parts through :func:`safe_key`.
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from ..metrics.findings import Findings
 from ..metrics.scores import Scores
+from ..viz.heatmap import encode_png, png_data_uri
 
 __all__ = [
     "STORE_SCHEMA",
@@ -51,6 +58,9 @@ __all__ = [
     "metrics_path",
     "scores_to_json",
     "scores_from_json",
+    "FINDINGS_KEY",
+    "findings_to_json",
+    "findings_from_json",
 ]
 
 STORE_SCHEMA = 2
@@ -59,6 +69,7 @@ STORE_SCHEMA = 2
 MANIFEST_KEY = "explainer"
 LAST_RUN_KEY = "last_run"
 TRUST_KEY = "trust"
+FINDINGS_KEY = "findings"
 METRIC_DIGESTS_KEY = "metric_digests"
 
 # arrays: one row per batch, then one row per sample
@@ -145,3 +156,23 @@ def scores_from_json(data: dict[str, Any]) -> Scores:
         m: {k: np.asarray(v, dtype=float) for k, v in c.items()} for m, c in data["curves"].items()
     }
     return Scores(rows, curves, data["randomization"], data["settings"])
+
+
+def findings_to_json(found: Findings, rows: dict[str, list[int]]) -> dict[str, Any]:
+    """The stored form of :class:`Findings` (``attrs["findings"]``): JSON-able, NaN as
+    null, each preview a PNG data URI; ``rows`` names the store rows used (``explained``,
+    ``holdout``)."""
+    previews = [None if f.preview is None else png_data_uri(encode_png(f.preview)) for f in found]
+    return _clean({"findings": found.to_dict(), "previews": previews, "rows": rows})
+
+
+def findings_from_json(data: dict[str, Any]) -> Findings:
+    """The :class:`Findings` of ``attrs["findings"]`` (previews decoded)."""
+
+    def decode(uri: str | None) -> np.ndarray | None:
+        if uri is None:
+            return None
+        png = base64.b64decode(uri.partition(",")[2])
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    return Findings.from_dict(data["findings"], [decode(u) for u in data["previews"]])

@@ -37,6 +37,7 @@ from .integrity import check_rows, damaged, digest, parse_record
 from .layout import (
     CORE_ARRAYS,
     DONE,
+    FINDINGS_KEY,
     MANIFEST_KEY,
     MANIFEST_TYPES,
     METRIC_DIGESTS_KEY,
@@ -260,6 +261,7 @@ class Store:
             ),
             ("explained classes", per_class or "–"),
             ("trust scores", "computed" if TRUST_KEY in self.group.attrs else "not computed"),
+            ("findings", "computed" if FINDINGS_KEY in self.group.attrs else "not computed"),
         ]
         body = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
         return f"<table>{body}</table>"
@@ -356,6 +358,11 @@ class Store:
                 )
             )
         return np.where(rows < 0, rows + self.n, rows).astype(np.int64)
+
+    def take(self, name: str, index: Any) -> np.ndarray:
+        """Rows ``index`` (int, slice, list, mask) of a per-sample array such as
+        ``"inputs"`` or ``"labels"``, read batch by batch, each batch checked."""
+        return self._take(name, self._rows(index))
 
     def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Rows of a per-sample array, read batch by batch, each batch checked."""

@@ -21,16 +21,19 @@ import numpy as np
 import zarr
 
 from ..errors import StoreError, describe
+from ..metrics.findings import Findings
 from ..metrics.scores import Scores
 from .integrity import batch_record, data_digest, digest
 from .layout import (
     DONE,
+    FINDINGS_KEY,
     LAST_RUN_KEY,
     MANIFEST_KEY,
     METRIC_DIGESTS_KEY,
     METRICS,
     RECORDS,
     TRUST_KEY,
+    findings_to_json,
     metrics_path,
     scores_to_json,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "mark_pending",
     "record_run",
     "read_only",
+    "write_findings",
     "write_metric",
     "seal_metrics",
     "write_trust",
@@ -182,6 +186,14 @@ def write_trust(store: Store, scores: Scores, rows: np.ndarray) -> None:
                 write_metric(writable, method, metric, rows, values)
         seal_metrics(writable)
         writable.group.attrs[TRUST_KEY] = scores_to_json(scores, rows)
+
+
+def write_findings(store: Store, found: Findings, rows: dict[str, list[int]]) -> None:
+    """Write what ``ex.findings(store)`` found (``attrs["findings"]``) under the writer
+    lock; ``rows``: the store rows explained and held out."""
+    with writer_lock(store.path):
+        writable = store if not store.group.read_only else open_store(store.path, mode="r+")
+        writable.group.attrs[FINDINGS_KEY] = findings_to_json(found, rows)
 
 
 def create_store(path: Path, manifest: dict[str, Any], n_batches: int) -> Store:

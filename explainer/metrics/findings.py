@@ -2,10 +2,10 @@
 
 A *finding* is a piece of the input that (1) draws a dominant share of the evidence in most
 samples of one class, (2) has nearly the same content across that class (a watermark, a
-border, an ID-like column, a recurring token), and (3) matters: replacing it by a
-class-independent fill on held-out samples lowers the model's probability of the class by
-at least ``min_effect``, with a seeded bootstrap 90% confidence interval above 0. Steps 1-2
-only propose candidates; step 3 decides. A finding is a measured effect, not a pattern in a
+border, an ID-like column, a recurring token), and (3) matters: on held-out samples, the
+model's probability of the class with it, against a class-independent fill in its place,
+is higher by at least ``min_effect``, with a seeded bootstrap 90% confidence interval
+above 0. Steps 1-2 only propose candidates; step 3 decides. A finding is a measured effect, not a pattern in a
 heatmap.
 
 How each step is done, and why:
@@ -14,7 +14,7 @@ How each step is done, and why:
   sample. The sign of an attribution is relative to the method's reference, which can
   itself be scored as the class (the text demo's all-[PAD] reference is called positive, so
   every token's evidence *for* positive is negative there): detection uses magnitude and
-  the counterfactual decides the direction (only a *drop* of p(class) is kept). Several
+  the counterfactual decides the direction (only a pattern that raises p(class) is kept). Several
   explanations of the same inputs (several methods) are combined by the element-wise
   median of their normalised maps (with two methods: their mean), so that a region needs
   the evidence of at least half of them.
@@ -33,22 +33,28 @@ How each step is done, and why:
   evidence of a cell counted on its constant pixels only (so that a watermark that
   straddles cells is still seen in each); adjacent flagged cells are merged into one box,
   tightened to the pixels that are constant in ``min_support`` of the class.
-* **Counterfactual**: images, the box replaced by the mean of those pixels over every
-  held-out and explained sample, each class weighted equally; tabular, the feature
-  replaced by its class-balanced mean (same pool); text, the token removed (the sequence
-  closes up: the model's reference token is not neutral for every model - the demo's
-  [PAD] reads as positive). Measured on the held-out samples of the class (images,
-  tabular); for text on every held-out text that contains the token, whatever its label:
-  a token is present or not, removing it means something only where it occurs, and a text
-  of another class that carries the token is where a shortcut shows most (the record
-  counts how many are labelled with the class).
+* **Counterfactual**: the effect of a pattern on p(class) is p(class) with it minus
+  p(class) without it, "without" being a class-independent fill: images, the box replaced
+  by the mean of those pixels over every held-out and explained sample, each class
+  weighted equally; tabular, the feature replaced by its class-balanced mean (same pool);
+  text, the token removed (the sequence closes up: the model's reference token is not
+  neutral for every model - the demo's [PAD] reads as positive). It is measured twice:
+  ``effect``, on the held-out samples of the class (the pattern is there; text: those
+  that contain the token), and ``effect_others``, on held-out samples of the other
+  classes with the pattern put in (images and tabular: the class's median content pasted
+  in; text: the other-class texts that contain the token). The first, the drop of p(class)
+  when the pattern is removed, is small when the class has other evidence too (the demo
+  CNN still sees the shape when its watermark is removed: p(triangle) falls by 0.02 on
+  average), while the second shows the shortcut itself (the triangle watermark pasted into
+  held-out images of the other shapes raises p(triangle) by 1.00 on average). A candidate is kept when either is at least ``min_effect`` with its 90%
+  bootstrap interval above 0.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jinja2
@@ -75,14 +81,13 @@ CI_LEVEL = 0.90
 RESAMPLES = 2000
 CHUNK = 256  # held-out rows per forward pass
 
-Replace = Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
 _KINDS = {"image": "region", "tabular": "feature", "text": "token"}
 
 
 @dataclass(frozen=True)
 class Finding:
     """One measured reliance: a piece of the input a class's evidence sits on, and what
-    replacing it does to the model's probability of that class.
+    taking it away (or putting it in) does to the model's probability of that class.
 
     Attributes:
         class_index: the class.
@@ -93,12 +98,26 @@ class Finding:
         share: median share of the sample's evidence (|attribution|) on it, over the
             class's samples (text: those that contain the token).
         support: ``(k, n)``: in k of n samples it is dominant and its content constant.
-        effect: mean drop of p(class) on the held-out samples when it is replaced.
-        ci: the 90% bootstrap confidence interval of ``effect``.
-        n_holdout: held-out samples the effect was measured on.
+        effect: mean drop of p(class) when it is replaced by the class-independent fill
+            (text: removed), on held-out samples of the class (text: those that contain
+            the token); NaN when there are none.
+        ci: the 90% bootstrap confidence interval of ``effect`` (NaN under 2 samples).
+        n_holdout: held-out samples ``effect`` was measured on.
+        effect_others: on held-out samples of the other classes, the mean rise of
+            p(class) when the class's content is put in (images, tabular: pasted, against
+            the fill; text: the other-class texts that contain the token, against it
+            removed); NaN when there are none.
+        ci_others: the 90% bootstrap confidence interval of ``effect_others``.
+        n_others: held-out samples ``effect_others`` was measured on.
         sentence: the finding in plain English, claiming nothing beyond these numbers.
         record: how it was measured: fill, held-out set, methods, thresholds.
         preview: images only, the class-mean input with the box drawn, (H, W, 3) uint8.
+
+    Example:
+        >>> f = Finding(0, "circle", "region", (2, 2, 6, 6), 0.31, (11, 12), 0.04, (0.01, 0.08),
+        ...             16, "...", effect_others=0.2, ci_others=(0.12, 0.29), n_others=48)
+        >>> f.to_dict()["where"], f.strength
+        ([2, 2, 6, 6], 0.2)
     """
 
     class_index: int
@@ -111,11 +130,21 @@ class Finding:
     ci: tuple[float, float]
     n_holdout: int
     sentence: str
+    effect_others: float = math.nan
+    ci_others: tuple[float, float] = (math.nan, math.nan)
+    n_others: int = 0
     record: dict[str, Any] = field(default_factory=dict)
     preview: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def strength(self) -> float:
+        """The larger of the two measured effects (NaN counts as none): findings rank by it."""
+        values = [v for v in (self.effect, self.effect_others) if not math.isnan(v)]
+        return max(values, default=-math.inf)
+
     def to_dict(self) -> dict[str, Any]:
-        """The finding as plain JSON-ready values (the preview left out)."""
+        """The finding as plain JSON-ready values (the preview left out; NaN where nothing
+        was measured)."""
         where = list(self.where) if isinstance(self.where, tuple) else self.where
         return {
             "class_index": self.class_index,
@@ -127,9 +156,44 @@ class Finding:
             "effect": self.effect,
             "ci": list(self.ci),
             "n_holdout": self.n_holdout,
+            "effect_others": self.effect_others,
+            "ci_others": list(self.ci_others),
+            "n_others": self.n_others,
             "sentence": self.sentence,
             "record": dict(self.record),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], preview: np.ndarray | None = None) -> Finding:
+        """The finding :meth:`to_dict` gave (None read back as NaN), with ``preview``.
+
+        Example:
+            >>> f = Finding(1, "yes", "feature", "age", 0.5, (9, 10), 0.2, (0.1, 0.3), 12, "s")
+            >>> Finding.from_dict(f.to_dict()) == f
+            True
+        """
+
+        def number(v: Any) -> float:
+            return math.nan if v is None else float(v)
+
+        where = data["where"]
+        return cls(
+            class_index=int(data["class_index"]),
+            class_name=str(data["class_name"]),
+            kind=str(data["kind"]),
+            where=tuple(where) if isinstance(where, list) else where,
+            share=number(data["share"]),
+            support=(int(data["support"][0]), int(data["support"][1])),
+            effect=number(data["effect"]),
+            ci=(number(data["ci"][0]), number(data["ci"][1])),
+            n_holdout=int(data["n_holdout"]),
+            sentence=str(data["sentence"]),
+            effect_others=number(data.get("effect_others")),
+            ci_others=tuple(number(v) for v in data.get("ci_others", (None, None))),
+            n_others=int(data.get("n_others", 0)),
+            record=dict(data.get("record", {})),
+            preview=preview,
+        )
 
 
 @dataclass(frozen=True)
@@ -137,11 +201,11 @@ class Findings:
     """What :func:`findings` found, ranked by effect, and what it checked.
 
     Attributes:
-        items: the kept findings, largest effect first.
+        items: the kept findings, largest effect first (:attr:`Finding.strength`).
         checked: what was checked, in words (classes, units, thresholds, held-out set):
             the answer when nothing is found.
-        rejected: candidates that were measured and not kept (effect below
-            ``min_effect``, or a confidence interval reaching 0), for the record.
+        rejected: candidates that were measured and not kept (neither effect reached
+            ``min_effect`` with its confidence interval above 0), for the record.
 
     Example:
         >>> empty = Findings([], "checked 2 classes")
@@ -171,6 +235,24 @@ class Findings:
             "rejected": [f.to_dict() for f in self.rejected],
             "checked": self.checked,
         }
+
+    @classmethod
+    def from_dict(
+        cls, data: dict[str, Any], previews: Sequence[np.ndarray | None] | None = None
+    ) -> Findings:
+        """The findings :meth:`to_dict` gave; ``previews``, one per kept finding (or None).
+
+        Example:
+            >>> Findings.from_dict(Findings([], "checked 2 classes").to_dict())
+            Findings(0 found)
+              checked 2 classes
+        """
+        previews = list(previews) if previews is not None else [None] * len(data["items"])
+        return cls(
+            items=[Finding.from_dict(d, p) for d, p in zip(data["items"], previews, strict=True)],
+            checked=str(data["checked"]),
+            rejected=[Finding.from_dict(d) for d in data.get("rejected", [])],
+        )
 
     def _repr_html_(self) -> str:
         rows = [
@@ -214,10 +296,12 @@ def findings(
 
     A candidate is a piece of the input (image region, feature, token) that draws a
     dominant share of the evidence in most samples of a class *and* whose content is
-    nearly the same across that class; it becomes a finding only when replacing it by a
-    class-independent fill on held-out samples lowers p(class) by at least ``min_effect``
-    on average, with a 90% bootstrap confidence interval above 0. The module docstring
-    (:mod:`explainer.metrics.findings`) gives every threshold and why.
+    nearly the same across that class; it becomes a finding only when it measurably
+    raises p(class) on held-out samples: replacing it by a class-independent fill lowers
+    p(class) on the class's samples, or putting it into samples of other classes raises
+    it, by at least ``min_effect`` on average with a 90% bootstrap confidence interval
+    above 0. The module docstring (:mod:`explainer.metrics.findings`) gives every
+    threshold and why.
 
     Args:
         explanations: an :class:`~explainer.explanation.Explanation`, or several of the
@@ -229,10 +313,11 @@ def findings(
         holdout: ``(inputs, labels)`` to measure the effects on: images (n, C, H, W),
             rows (n, features), or texts (a list of strings, with a tokenizer on the
             model, or token ids (n, L)); labels (n,) class indices. None: the explained
-            inputs and targets themselves (each finding's record says so).
+            inputs and targets themselves (each finding's record says so). Texts are
+            measured where they contain the token, whatever their label.
         min_support: the share of a class's samples, in (0, 1], in which a candidate must
             be dominant and constant.
-        min_effect: the smallest mean drop of p(class), in [0, 1], that is kept.
+        min_effect: the smallest mean change of p(class), in [0, 1], that is kept.
         seed: seed of the bootstrap.
         progress: show a progress bar over the counterfactual passes.
 
@@ -271,13 +356,13 @@ def findings(
     )
     model = _as_model(model, first)
     held = _as_holdout(holdout, first, model)
-    evidence = _combined_evidence(exps)
+    evidence = _combined_evidence(exps, _tokens_kept(first, model))
     targets = first.targets.long().numpy()
     detect = {"image": _image_candidates, "tabular": _tabular_candidates, "text": _text_candidates}
     candidates = detect[first.modality](first, evidence, targets, settings, model)
     measured = _measure_all(candidates, model, held, first, settings, [e.method for e in exps])
     kept = [f for f in measured if _kept(f, settings)]
-    kept.sort(key=lambda f: -f.effect)
+    kept.sort(key=lambda f: -f.strength)
     rejected = [f for f in measured if not _kept(f, settings)]
     checked = _checked(first, exps, targets, held, settings, len(candidates), len(kept))
     return Findings(kept, checked, rejected)
@@ -311,15 +396,20 @@ class _Candidate:
     where: Any
     share: float
     support: tuple[int, int]
-    replace: Replace | None  # images and tabular: (x, pool, pool labels) -> x replaced
-    describe: str  # the pattern half of the sentence
+    # images and tabular: where the unit is in a batch (``x[index]``) and the class's
+    # typical content there (median over its explained samples); None for tokens
+    index: tuple[Any, ...] | None
+    content: torch.Tensor | None
+    pattern: str  # the pattern half of the sentence
     fill: str  # what replaces it, in words
     record: dict[str, Any]
     preview: np.ndarray | None = None
 
 
 def _kept(f: Finding, settings: _Settings) -> bool:
-    return f.n_holdout > 1 and f.effect >= settings.min_effect and f.ci[0] > 0
+    own = f.n_holdout > 1 and f.effect >= settings.min_effect and f.ci[0] > 0
+    others = f.n_others > 1 and f.effect_others >= settings.min_effect and f.ci_others[0] > 0
+    return own or others
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -477,26 +567,30 @@ def _tokens_of(ids: torch.Tensor, model: Model) -> tuple[tuple[str, ...], ...]:
 
 
 # -- evidence -----------------------------------------------------------------------------
-def _combined_evidence(exps: list[Explanation]) -> np.ndarray:
-    """(N, *units) evidence: |attribution| (channels summed for images), normalised to sum
-    1 per sample per method, then the element-wise median across methods."""
+def _combined_evidence(exps: list[Explanation], tokens: np.ndarray | None) -> np.ndarray:
+    """(N, *units) evidence: |attribution| (channels summed for images; text: on the
+    ``tokens`` kept, (N, L) bool), normalised to sum 1 per sample per method, then the
+    element-wise median across methods."""
     maps = []
     for exp in exps:
         a = exp.attributions.detach().double().abs().numpy()
         if exp.modality == "image" and a.ndim == 4:
             a = a.sum(1)  # (N, H, W)
-        if exp.modality == "text":
-            a = a * _attributable(exp).numpy()
+        if tokens is not None:
+            a = a * tokens
         total = a.reshape(len(a), -1).sum(1).reshape(-1, *([1] * (a.ndim - 1)))
         maps.append(np.divide(a, total, out=np.zeros_like(a), where=total > 0))
     return np.median(np.stack(maps), axis=0)
 
 
-def _attributable(exp: Explanation) -> torch.Tensor:
-    """(N, L) bool: a text explanation's tokens that are not padding (special tokens are
-    never attributed: their evidence is 0)."""
-    mask = exp.extras.get("attention_mask")
-    return torch.ones_like(exp.inputs, dtype=torch.bool) if mask is None else mask.bool()
+def _tokens_kept(exp: Explanation, model: Model) -> np.ndarray | None:
+    """Text: (N, L) bool, the tokens that can be findings: neither padding nor the
+    tokenizer's special tokens ([CLS], [SEP], whose attributions are not evidence of the
+    text). None for other modalities."""
+    if exp.modality != "text":
+        return None
+    mask = exp.extras.get("attention_mask", torch.ones_like(exp.inputs))
+    return mask.bool().numpy() & ~_special(exp.inputs, model)
 
 
 def _threshold(fair: np.ndarray | float) -> np.ndarray:
@@ -504,13 +598,15 @@ def _threshold(fair: np.ndarray | float) -> np.ndarray:
     return np.minimum(DOMINANCE * np.asarray(fair, dtype=np.float64), DOMINANT_ENOUGH)
 
 
-def _constant(x: np.ndarray, in_class: np.ndarray) -> np.ndarray:
-    """(n_c, *units) bool: where a sample of the class has (nearly) its class's content.
+def _typical(x: np.ndarray) -> np.ndarray:
+    """(*units): the mean distance of the samples ``x`` (N, K, *units), K values per unit
+    (channels; 1 for features), to their element-wise median (root mean square over K)."""
+    return _distance(x, np.median(x, axis=0)).mean(0)
 
-    ``x`` (N, K, *units), K values per unit (channels; 1 for features). Distance to the
-    class's element-wise median (root mean square over the K values) within
-    ``CONSTANT`` x the typical distance of all samples to theirs."""
-    typical = _distance(x, np.median(x, axis=0)).mean(0)  # (*units)
+
+def _constant(x: np.ndarray, in_class: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """(n_c, *units) bool: where a sample of the class has (nearly) its class's content:
+    its distance to the class's element-wise median is within ``CONSTANT`` x ``typical``."""
     mine = _distance(x[in_class], np.median(x[in_class], axis=0))  # (n_c, *units)
     return mine <= CONSTANT * typical
 
@@ -536,10 +632,11 @@ def _image_candidates(
     h, w = x.shape[2:]
     cell = max(1, round(min(h, w) / CELLS_PER_SIDE))
     area = _cell_sums(np.ones((1, h, w)), cell)[0] / (h * w)  # (gh, gw)
+    typical = _typical(x)  # (H, W)
     out = []
     for c in _classes(targets):
         in_class = targets == c
-        constant = _constant(x, in_class)  # (n_c, H, W)
+        constant = _constant(x, in_class, typical)  # (n_c, H, W)
         shares = _cell_sums(evidence[in_class] * constant, cell)  # (n_c, gh, gw)
         flagged = (shares >= _threshold(area)).mean(0) >= settings.min_support
         components, count = ndimage.label(flagged)
@@ -595,24 +692,14 @@ def _region(
         where=box,
         share=float(np.median(share)),
         support=support,
-        replace=_fill_box(box),
-        describe=f"a {height}×{width} patch at {place} (rows {rows}, columns {cols})",
+        index=(slice(None), slice(None), slice(top, top + height), slice(left, left + width)),
+        content=torch.from_numpy(np.median(x[in_class], axis=0)[inside]),
+        pattern=f"a {height}×{width} patch at {place} (rows {rows}, columns {cols}), nearly "
+        "the same across the class,",
         fill="the average of all images",
         record={"cell_pixels": max(1, round(min(x.shape[2:]) / CELLS_PER_SIDE))},
         preview=_preview(x[in_class].mean(0), box),
     )
-
-
-def _fill_box(box: tuple[int, int, int, int]) -> Replace:
-    top, left, height, width = box
-
-    def replace(x: torch.Tensor, pool: torch.Tensor, pool_labels: np.ndarray) -> torch.Tensor:
-        region = pool[:, :, top : top + height, left : left + width]
-        out = x.clone()
-        out[:, :, top : top + height, left : left + width] = _balanced_mean(region, pool_labels)
-        return out
-
-    return replace
 
 
 def _place(box: tuple[int, int, int, int], size: tuple[int, int]) -> str:
@@ -642,12 +729,6 @@ def _preview(mean_image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
     return rgb
 
 
-def _balanced_mean(values: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
-    """The mean of ``values`` (n, ...) over samples, each class weighted equally."""
-    means = [values[torch.from_numpy(labels == c)].mean(0) for c in np.unique(labels)]
-    return torch.stack(means).mean(0)
-
-
 # -- tabular ------------------------------------------------------------------------------
 def _tabular_candidates(
     exp: Explanation, evidence: np.ndarray, targets: np.ndarray, settings: _Settings, model: Model
@@ -655,12 +736,13 @@ def _tabular_candidates(
     x = exp.inputs.detach().double().numpy()  # (N, F)
     n_features = x.shape[1]
     names = exp.feature_names or tuple(f"feature {j}" for j in range(n_features))
+    typical = _typical(x[:, None])  # (F,)
+    # a feature constant over every sample tells no class apart: nothing to replace
+    varies = x.std(0) > 0
     out = []
     for c in _classes(targets):
         in_class = targets == c
-        constant = _constant(x[:, None], in_class)  # (n_c, F)
-        # a feature constant over every sample tells no class apart: nothing to replace
-        varies = x.std(0) > 0
+        constant = _constant(x[:, None], in_class, typical)  # (n_c, F)
         dominant = evidence[in_class] >= _threshold(1 / n_features)
         flags = dominant & constant & varies
         for j in np.flatnonzero(flags.mean(0) >= settings.min_support):
@@ -670,8 +752,9 @@ def _tabular_candidates(
                     where=(int(j), names[j]),
                     share=float(np.median(evidence[in_class, j])),
                     support=_support(flags[:, j]),
-                    replace=_fill_feature(int(j)),
-                    describe=f"the feature {names[j]!r} (column {j}), nearly constant across "
+                    index=(slice(None), int(j)),
+                    content=torch.tensor(float(np.median(x[in_class, j]))),
+                    pattern=f"the feature {names[j]!r} (column {j}), nearly constant across "
                     "the class,",
                     fill="its average over all classes",
                     record={},
@@ -680,20 +763,11 @@ def _tabular_candidates(
     return out
 
 
-def _fill_feature(j: int) -> Replace:
-    def replace(x: torch.Tensor, pool: torch.Tensor, pool_labels: np.ndarray) -> torch.Tensor:
-        out = x.clone()
-        out[:, j] = _balanced_mean(pool[:, j], pool_labels)
-        return out
-
-    return replace
-
-
 # -- text ---------------------------------------------------------------------------------
 def _text_candidates(
     exp: Explanation, evidence: np.ndarray, targets: np.ndarray, settings: _Settings, model: Model
 ) -> list[_Candidate]:
-    usable = _attributable(exp).numpy() & ~_special(exp.inputs, model)  # (N, L)
+    usable = _tokens_kept(exp, model)  # (N, L)
     tokens = np.array(
         [
             [t if usable[i, k] else "" for k, t in enumerate(row)]
@@ -722,10 +796,11 @@ def _text_candidates(
                     where=token,
                     share=float(np.median(share)),
                     support=_support(flags),
-                    replace=None,
-                    describe=f"the token {token!r}, which occurs in {k / n:.0%} of the class's "
+                    index=None,
+                    content=None,
+                    pattern=f"the token {token!r}, which occurs in {k / n:.0%} of the class's "
                     f"samples ({k} of {n}),",
-                    fill="",
+                    fill="nothing (the token removed, the sequence closing up)",
                     record={"occurs": [k, n]},
                 )
             )
@@ -741,13 +816,22 @@ def _special(ids: torch.Tensor, model: Model) -> np.ndarray:
 
 
 # -- counterfactuals ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Effects:
+    """Per-sample rises of p(class) due to a pattern: on the class's held-out samples and
+    on the other classes'."""
+
+    own: np.ndarray
+    others: np.ndarray
+
+
 def _measure_all(
     candidates: list[_Candidate],
     model: Model,
     held: _Holdout,
     exp: Explanation,
     settings: _Settings,
-    methods: Sequence[str] = (),
+    methods: Sequence[str],
 ) -> list[Finding]:
     pool, pool_labels = held.x, held.labels
     if held.given and exp.modality != "text":  # the fill: held-out and explained samples
@@ -757,17 +841,56 @@ def _measure_all(
     out = []
     with progress_bar(len(candidates), "findings: counterfactuals", runtime) as bar:
         for found in candidates:
-            if found.replace is None:
-                drops, labelled = _token_drops(model, held, found)
+            if found.index is None:
+                effects = _token_effects(model, held, found)
             else:
-                rows = torch.from_numpy(held.labels == found.class_index).to(held.x.device)
-                x = held.x[rows]
-                changed = found.replace(x, pool, pool_labels) if len(x) else x
-                drops = _scores(model, x) - _scores(model, changed) if len(x) else np.zeros((0, 1))
-                drops, labelled = drops[:, found.class_index] if len(x) else np.zeros(0), len(x)
-            out.append(_finding(found, exp, drops, labelled, held.given, settings, methods))
+                fill = _balanced_mean(pool[found.index], pool_labels)
+                effects = _unit_effects(model, held, found, fill)
+            out.append(_finding(found, exp, effects, held.given, settings, methods))
             bar.update(1)
     return out
+
+
+def _unit_effects(model: Model, held: _Holdout, found: _Candidate, fill: torch.Tensor) -> _Effects:
+    """Images and tabular: the class's samples as they are against the unit filled; the
+    other classes' with the class's content pasted in against the unit filled."""
+    c, index = found.class_index, found.index
+    out = []
+    for own in (True, False):
+        rows = torch.from_numpy(held.labels == c if own else held.labels != c)
+        x = held.x[rows.to(held.x.device)]
+        if not len(x):
+            out.append(np.zeros(0))
+            continue
+        present = x
+        if not own:  # the class's content pasted into the other classes' samples
+            present = x.clone()
+            present[index] = found.content.to(x)
+        absent = x.clone()
+        absent[index] = fill.to(x)
+        out.append(_scores(model, present)[:, c] - _scores(model, absent)[:, c])
+    return _Effects(*out)
+
+
+def _token_effects(model: Model, held: _Holdout, found: _Candidate) -> _Effects:
+    """Text: every held-out text that contains the token, as it is against the token
+    removed, split by whether it is labelled with the class."""
+    usable = held.mask.bool().cpu().numpy() & ~_special(held.x.cpu(), model)
+    at = usable & np.array([[t == found.where for t in row] for row in held.tokens], dtype=bool)
+    rows = np.flatnonzero(at.any(1))
+    if not len(rows):
+        return _Effects(np.zeros(0), np.zeros(0))
+    ids, mask = held.x.cpu()[rows], held.mask.cpu()[rows]
+    pad = model.tokenizer.pad_id if model.tokenizer is not None else 0
+    kept_ids, kept_mask = torch.full_like(ids, pad), torch.zeros_like(mask)
+    for r, row in enumerate(at[rows]):  # the sequence closes up over the removed tokens
+        keep = torch.from_numpy(~row)
+        kept_ids[r, : int(keep.sum())] = ids[r][keep]
+        kept_mask[r, : int(keep.sum())] = mask[r][keep]
+    c = found.class_index
+    rises = _scores(model, ids, mask)[:, c] - _scores(model, kept_ids, kept_mask)[:, c]
+    own = held.labels[rows] == c
+    return _Effects(rises[own], rises[~own])
 
 
 def _scores(model: Model, x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
@@ -782,70 +905,51 @@ def _scores(model: Model, x: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return torch.cat(parts).double().numpy()
 
 
-def _token_drops(model: Model, held: _Holdout, found: _Candidate) -> tuple[np.ndarray, int]:
-    """Drops of p(class) when the token is removed from every held-out text containing it,
-    and how many of those texts are labelled with the class."""
-    usable = held.mask.bool().cpu().numpy() & ~_special(held.x.cpu(), model)
-    at = (
-        np.array([[t == found.where for t in row] for row in held.tokens], dtype=bool).reshape(
-            usable.shape
-        )
-        & usable
-    )
-    rows = np.flatnonzero(at.any(1))
-    if not len(rows):
-        return np.zeros(0), 0
-    ids, mask = held.x.cpu()[rows], held.mask.cpu()[rows]
-    pad = model.tokenizer.pad_id if model.tokenizer is not None else 0
-    kept_ids = torch.full_like(ids, pad)
-    kept_mask = torch.zeros_like(mask)
-    for r, row in enumerate(at[rows]):
-        keep = torch.from_numpy(~row)
-        kept_ids[r, : int(keep.sum())] = ids[r][keep]
-        kept_mask[r, : int(keep.sum())] = mask[r][keep]
-    c = found.class_index
-    drops = _scores(model, ids, mask)[:, c] - _scores(model, kept_ids, kept_mask)[:, c]
-    return drops, int((held.labels[rows] == c).sum())
+def _balanced_mean(values: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+    """The mean of ``values`` (n, ...) over samples, each class weighted equally."""
+    rows = [torch.from_numpy(labels == c).to(values.device) for c in np.unique(labels)]
+    means = [values[r].mean(0) for r in rows]
+    return torch.stack(means).mean(0)
 
 
-def _bootstrap(drops: np.ndarray, seed: int) -> tuple[float, float]:
-    """The ``CI_LEVEL`` percentile bootstrap interval of the mean of ``drops``."""
+def _mean_and_interval(values: np.ndarray, seed: int) -> tuple[float, tuple[float, float]]:
+    """The mean of ``values`` and its ``CI_LEVEL`` percentile bootstrap interval (NaN when
+    there are too few values)."""
+    n = len(values)
+    if n < 2:
+        return (float(values.mean()) if n else math.nan), (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     means = np.concatenate(
         [
-            drops[rng.integers(0, len(drops), size=(step.stop - step.start, len(drops)))].mean(1)
-            for step in chunks(RESAMPLES, max(1, 2_000_000 // len(drops)))
+            values[rng.integers(0, n, size=(part.stop - part.start, n))].mean(1)
+            for part in chunks(RESAMPLES, max(1, 2_000_000 // n))
         ]
     )
     tail = (1 - CI_LEVEL) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
+    return float(values.mean()), (float(low), float(high))
 
 
 def _finding(
     found: _Candidate,
     exp: Explanation,
-    drops: np.ndarray,
-    labelled: int,
+    effects: _Effects,
     given: bool,
     settings: _Settings,
     methods: Sequence[str],
 ) -> Finding:
-    n = len(drops)
-    effect = float(drops.mean()) if n else math.nan
-    ci = _bootstrap(drops, settings.seed) if n > 1 else (math.nan, math.nan)
+    effect, ci = _mean_and_interval(effects.own, settings.seed)
+    others, ci_others = _mean_and_interval(effects.others, settings.seed)
     name = exp.class_label(found.class_index)
     record = {
         **found.record,
         "holdout": "given" if given else "none given: measured on the explained samples",
-        "fill": found.fill or "the token removed (the sequence closes up)",
+        "fill": found.fill,
         "methods": list(methods),
         "min_support": settings.min_support,
         "min_effect": settings.min_effect,
     }
-    if found.replace is None:
-        record["texts_labelled_with_class"] = labelled
-    return Finding(
+    measured = Finding(
         class_index=found.class_index,
         class_name=name,
         kind=_KINDS[exp.modality],
@@ -854,39 +958,86 @@ def _finding(
         support=found.support,
         effect=effect,
         ci=ci,
-        n_holdout=n,
-        sentence=_sentence(found, name, effect, ci, n, labelled, given),
+        n_holdout=len(effects.own),
+        sentence="",
+        effect_others=others,
+        ci_others=ci_others,
+        n_others=len(effects.others),
         record=record,
         preview=found.preview,
     )
+    return replace(measured, sentence=_sentence(measured, found, given))
 
 
-def _sentence(
-    found: _Candidate,
-    name: str,
+def _sentence(f: Finding, found: _Candidate, given: bool) -> str:
+    """The finding in words: the pattern, then each measured effect (or why it is not)."""
+    k, of = f.support
+    text = f.kind == "token"
+    name = f.class_name
+    pattern = (
+        f"for class {name}, {found.pattern} draws a dominant share of the evidence "
+        f"(median {f.share:.0%}) in {k} of {of} {'of those' if text else 'samples'} ({k / of:.0%})"
+    )
+    where = "held-out" if given else "explained"
+    if text:
+        own = (
+            "removing it",
+            f"{f.n_holdout} {where} texts of the class that contain it",
+            f"no {where} text of the class contains it",
+        )
+        others = (
+            "in texts of other classes, removing it",
+            f"{f.n_others} {where} texts of other classes that contain it",
+            f"no {where} text of another class contains it",
+        )
+    else:
+        own = (
+            f"replacing it by {found.fill}",
+            f"{f.n_holdout} {where} samples of the class",
+            f"no {where} sample of the class",
+        )
+        others = (
+            f"putting the class's content there (against {found.fill})",
+            f"{f.n_others} {where} samples of other classes",
+            f"no {where} sample of another class",
+        )
+    parts = [
+        _effect_words(own, f.effect, f.ci, f.n_holdout, name, lowers=True),
+        # text: the token is taken out of other classes' texts; else pasted in
+        _effect_words(others, f.effect_others, f.ci_others, f.n_others, name, lowers=text),
+    ]
+    unseen = "" if given else " No held-out set was given: measured on the explained samples."
+    return f"{pattern}; " + "; ".join(parts) + "." + unseen
+
+
+def _effect_words(
+    how: tuple[str, str, str],
     effect: float,
     ci: tuple[float, float],
     n: int,
-    labelled: int,
-    given: bool,
+    name: str,
+    *,
+    lowers: bool,
 ) -> str:
-    k, of = found.support
-    text = found.replace is None
-    pattern = (
-        f"for class {name}, {found.describe} draws a dominant share of the evidence "
-        f"(median {found.share:.0%}) in {k} of {of} {'of those' if text else 'samples'} "
-        f"({k / of:.0%})"
-    )
-    where = "held-out" if given else "explained (no held-out set given)"
+    """One measured effect in words; ``how``: what was done, on which samples, and what
+    to say when there are none."""
+    action, on, missing = how
     if n == 0:
-        missing = "no held-out text contains it" if text else f"no {where} sample of the class"
-        return f"{pattern}; not measured: {missing}."
-    change = f"{'lowers' if effect >= 0 else 'raises'} p({name}) by {abs(effect):.2f} on average"
-    interval = "" if n < 2 else f"90% CI {ci[0]:.2f} to {ci[1]:.2f}, "
-    if text:
-        on = f"{n} {where} texts containing it, {labelled} of them labelled {name}"
-        return f"{pattern}; removing it {change} ({interval}{on})."
-    return f"{pattern}; replacing it by {found.fill} {change} ({interval}{n} {where} samples of the class)."
+        return f"{action}: not measured ({missing})"
+    # ``effect`` is the rise of p(class) the pattern causes: taking it away (``lowers``)
+    # lowers p(class) by that much, putting it in raises it
+    up = effect >= 0
+    verb = ("lowers" if up else "raises") if lowers else ("raises" if up else "lowers")
+    ci = ci if up else (-ci[1], -ci[0])  # the interval of the amount the sentence states
+    interval = "" if n < 2 else f"90% CI {_number(ci[0])} to {_number(ci[1])}, "
+    return f"{action} {verb} p({name}) by {_number(abs(effect))} on average ({interval}{on})"
+
+
+def _number(value: float) -> str:
+    """Two decimals; three when two would round a small non-zero value to 0.00."""
+    if abs(value) < 0.0005:
+        return "0.00"
+    return f"{value:.3f}" if abs(value) < 0.005 else f"{value:.2f}"
 
 
 def _checked(
@@ -898,28 +1049,48 @@ def _checked(
     n_candidates: int,
     n_kept: int,
 ) -> str:
+    """What was checked, in words: the answer when nothing is found."""
     classes = _classes(targets)
     counts = ", ".join(f"{exp.class_label(c)} {int((targets == c).sum())}" for c in classes)
+    skipped = len(np.unique(targets)) - len(classes)
+    few = f" ({skipped} with fewer left out)" if skipped else ""
     methods = " + ".join(e.method for e in exps)
-    if exp.modality == "image":
-        h, w = exp.inputs.shape[2:]
-        cell = max(1, round(min(h, w) / CELLS_PER_SIDE))
-        units = f"cells of {cell}×{cell} pixels ({-(-h // cell) * -(-w // cell)} per image)"
-    elif exp.modality == "tabular":
-        units = f"each of the {exp.inputs.shape[1]} features"
-    else:
-        units = f"every token (by its text) that occurs in ≥ {settings.min_support:.0%} of a class's samples"
     where = (
         f"{len(held.x)} held-out samples"
         if held.given
-        else (f"the {len(held.x)} explained samples (no held-out set given)")
+        else f"the {len(held.x)} explained samples (no held-out set given)"
     )
     return (
-        f"Checked {len(classes)} class(es) with ≥ {MIN_CLASS_SAMPLES} samples ({counts}) of "
-        f"{len(exp)} explained by {methods}; units: {units}. A unit is a candidate when, in ≥ "
-        f"{settings.min_support:.0%} of a class's samples, it holds ≥ min({DOMINANCE:g}× its fair "
-        f"share, 1/3) of the sample's evidence (|attribution|) on content within {CONSTANT:g}× the "
-        f"typical deviation of the class's median. {n_candidates} candidate(s), measured on "
-        f"{where}; kept when the mean drop of p(class) ≥ {settings.min_effect:g} and its 90% "
-        f"bootstrap CI excludes 0: {n_kept} kept."
+        f"Checked {len(classes)} class(es) with ≥ {MIN_CLASS_SAMPLES} samples ({counts}){few} "
+        f"of {len(exp)} explained by {methods}; units: {_units(exp, settings)}. "
+        f"{_rule(exp, settings)} {n_candidates} candidate(s), measured on {where}: p(class) "
+        "with the pattern against a class-independent fill, on the class's samples and on "
+        "other classes' samples given the pattern; kept when either mean is ≥ "
+        f"{settings.min_effect:g} with its 90% bootstrap CI above 0: {n_kept} kept."
+    )
+
+
+def _units(exp: Explanation, settings: _Settings) -> str:
+    if exp.modality == "image":
+        h, w = exp.inputs.shape[2:]
+        cell = max(1, round(min(h, w) / CELLS_PER_SIDE))
+        return (
+            f"cells of {cell}×{cell} pixels ({math.ceil(h / cell) * math.ceil(w / cell)} per image)"
+        )
+    if exp.modality == "tabular":
+        return f"each of the {exp.inputs.shape[1]} features"
+    return f"every token (by its text) in ≥ {settings.min_support:.0%} of a class's samples"
+
+
+def _rule(exp: Explanation, settings: _Settings) -> str:
+    share = f"≥ min({DOMINANCE:g}× its fair share, 1/3) of the sample's evidence (|attribution|)"
+    if exp.modality == "text":
+        return (
+            f"A token is a candidate when it occurs in ≥ {settings.min_support:.0%} of a "
+            f"class's samples and, in ≥ {settings.min_support:.0%} of those, holds {share}."
+        )
+    return (
+        f"A unit is a candidate when, in ≥ {settings.min_support:.0%} of a class's samples, it "
+        f"holds {share} on content within {CONSTANT:g}× the typical deviation of the class's "
+        "median."
     )

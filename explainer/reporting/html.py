@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -17,8 +19,10 @@ import markupsafe
 from .._files import atomic_write_bytes
 from ..dataset.evaluation import stored_scores
 from ..dataset.store import Store
+from ..dataset.store_findings import stored_findings
 from ..errors import InputError, describe
 from ..explanation import Explanation
+from ..metrics.findings import Findings
 from ..metrics.scores import Scores
 from ..multi_input import MultiInputExplanation, load_explanation
 from ..viz.sections import build_sections, check_class_names, check_options, short
@@ -43,6 +47,38 @@ _ENV = jinja2.Environment(
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.StrictUndefined,
 )
+
+
+def _evidence_json(verdict: Any) -> str:
+    """A verdict's evidence as JSON (NaN as null) for its ``data-evidence`` attribute: the
+    numbers the sentence rests on, machine-readable, so readers and tests can check that
+    the shown state follows them."""
+    rows = [
+        {
+            "metric": e.metric,
+            "statistic": e.statistic,
+            "estimate": e.estimate,
+            "low": e.low,
+            "high": e.high,
+            "n": e.n,
+            "threshold": e.threshold,
+            "higher": e.higher,
+            "state": e.state,
+        }
+        for e in getattr(verdict, "evidence", ())
+    ]
+    return json.dumps(
+        [
+            {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in r.items()
+            }
+            for r in rows
+        ]
+    )
+
+
+_ENV.filters["evidence_json"] = _evidence_json
 
 
 @functools.cache
@@ -81,6 +117,32 @@ def _from_store(store: Store, max_samples: int, labels: Any):
     if labels is None and (stored >= 0).all():
         labels = stored.tolist()
     return list(store[rows].values()), labels, dataset_summary(store, shown=int(rows.size))
+
+
+def _as_findings(findings: Any) -> list[tuple[str | None, markupsafe.Markup]] | None:
+    """``(title, escaped fragment)`` per Findings given to :func:`report`, or None."""
+    if findings is None:
+        return None
+    if isinstance(findings, Findings):
+        pairs = [(None, findings)]
+    elif isinstance(findings, Mapping):
+        pairs = [(str(k), v) for k, v in findings.items()]
+    elif isinstance(findings, Sequence) and not isinstance(findings, str | bytes):
+        pairs = [(None, v) for v in findings]
+    else:
+        pairs = [(None, findings)]
+    bad = [type(v).__name__ for _, v in pairs if not isinstance(v, Findings)]
+    if bad or not pairs:
+        raise InputError(
+            describe(
+                "`findings`",
+                "the result of ex.findings(...), a list of them, or {title: result}",
+                f"{bad or 'an empty collection'}",
+                "Pass findings=ex.findings(explanations, model, holdout=(inputs, labels)).",
+            )
+        )
+    # the fragment escapes every string itself (Findings._repr_html_, the notebook view)
+    return [(title, markupsafe.Markup(f._repr_html_())) for title, f in pairs]
 
 
 def _as_explanations(items: Any) -> list[Explanation]:
@@ -180,6 +242,7 @@ def render_report(
     section_titles: Sequence[str] | None = None,
     labels: Any = None,
     scale: str = "sample",
+    findings: Any = None,
 ) -> str:
     """The full report page as a string; the arguments are those of :func:`report`.
 
@@ -192,10 +255,14 @@ def render_report(
         (True, True)
     """
     section_titles = check_options(max_samples, section_titles)
+    found = _as_findings(findings)
     summary = None
     if isinstance(explanations, Store):
         if scores is None:  # what ex.evaluate(store) saved, if it ran
             scores = stored_scores(explanations)
+        if found is None:  # what ex.findings(store) saved, if it ran
+            saved = stored_findings(explanations)
+            found = None if saved is None else _as_findings(saved)
         explanations, labels, summary = _from_store(explanations, max_samples, labels)
     exps = _as_explanations(explanations)
     sections = build_sections(exps, max_samples, section_titles, labels, scale)
@@ -208,6 +275,7 @@ def render_report(
         dataset=summary,
         sections=sections,
         trust=trust,
+        findings=found,
         trust_settings=_first_settings(scores),
         versions=exps[0].manifest.get("versions", {}),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -224,6 +292,7 @@ def report(
     section_titles: Sequence[str] | None = None,
     labels: Any = None,
     scale: str = "sample",
+    findings: Any = None,
 ) -> Path:
     """Write ONE self-contained HTML file (images and scripts inline, no network) atomically.
 
@@ -245,6 +314,11 @@ def report(
             groups) or one sequence per group.
         scale: "sample" (each map scaled to its own 99th percentile) or "shared" (one scale
             per sample across methods, so magnitudes compare).
+        findings: what the model relies on, from :func:`~explainer.metrics.findings.findings`:
+            one :class:`~explainer.metrics.findings.Findings`, or a list of them (one per
+            model or data set), or ``{title: Findings}``; shown first, under "What the model
+            relies on". With a store, None shows what ``ex.findings(store)`` saved in it, if
+            it ran. Without them that section says they were not computed and how to.
 
     Returns:
         The path written.
@@ -272,5 +346,6 @@ def report(
         section_titles=section_titles,
         labels=labels,
         scale=scale,
+        findings=findings,
     )
     return atomic_write_bytes(out, html.encode("utf-8"))

@@ -6,6 +6,7 @@ CI (``CI=true``) a missing browser is a failure, never a skip.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -312,4 +313,82 @@ def test_token_heatmaps_show_markup_tokens_literally_and_wrap_long_texts(browser
     width = page.eval_on_selector("table.text", "t => t.getBoundingClientRect().width")
     assert width <= 1300  # a long text wraps inside the page
     assert events["dialogs"] == [] and events["page_errors"] == []
+    page.close()
+
+
+def test_demo_report_findings_come_first_with_each_preview_decoded(browser, demo_report):
+    page, events = open_page(browser, demo_report)
+    headings = page.eval_on_selector_all("h2", "els => els.map(e => e.id)")
+    assert headings[0] == "findings"
+    items = page.locator(".explainer-findings li")
+    assert items.count() >= 5  # the 4 watermarks and the shortcut word
+    previews = page.eval_on_selector_all(
+        ".explainer-findings img", "els => els.map(e => [e.complete, e.naturalWidth])"
+    )
+    assert len(previews) == 4 and all(done and width > 0 for done, width in previews)
+    text = page.inner_text("#findings ~ div.explainer-findings >> nth=1")
+    assert "the token 'indeed'" in text
+    assert events["console_errors"] == [] and events["page_errors"] == []
+    page.close()
+
+
+def test_findings_with_hostile_names_show_literally_and_fire_no_dialog(browser, tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(40, 3)
+    x[:, 2] = (x[:, 0] > 0).float()  # column 2 copies the class: a leak
+    net = nn.Linear(3, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[0.0, 0.0, -4.0], [0.0, 0.0, 4.0]]))
+        net.bias.copy_(torch.tensor([2.0, -2.0]))
+    model = ex.wrap(net, modality="tabular", class_names=HOSTILE[:2])
+    names = [HOSTILE[2], HOSTILE[0], HOSTILE[1]]  # the leaked column has the script name
+    labels = (x[:, 0] > 0).long()
+    exp = ex.explain(
+        model, x, "gradient_x_input", target=labels, feature_names=names, progress=False
+    )
+    found = ex.findings(exp, model)
+    assert len(found) == 1
+    path = ex.report(exp, path=tmp_path / "found.html", findings={HOSTILE[0]: found})
+    page, events = open_page(browser, path)
+    page.wait_for_timeout(300)
+    assert events["dialogs"] == [] and events["page_errors"] == []
+    section = page.inner_text(".explainer-findings")
+    assert HOSTILE[1] in section and HOSTILE[0] in page.inner_text("h3 >> nth=0")
+    assert page.locator("img[src='x']").count() == 0
+    external = [u for u in events["requests"] if not u.startswith(("data:", "file:"))]
+    assert external == []
+    page.close()
+
+
+def test_demo_verdicts_follow_the_numbers_they_show(browser, demo_report):
+    """Each verdict's state is what its 95% intervals say against its thresholds, and the
+    sentence shows each estimate it rests on (issue 19: never contradict the numbers)."""
+    page, _ = open_page(browser, demo_report)
+    verdicts = page.eval_on_selector_all(
+        "ul.verdicts li",
+        "els => els.map(e => [e.className, e.dataset.evidence, e.innerText])",
+    )
+    assert len(verdicts) >= 10
+    states = set()
+    for state, evidence, text in verdicts:
+        states.add(state)
+        for e in json.loads(evidence):
+            if e["n"] < 2:
+                continue
+            good = e["low"] > e["threshold"] if e["higher"] else e["high"] < e["threshold"]
+            bad = e["high"] < e["threshold"] if e["higher"] else e["low"] > e["threshold"]
+            assert e["state"] == ("pass" if good else "fail" if bad else "inconclusive"), e
+            shown_as = {
+                f"{e['estimate']:{f}}" for f in ("+.3f", ".3f", ".2f", ".0%", ".2%", "+.2f")
+            }
+            assert any(s in text for s in shown_as), (e, text)
+        shown = [e["state"] for e in json.loads(evidence)]
+        if state == "pass":
+            assert shown and all(s == "pass" for s in shown), (text, shown)
+        if state == "fail":
+            assert "fail" in shown, (text, shown)
+        if state == "inconclusive":
+            assert "inconclusive" in shown and "fail" not in shown, (text, shown)
+            assert "sample" in text  # it says how many samples would settle it
+    assert states <= {"pass", "fail", "inconclusive", "info"}
     page.close()
