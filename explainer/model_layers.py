@@ -21,6 +21,7 @@ that captures a layer's activations (and lets gradients stop there).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -213,9 +214,19 @@ def layers(model: Any, example: Any) -> LayerTable:
     )
 
 
-def resolve_layer(net: nn.Module, layer: Any, run: Callable[[], Any] | None = None) -> str:
+# the default layer found per network, for one sample shape and set of modules
+_DEFAULTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, tuple[Any, ...]], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def resolve_layer(
+    net: nn.Module, layer: Any, run: Callable[[], Any] | None = None, shape: Any = None
+) -> str:
     """The dotted name of ``layer`` in ``net``: a name (checked) or a module of ``net``;
-    None: the default CAM layer, found by tracing ``run`` (one forward).
+    None: the default CAM layer, found by tracing ``run`` (one forward). With ``shape`` (the
+    sample shape ``run`` sees), the default found is remembered for ``net`` while its
+    modules are the same objects, so later calls on that shape need no forward.
 
     Raises:
         InputError: an unknown name or a module that is not part of ``net``, or no layer
@@ -257,7 +268,13 @@ def resolve_layer(net: nn.Module, layer: Any, run: Callable[[], Any] | None = No
                 'Pass e.g. layer="layer4" or layer=model.layer4.',
             )
         )
-    default = _pick_default(net, _trace(net, run)) if run is not None else None
+    modules = tuple((n, id(m)) for n, m in names.items())
+    known = _DEFAULTS.get(net, {})
+    default = known.get((shape, modules)) if shape is not None else None
+    if default is None and run is not None:
+        default = _pick_default(net, _trace(net, run))
+        if default is not None and shape is not None:
+            _DEFAULTS[net] = {(shape, modules): default}
     if default is None:
         raise InputError(
             describe(

@@ -99,14 +99,16 @@ def layer_activations(
     sample's target output with respect to them, in the layer's own shape (N, ...), in at
     least float32. Chunks of rows fit the memory budget; each costs one forward and the
     backward of the network's head (the layer's output is a leaf, see LayerCapture)."""
-    name = resolve_layer(model.net, layer, lambda: model.forward(inputs[:1]))
+    name = resolve_layer(
+        model.net, layer, lambda: model.forward(inputs[:1]), shape=tuple(inputs.shape[1:])
+    )
     request = ChunkRequest(
         extra_bytes_per_row=inputs[0].numel() * inputs.element_size(),
         what=f"activations of layer {name!r} on {len(inputs)} input(s)",
         backward=gradients,
     )
     size = chunk_size(model, inputs[0], runtime, request)
-    acts, grads = [], []
+    acts, grads, outs = [], [], []
     wide = accumulation_dtype(inputs.dtype)
     for part in chunks(len(inputs), size):
         with LayerCapture(model.net, name) as cap, torch.enable_grad():
@@ -135,6 +137,9 @@ def layer_activations(
                     )
                 grads.append(g.detach().to(wide))
         acts.append(act.detach().to(wide))
+        outs.append(out.detach())
+    if runtime.outputs is not None and runtime.reserved == 0:  # the scores need no other pass
+        runtime.outputs.put(model, inputs, torch.cat(outs))
     return name, torch.cat(acts), torch.cat(grads) if gradients else None
 
 

@@ -152,3 +152,40 @@ def test_evaluate_computes_what_does_not_depend_on_the_method_once(counted):
     # and the shared parts give each method the numbers it would get alone
     for metric in ("deletion_random_auc", "infidelity", "deletion_auc"):
         assert one.values("saliency", metric).tolist() == both.values("saliency", metric).tolist()
+
+
+class CountedCNN(nn.Module):
+    """A small CNN that counts the rows of its forwards, with and without autograd."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        self.rows = {"grad": 0, "no_grad": 0}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows["grad" if torch.is_grad_enabled() else "no_grad"] += len(x)
+        return self.head(self.features(x))
+
+
+def test_grad_cam_runs_one_forward_whose_outputs_give_the_scores_and_finds_its_layer_once():
+    torch.manual_seed(0)
+    net = CountedCNN()
+    model = ex.wrap(net, modality="image")
+    x = torch.rand(4, 3, 8, 8)
+    first = ex.explain(model, x, "grad_cam", target=1, progress=False)
+    assert first.params["layer"] == "features"
+    # the first call traces one sample to find the default layer (and measures its cost)
+    net.rows.update(grad=0, no_grad=0)
+    again = ex.explain(model, x, "grad_cam", target=1, progress=False)
+    assert net.rows == {"grad": 4, "no_grad": 0}
+    assert torch.equal(again.attributions, first.attributions)
+    with torch.no_grad():
+        assert torch.allclose(again.scores, net(x).softmax(1), atol=1e-6)
+    # a network whose modules changed is traced again
+    net.features[1] = nn.Tanh()
+    net.rows.update(grad=0, no_grad=0)
+    assert ex.explain(model, x, "grad_cam", target=1, progress=False).params["layer"] == (
+        "features"
+    )
+    assert net.rows["grad"] + net.rows["no_grad"] == 5

@@ -339,3 +339,26 @@ def test_the_design_is_seeded_distinct_pairs_with_every_singleton(with_graph):
     assert len(pairs) == 300  # no coalition twice, and never both sides of a pair
     assert {tuple(np.flatnonzero(z)) for z in first if z.sum() == 1} == {(i,) for i in range(12)}
     assert not first.all(1).any() and first.any(1).all()  # the full/empty pair is the caller's
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 16, 31])
+def test_the_kernel_tables_equal_their_binomial_sum_definitions(m):
+    """Krawtchouk K_k(h) = sum_j (-1)^j C(h, j) C(m-h, k-j) and the elementary symmetric
+    e_j of m-1 values (p of them +1) = sum_a C(p, a) C(m-1-p, j-a) (-1)^(j-a), exactly."""
+    from explainer.methods._shapley.gp import _tables
+
+    def kraw(k, h):
+        return sum((-1) ** j * math.comb(h, j) * math.comb(m - h, k - j) for j in range(k + 1))
+
+    def esym(j, p):
+        return sum(
+            math.comb(p, a) * math.comb(m - 1 - p, j - a) * (-1) ** (j - a) for a in range(j + 1)
+        )
+
+    t = _tables(m)
+    f64 = torch.float64
+    want_k = torch.tensor(
+        [[float(kraw(k, h)) for h in range(m + 1)] for k in range(m + 1)], dtype=f64
+    )
+    want_e = torch.tensor([[float(esym(j, p)) for p in range(m)] for j in range(m)], dtype=f64)
+    assert torch.equal(t["krawtchouk"], want_k) and torch.equal(t["esym"], want_e)
