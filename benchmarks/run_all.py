@@ -2,9 +2,11 @@
 
 Ratios (ours vs captum/shap measured in the same run) are the headline; absolute times
 move from run to run on shared machines, so bench.json records each benchmark's seconds, the
-total, and the load average (1, 5, 15 min) at the start and end of each. The default set runs
-in under 10 minutes on 2 cores; ``metrics`` (the cost of trust scores, not a comparison with
-the engines) runs only when asked. Usage:
+total, and the load average (1, 5, 15 min) at the start and end of each. ``scale`` (ResNet-18,
+ViT-small and BERT-small sized networks beside captum and shap, and each method's cost over
+the network's own forward/backward passes) takes about 8 minutes on 2 idle cores; the rest
+of the default set under 10 more; ``metrics`` (the cost of trust scores, not a comparison
+with the engines) runs only when asked. Usage:
     python -m benchmarks.run_all [--quick] [--only heatmap,ig,...] [--out reports]
 """
 
@@ -22,10 +24,13 @@ from pathlib import Path
 import torch
 
 BENCHMARKS = (
-    "heatmap", "shap", "deep", "ig", "memory", "cam", "text", "text_shap", "dataset", "metrics",
+    "scale", "heatmap", "shap", "deep", "ig", "memory", "cam", "text", "text_shap", "dataset",
+    "metrics",
 )  # fmt: skip
-# dataset last: it starts Ray
-DEFAULT = ("heatmap", "shap", "deep", "ig", "memory", "cam", "text", "text_shap", "dataset")
+# scale first (the side-by-side at real sizes, read first); dataset last: it starts Ray
+DEFAULT = (
+    "scale", "heatmap", "shap", "deep", "ig", "memory", "cam", "text", "text_shap", "dataset",
+)  # fmt: skip
 
 
 def machine() -> dict:
@@ -51,6 +56,16 @@ def load_average() -> list[float]:
 def headline(benchmarks: dict) -> dict:
     """The ratios a reader looks for first, gathered from each benchmark's results."""
     out: dict = {}
+    for row in benchmarks.get("scale", {}).get("rows", []):
+        if not row["workload"].startswith("resnet18"):
+            continue
+        key = f"scale/{row['workload']}: {row['method']}"
+        for name in ("ours_over_captum", "ours_over_shap", "ours_over_floor"):
+            if row.get(name) is not None:
+                out[f"{key} {name.replace('_over_', '/')}"] = row[name]
+    per_call = benchmarks.get("scale", {}).get("per_call", {})
+    if "ours_over_captum" in per_call:
+        out["scale/per call, Linear(10, 2): saliency ours/captum"] = per_call["ours_over_captum"]
     ig = benchmarks.get("ig", {})
     for name, net in ig.get("networks", {}).items():
         s = net.get("summary", {})
