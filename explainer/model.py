@@ -43,6 +43,11 @@ TASKS = ("classification", "regression", "multilabel")
 
 # Networks inside Model.evaluating() now, and how deeply nested (see Model.evaluating).
 _EVALUATING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# (device, dtype) of each network inside Model.evaluating(), looked up once per call: the
+# properties walk every parameter, and a call asks for them dozens of times
+_FACTS: weakref.WeakKeyDictionary[Any, tuple[torch.device, torch.dtype]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _weakrefable(net: Any) -> bool:
@@ -193,6 +198,12 @@ class Model:
     # -- facts about the network -------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        facts = _FACTS.get(self.net) if self.net in _FACTS else None
+        if facts is not None:
+            return facts[0]
+        return self._device()
+
+    def _device(self) -> torch.device:
         for p in self.net.parameters():
             return p.device
         for b in self.net.buffers():
@@ -203,6 +214,12 @@ class Model:
     def dtype(self) -> torch.dtype:
         """The floating-point dtype inputs are run in: that of the first floating parameter
         (or buffer), float32 when the network has none."""
+        facts = _FACTS.get(self.net) if self.net in _FACTS else None
+        if facts is not None:
+            return facts[1]
+        return self._dtype()
+
+    def _dtype(self) -> torch.dtype:
         for t in itertools.chain(self.net.parameters(), self.net.buffers()):
             if t.is_floating_point():
                 return t.dtype
@@ -301,6 +318,7 @@ class Model:
         try:
             if depth is not None:
                 _EVALUATING[self.net] = 1
+                _FACTS[self.net] = (self._device(), self._dtype())
             self.net.eval()
             for p in params:
                 p.requires_grad_(False)
@@ -310,6 +328,7 @@ class Model:
         finally:
             if depth is not None:
                 _EVALUATING.pop(self.net, None)
+                _FACTS.pop(self.net, None)
             for m, flag in zip(modules, training, strict=True):
                 m.training = flag
             for p, flag in zip(params, requires_grad, strict=True):
