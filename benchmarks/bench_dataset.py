@@ -59,6 +59,11 @@ def run(quick: bool = False) -> dict:
         _captum_loop(net, data.images[:batch_size], batch_size, n_steps)  # warm-up
         times["captum_loop"] = _captum_loop(net, data.images, batch_size, n_steps)
         for backend in ("local", "ray"):
+            if backend == "local":  # warm-up, as captum's: one batch (chunk sizes measured)
+                ex.explain_dataset(
+                    model, data.images[:batch_size], methods, work / "warm_local.zarr",
+                    batch_size=batch_size, progress=False,
+                )  # fmt: skip
             if backend == "ray":
                 import ray
 
