@@ -375,10 +375,11 @@ def measure(spec: dict, budgets, seeds, methods) -> list[dict]:
 
 def run(quick: bool = False, all_images: bool = False) -> dict:
     """Errors and times of every method on every game; ``quick``: one image game, 2 budgets, 2
-    seeds; ``all_images``: the 6 image games of ALL_IMAGES instead of the 4 of FULL_IMAGES."""
+    seeds (full: 5 budgets, 3 seeds); ``all_images``: the 6 image games of ALL_IMAGES instead of
+    the 3 of FULL_IMAGES."""
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
-    budgets, seeds = ((128, 512), range(2)) if quick else (BUDGETS, range(5))
+    budgets, seeds = ((128, 512), range(2)) if quick else (BUDGETS, range(3))
     images = FULL_IMAGES[:1] if quick else ALL_IMAGES if all_images else FULL_IMAGES
     tab_rows = () if quick else FULL_TABULAR_ROWS
     start = time.perf_counter()

@@ -348,6 +348,21 @@ def _built(spec: str) -> object:
     return obj()
 
 
+_StoreModel = Annotated[
+    str | None, typer.Option(help="Model file (default: the one recorded in the store).")
+]
+_StoreFactory = Annotated[str | None, typer.Option(help="Factory for a state_dict model.")]
+
+
+def _model_of(store, model: str | None, factory: str | None, max_size: str, device: str | None):
+    """The network a store command runs: ``--model`` (with ``--factory``), else the model
+    file the store records, on ``--device`` (default cpu)."""
+    where = check_device(device or "cpu", "--device")
+    if model:
+        return load_model(model, factory=factory, max_size=max_size, map_location=where)
+    return model_for_store(store, map_location=where)
+
+
 def _print_warnings(caught: list[str], notes: list[str]) -> None:
     """Warnings on stderr as ``warning: ...`` lines, each once: those the run issued, then
     the store's completeness warnings one per method (the run issued them as one)."""
@@ -366,25 +381,16 @@ def evaluate(
     metrics: Annotated[
         list[str] | None, typer.Option(help="Metric groups (repeatable); default: all that apply.")
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model file (default: the one recorded in the store).")
-    ] = None,
-    factory: Annotated[str | None, typer.Option(help="Factory for a state_dict model.")] = None,
+    model: _StoreModel = None,
+    factory: _StoreFactory = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     progress: _Progress = True,
     max_model_size: _MaxModelSize = "4GiB",
     device: _Device = None,
 ) -> None:
     """Compute trust scores on a sample of a store and save them in it (reports show them)."""
-    where = check_device(device or "cpu", "--device")
     opened = open_store(store)
-    net = (
-        load_model(model, factory=factory, max_size=max_model_size, map_location=where)
-        if model
-        else None
-    )
-    if net is None and device is not None:  # the store's model, loaded onto that device
-        net = model_for_store(opened, map_location=where)
+    net = _model_of(opened, model, factory, max_model_size, device)
     scores = run_evaluate(
         opened, net, metrics or "default", sample=sample, seed=seed, progress=progress
     )
@@ -412,10 +418,8 @@ def findings(
     min_effect: Annotated[
         float, typer.Option(help="Smallest mean change of p(class) that is kept.")
     ] = 0.05,
-    model: Annotated[
-        str | None, typer.Option(help="Model file (default: the one recorded in the store).")
-    ] = None,
-    factory: Annotated[str | None, typer.Option(help="Factory for a state_dict model.")] = None,
+    model: _StoreModel = None,
+    factory: _StoreFactory = None,
     seed: Annotated[int, typer.Option(help="Seed of the row draws and bootstrap.")] = 0,
     progress: _Progress = True,
     max_model_size: _MaxModelSize = "4GiB",
@@ -423,13 +427,8 @@ def findings(
 ) -> None:
     """Find what the model relies on (a watermark, an ID-like column, a recurring token) in a
     store, measure each on held-out rows, and save the result in it (reports show it)."""
-    where = check_device(device or "cpu", "--device")
     opened = open_store(store)
-    net = (
-        load_model(model, factory=factory, max_size=max_model_size, map_location=where)
-        if model
-        else model_for_store(opened, map_location=where)
-    )
+    net = _model_of(opened, model, factory, max_model_size, device)
     found = find_in(
         opened,
         net,

@@ -49,6 +49,7 @@ from ..errors import InputError, ModelError, describe
 from ..model import Model
 from ..model_layers import LayerCapture, as_grid, resolve_layer
 from ..registry import MethodResult, register_method
+from ..throughput import Tuning
 
 __all__ = ["layer_maps", "layer_activations", "to_input_size", "CAM_WEIGHTS"]
 
@@ -110,7 +111,8 @@ def layer_activations(
     size = chunk_size(model, inputs[0], runtime, request)
     acts, grads, outs = [], [], []
     wide = accumulation_dtype(inputs.dtype)
-    for part in chunks(len(inputs), size):
+    kind = "forward+backward to a layer" if gradients else "forward to a layer"
+    for part in chunks(len(inputs), size, Tuning.of(model, kind, inputs[0], runtime)):
         with LayerCapture(model.net, name) as cap, torch.enable_grad():
             out = model.forward(inputs[part])
             if len(cap.outputs) != 1:
@@ -313,9 +315,10 @@ def score_cam(
         size, max(1, (64 * 2**20) // max(network_cost(model, inputs[0], False, runtime).per_row, 1))
     )
     weights = torch.empty(n, k, dtype=a.dtype)
+    tuning = Tuning.of(model, "forward", inputs[0], runtime)
     with progress_bar(n * k, "score_cam", runtime) as bar, torch.no_grad():
         for i in range(n):
-            for part in chunks(k, size):
+            for part in chunks(k, size, tuning):
                 m = masks[i, part, None].to(inputs.dtype)  # (k', 1, H, W)
                 rows = inputs[i][None] * m  # (k', C, H, W)
                 scores = model.to_scores(model.forward(rows))[:, int(target[i])]

@@ -95,3 +95,18 @@ def test_results_do_not_depend_on_the_chunk_sizes_and_the_manifest_records_them(
         torch.testing.assert_close(e.attributions, calls[0].attributions, rtol=1e-5, atol=1e-6)
     chunks = calls[-1].manifest["chunks"]
     assert chunks and all(c["rows"] <= c["cap"] for c in chunks.values())
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "score_cam"])
+def test_cam_chunks_are_tuned_and_do_not_change_the_maps(method):
+    net = _cnn()
+    x = torch.rand(20, 3, 8, 8)
+    calls = [
+        ex.explain(ex.wrap(net, modality="image"), x, method, target=1, progress=False)
+        for _ in range(3)
+    ]
+    for e in calls[1:]:
+        torch.testing.assert_close(e.attributions, calls[0].attributions, rtol=1e-5, atol=1e-6)
+    chunks = calls[-1].manifest["chunks"]
+    kind = "forward+backward to a layer" if method == "grad_cam" else "forward to a layer"
+    assert kind in chunks and chunks[kind]["rows"] <= chunks[kind]["cap"]
