@@ -529,9 +529,10 @@ def check_expansion(value: int, name: str, maximum: int, advice: str) -> int:
 
 
 def chunks(total: int, size: int, tuning: Tuning | None = None) -> Iterator[slice]:
-    """Consecutive slices of at most ``size`` covering ``range(total)``; after each (when
-    there are several) the heap's free memory goes back to the system
-    (:func:`release_free_memory`), so a chunk's freed blocks do not stay resident. With a
+    """Consecutive slices of at most ``size`` covering ``range(total)``; when there are
+    several, the heap's free memory goes back to the system (:func:`release_free_memory`)
+    before a chunk of another size and after the last, so freed blocks do not stay resident
+    beyond one chunk's (see :func:`explainer.throughput.tuned_chunks`). With a
     ``tuning`` the slices are sized by measured throughput, ``size`` being the most the
     memory budget allows (:mod:`explainer.throughput`)."""
     return tuned_chunks(total, size, tuning, release_free_memory)
