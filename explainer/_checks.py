@@ -7,6 +7,7 @@ says what was wrong, what was expected, what was got and how to fix it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -316,13 +317,17 @@ def _bad_target(got: str, fix: str = 'Pass target="predicted" to explain the pre
     )
 
 
-def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
+def as_targets(
+    model: Model, target: Any, scores: torch.Tensor | None, shape: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Resolve ``target`` to a long tensor with one class index per sample.
 
     Accepts an int, a class name, ``"predicted"``, or a sequence/tensor of ints or names
-    with one entry per sample. ``scores`` are the model's (N, classes) outputs. For a
-    regression, the target is an output column and ``"predicted"`` means column 0 (the
-    largest predicted value is no prediction).
+    with one entry per sample. ``scores`` are the model's (N, classes) outputs; they may be
+    None when the target does not need them (anything but the predicted class of a
+    classifier), with ``shape`` = (N, classes) instead. For a regression, the target is an
+    output column and ``"predicted"`` means column 0 (the largest predicted value is no
+    prediction).
 
     Example:
         >>> import torch, explainer as ex
@@ -331,7 +336,7 @@ def as_targets(model: Model, target: Any, scores: torch.Tensor) -> torch.Tensor:
         >>> as_targets(m, "yes", scores).tolist(), as_targets(m, "predicted", scores).tolist()
         ([1, 1], [0, 1])
     """
-    n, n_classes = scores.shape
+    n, n_classes = scores.shape if scores is not None else shape
     if isinstance(target, str):
         if target == "predicted" and model.task == "regression":
             return torch.zeros(n, dtype=torch.long)
@@ -692,6 +697,8 @@ def has_gradient_path(model: Model, out: torch.Tensor) -> None:
 
 def check_model(model: Model) -> None:
     """Raise ModelError when the network's weights hold no data (the ``meta`` device)."""
+    if not any(t.is_meta for t in itertools.chain(model.net.parameters(), model.net.buffers())):
+        return
     for kind, tensors in (
         ("parameter", model.net.named_parameters()),
         ("buffer", model.net.named_buffers()),

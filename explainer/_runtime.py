@@ -32,7 +32,7 @@ from ._checks import check_seed, has_gradient_path
 from .errors import InputError, describe
 from .model import Model
 from .passes import KnownOutputs
-from .throughput import Tuning, tuned_chunks
+from .throughput import Tuning, cost_identity, tuned_chunks
 
 __all__ = [
     "Runtime",
@@ -361,7 +361,7 @@ def measured_cost(
     """
     # A wrapper made per call (a text model's EmbeddingInput) names the network it runs and
     # a tag, so that its costs are measured once per network, not once per call.
-    owner, tag = getattr(model.net, "cost_identity", (model.net, ()))
+    owner, tag = cost_identity(model.net)
     cache = _COST_CACHE.setdefault(owner, {})
     key = (*tag, kind, tuple(sample.shape), sample.dtype, sample.device)
 
@@ -495,6 +495,8 @@ def chunk_size(
             whose method checks its own, larger minimum next, the result is ``min_rows``.)
     """
     r = request
+    if r.most is not None and r.most <= r.min_rows and not runtime.explicit:
+        return r.min_rows  # rows that cannot be split, under a budget no error is raised for
     cost = r.cost or network_cost(model, sample, r.backward, runtime)
     extra, fixed = int(r.extra_bytes_per_row), int(r.fixed_bytes)
     if r.enforce:
@@ -645,15 +647,19 @@ def input_gradients(
     the target's (rows,), or with ``full=True`` every column (rows, columns).
 
     Rows are independent in eval mode, so the gradient of the summed selected outputs is
-    the per-row gradient. Call inside ``model.evaluating()``.
+    the per-row gradient. It is one backward from a one-hot seed on the outputs: the same
+    values as backpropagating through a gather and a sum, without their two autograd nodes
+    (a third of a tiny model's call). Call inside ``model.evaluating()``.
     """
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         out = model.forward(x)
-        selected = out.gather(1, target.to(out.device)[:, None]).squeeze(1)  # (rows,)
-        has_gradient_path(model, selected)
-        (grad,) = torch.autograd.grad(selected.sum(), x)
-    return grad.detach(), (out if full else selected).detach()
+        has_gradient_path(model, out)
+        index = (target if target.device == out.device else target.to(out.device))[:, None]
+        seed = torch.zeros_like(out).scatter_(1, index, 1.0)
+        (grad,) = torch.autograd.grad(out, x, seed)
+    out = out.detach()
+    return grad.detach(), out if full else out.gather(1, index).squeeze(1)
 
 
 def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:

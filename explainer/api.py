@@ -110,12 +110,10 @@ def explain(
     model = wrap(model)
     check_model(model)
     start = time.perf_counter()
-    runtime = Runtime(
-        progress=check_bool(progress, "progress"),
-        memory_budget=0 if memory_budget is None else parse_bytes(memory_budget),
-        device=str(model.device),
-    )
+    progress = check_bool(progress, "progress")
+    budget = 0 if memory_budget is None else parse_bytes(memory_budget)
     with model.evaluating():  # once for the call: the nested ones inside only count
+        runtime = Runtime(progress=progress, memory_budget=budget, device=str(model.device))
         call = prepare(model, inputs, forward_args)
         return explain_call(model, call, method, target, runtime, feature_names, params, start)
 
@@ -142,10 +140,9 @@ def explain_call(
         # targets need them (the predicted class, or a model never run); else the method's
         # own passes (saliency's forward, IG's f(x)) give them.
         out = _outputs(calls, x, runtime) if _targets_need_outputs(caller, target) else None
-        columns = caller._seen["columns"] if out is None else out.shape[1]
-        targets = as_targets(
-            caller, target, out if out is not None else torch.empty(len(x), columns, device="meta")
-        ).to(x.device)
+        targets = as_targets(caller, target, out, (len(x), caller._seen["columns"]))
+        if targets.device != x.device:
+            targets = targets.to(x.device)
         names = feature_names_of(caller, feature_names, x)
         result = merged(
             [
@@ -157,7 +154,7 @@ def explain_call(
             out = _outputs(calls, x, runtime)
     _check_result(result, x, info)
     used = {**info.defaults, **result.params} if result.params else {**info.defaults, **params}
-    extras = _with_relative_gap(result, out.gather(1, targets[:, None]).squeeze(1))
+    extras = _with_relative_gap(result, out, targets)
     notes = _completeness_notes(info, extras, used)
     if notes:
         warnings.warn(" ".join(notes), ExplainerWarning, stacklevel=3)
@@ -206,6 +203,8 @@ def _outputs(calls: list[tuple[Model, slice]], x: torch.Tensor, runtime: Runtime
     """The outputs on every row: those a pass of this call computed, else a forward.
     The budget bounds this pass too; a budget below the method's floor is refused by the
     method, with its (larger) minimum (``enforce=False``)."""
+    if len(calls) == 1:
+        return forward_in_chunks(calls[0][0], x, runtime, enforce=False)
     return torch.cat([forward_in_chunks(m, x[s], runtime, enforce=False) for m, s in calls])
 
 
@@ -219,6 +218,8 @@ def _recorded(params: Mapping[str, Any], used: Mapping[str, Any]) -> dict[str, A
 def _on_cpu(t: torch.Tensor) -> torch.Tensor:
     """A result tensor on the CPU in at least float32 (float16/bfloat16 models' results are
     float32: numpy, and so saving, has no bfloat16), float64 kept."""
+    if t.device.type == "cpu" and (t.dtype == torch.float32 or t.dtype == torch.float64):
+        return t.detach()
     return t.detach().cpu().to(accumulation_dtype(t.dtype))
 
 
@@ -266,14 +267,18 @@ def _method_for(
     return info
 
 
-def _with_relative_gap(result: MethodResult, f_x: torch.Tensor) -> dict[str, Any]:
+def _with_relative_gap(
+    result: MethodResult, out: torch.Tensor, targets: torch.Tensor
+) -> dict[str, Any]:
     """The method's extras, with ``relative_gap`` after its ``convergence_delta`` (N,)
-    when it reports one: the one place every method's gap is computed."""
+    when it reports one: the one place every method's gap is computed (``out``: the
+    outputs on the inputs, whose target columns are f(x))."""
     extras = dict(result.extras)
     delta = extras.get("convergence_delta")
     n = len(result.attributions)
     if not isinstance(delta, torch.Tensor) or tuple(delta.shape) != (n,):
         return extras
+    f_x = out.gather(1, targets[:, None].to(out.device)).squeeze(1)
     # in at least float32, like the attributions (a bfloat16 model's delta included)
     delta = extras["convergence_delta"] = _on_cpu(delta)
     gap = relative_gap(result.attributions, delta, f_x)

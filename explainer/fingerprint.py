@@ -41,14 +41,35 @@ def full_fingerprint(net: nn.Module) -> str:
 
 def state_key(net: nn.Module) -> tuple:
     """A cheap key of a network's state (see the module docstring for what it sees)."""
-    out = []
     tensors = itertools.chain(net.named_parameters(), net.named_buffers())
-    for name, t in tensors:
-        flat = t.detach().reshape(-1)
-        step = max(1, flat.numel() // 16)
-        sample = flat[::step][:16].tolist() if flat.numel() else []
-        out.append((name, t.data_ptr(), t._version, tuple(t.shape), t.dtype, *sample))
-    return tuple(out)
+    return tuple(
+        (name, t.data_ptr(), t._version, tuple(t.shape), t.dtype, _sample(t)) for name, t in tensors
+    )
+
+
+def _sample(t: torch.Tensor) -> bytes | tuple:
+    """16 strided values of ``t``, as raw bytes: read through numpy for a CPU tensor of a
+    dtype numpy has (a view: 2 µs against 4.4 µs through torch's indexing), else torch."""
+    n = t.numel()
+    step = max(1, n // 16)
+    if t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES and t.layout == torch.strided:
+        return t.detach().numpy().reshape(-1)[::step][:16].tobytes()
+    return tuple(t.detach().reshape(-1)[::step][:16].tolist()) if n else ()
+
+
+_NUMPY_DTYPES = frozenset(
+    (
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+    )
+)
 
 
 def fingerprint(net: nn.Module) -> str:

@@ -17,7 +17,6 @@ A plain callable (``clf.predict_proba``) is wrapped as a :class:`~explainer.blac
 
 from __future__ import annotations
 
-import itertools
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,19 +42,25 @@ TASKS = ("classification", "regression", "multilabel")
 
 # Networks inside Model.evaluating() now, and how deeply nested (see Model.evaluating).
 _EVALUATING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-# (device, dtype) of each network inside Model.evaluating(), looked up once per call: the
-# properties walk every parameter, and a call asks for them dozens of times
-_FACTS: weakref.WeakKeyDictionary[Any, tuple[torch.device, torch.dtype]] = (
+# (device, dtype, parameter count) of each network inside Model.evaluating(), found once
+# per call: the properties walk every parameter, and a call asks for them dozens of times
+_FACTS: weakref.WeakKeyDictionary[Any, tuple[torch.device, torch.dtype, int]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _weakrefable(net: Any) -> bool:
-    try:
-        weakref.ref(net)
-    except TypeError:
-        return False
-    return True
+def _facts_of(net: nn.Module, params: list[torch.Tensor]) -> tuple[torch.device, torch.dtype, int]:
+    """(device, dtype, parameter count) of ``net`` whose parameters are ``params``: see
+    :attr:`Model.device` and :attr:`Model.dtype` (buffers only when no parameter decides)."""
+    device = params[0].device if params else None
+    dtype = next((p.dtype for p in params if p.is_floating_point()), None)
+    if device is None or dtype is None:
+        buffers = list(net.buffers())
+        if device is None:
+            device = buffers[0].device if buffers else torch.device("cpu")
+        if dtype is None:
+            dtype = next((b.dtype for b in buffers if b.is_floating_point()), torch.float32)
+    return device, dtype, sum(p.numel() for p in params)
 
 
 class Model:
@@ -198,36 +203,25 @@ class Model:
     # -- facts about the network -------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        facts = _FACTS.get(self.net) if self.net in _FACTS else None
-        if facts is not None:
-            return facts[0]
-        return self._device()
+        return self._facts()[0]
 
-    def _device(self) -> torch.device:
-        for p in self.net.parameters():
-            return p.device
-        for b in self.net.buffers():
-            return b.device
-        return torch.device("cpu")
+    def _facts(self) -> tuple[torch.device, torch.dtype, int]:
+        """The network's (device, dtype, parameter count): held during ``evaluating()``,
+        else found now."""
+        try:
+            return _FACTS[self.net]
+        except (KeyError, TypeError):  # not inside evaluating(), or not weakly referable
+            return _facts_of(self.net, list(self.net.parameters()))
 
     @property
     def dtype(self) -> torch.dtype:
         """The floating-point dtype inputs are run in: that of the first floating parameter
         (or buffer), float32 when the network has none."""
-        facts = _FACTS.get(self.net) if self.net in _FACTS else None
-        if facts is not None:
-            return facts[1]
-        return self._dtype()
-
-    def _dtype(self) -> torch.dtype:
-        for t in itertools.chain(self.net.parameters(), self.net.buffers()):
-            if t.is_floating_point():
-                return t.dtype
-        return torch.float32
+        return self._facts()[1]
 
     @property
     def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
+        return self._facts()[2]
 
     @property
     def task(self) -> str:
@@ -295,7 +289,10 @@ class Model:
         Nested calls on the same network (``ex.explain`` inside, a method inside that) only
         count: the outermost one sets and restores the flags, once per call.
         """
-        depth = _EVALUATING.get(self.net, 0) if _weakrefable(self.net) else None
+        try:
+            depth = _EVALUATING.get(self.net, 0)
+        except TypeError:  # not weakly referable: the flags are set and restored every time
+            depth = None
         if depth:
             _EVALUATING[self.net] = depth + 1
             try:
@@ -307,10 +304,12 @@ class Model:
         training = [m.training for m in modules]
         # TorchScript modules hold ``inplace`` as a constant that cannot be set: they keep it
         # (autograd handles in-place ReLU; the methods that need hooks refuse TorchScript).
+        # (looked up in each module's __dict__, where nn.ReLU & co keep the flag: getattr
+        # on a module without it goes through nn.Module's slow __getattr__)
         inplace = [
             (m, m.inplace)
             for m in modules
-            if isinstance(getattr(m, "inplace", None), bool)
+            if isinstance(m.__dict__.get("inplace"), bool)
             and not isinstance(m, torch.jit.ScriptModule)
         ]
         params = list(self.net.parameters())
@@ -318,10 +317,11 @@ class Model:
         try:
             if depth is not None:
                 _EVALUATING[self.net] = 1
-                _FACTS[self.net] = (self._device(), self._dtype())
+                _FACTS[self.net] = _facts_of(self.net, params)
             self.net.eval()
-            for p in params:
-                p.requires_grad_(False)
+            for p, flag in zip(params, requires_grad, strict=True):
+                if flag:
+                    p.requires_grad_(False)
             for m, _ in inplace:
                 m.inplace = False
             yield self
@@ -332,7 +332,8 @@ class Model:
             for m, flag in zip(modules, training, strict=True):
                 m.training = flag
             for p, flag in zip(params, requires_grad, strict=True):
-                p.requires_grad_(flag)
+                if flag:
+                    p.requires_grad_(True)
             for m, flag in inplace:
                 m.inplace = flag
 

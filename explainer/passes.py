@@ -21,7 +21,6 @@ outputs.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,18 +28,10 @@ import torch
 __all__ = ["KnownOutputs"]
 
 
-@dataclass(frozen=True)
-class _Key:
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-    dtype: torch.dtype
-    device: torch.device
-    version: int
-
-
-def _key(x: torch.Tensor) -> _Key:
-    return _Key(x.storage_offset(), tuple(x.shape), x.stride(), x.dtype, x.device, int(x._version))
+def _key(x: torch.Tensor) -> tuple:
+    """What identifies rows in their storage: offset, shape, strides, dtype, device and
+    autograd version counter."""
+    return (x.storage_offset(), tuple(x.shape), x.stride(), x.dtype, x.device, x._version)
 
 
 class KnownOutputs:
@@ -59,14 +50,15 @@ class KnownOutputs:
     """
 
     def __init__(self) -> None:
-        self._entries: list[tuple[weakref.ref, weakref.ref, _Key, torch.Tensor]] = []
+        self._entries: list[tuple[weakref.ref, weakref.ref, tuple, torch.Tensor]] = []
         self.hits = 0  # how many passes were saved (tests and benchmarks read it)
         # the chunk sizes this call's passes ran at (explainer.throughput), for its manifest
         self.chunking: dict[str, Any] = {}
 
     def put(self, model: Any, x: torch.Tensor, out: torch.Tensor) -> None:
         """Remember ``out`` (detached) as ``model``'s outputs on the rows ``x``."""
-        self._entries = [e for e in self._entries if e[0]() is not None and e[1]() is not None]
+        if self._entries:
+            self._entries = [e for e in self._entries if e[0]() is not None and e[1]() is not None]
         self._entries.append(
             (weakref.ref(model), weakref.ref(x.untyped_storage()), _key(x), out.detach())
         )

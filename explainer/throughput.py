@@ -113,10 +113,10 @@ class Tuning:
     def of(cls, model: Any, kind: str, sample: torch.Tensor, runtime: Any) -> Tuning:
         """The tuning of ``model``'s pass ``kind`` on rows like ``sample`` in a call whose
         ``runtime.outputs`` (if any) keeps the log."""
-        owner, tag = getattr(model.net, "cost_identity", (model.net, ()))
+        owner, tag = cost_identity(model.net)
         known = getattr(runtime, "outputs", None)
         log = None if known is None else known.chunking
-        return cls(owner, "/".join(map(str, (*tag, kind))), sample, log)
+        return cls(owner, "/".join(map(str, (*tag, kind))) if tag else kind, sample, log)
 
     def _record(self) -> _Record:
         s = self.sample
@@ -126,6 +126,16 @@ class Tuning:
         except TypeError:  # not weakly referenceable: measured per call
             table = {}
         return table.setdefault(key, _Record())
+
+
+def cost_identity(net: Any) -> tuple[Any, tuple]:
+    """Whose measurements a network's passes share, and a tag: a wrapper made per call (a
+    text model's EmbeddingInput) names the network it runs in its ``cost_identity``; any
+    other network is its own (looked up on the class: an ``nn.Module`` instance answers a
+    missing attribute through a slow ``__getattr__``)."""
+    if hasattr(type(net), "cost_identity"):
+        return net.cost_identity
+    return net, ()
 
 
 def tuned_chunks(

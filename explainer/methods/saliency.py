@@ -33,21 +33,26 @@ def _batched_gradients(
     """Input gradients of every row, in chunks that fit the budget next to the (N, ...)
     gradients and the inputs (a dtype conversion copies them; in a nested call, such as
     smoothgrad's, they are the caller's, already held out); attributions are made in place."""
-    request = ChunkRequest(
-        extra_bytes_per_row=64,
-        fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
-        what=f"{what} on {len(x)} input(s)",
-        buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
-        most=len(x),
-    )
-    size = chunk_size(model, x[0], runtime, request)
-    grads = torch.empty_like(x)
-    outs = []
-    for part in chunks(len(x), size, Tuning.of(model, "forward+backward", x[0], runtime)):
-        grads[part], out = input_gradients(model, x[part], target[part], full=True)
-        outs.append(out)
+    n = len(x)
+    if n == 1 and not runtime.explicit:  # one row: nothing to chunk, no budget to check
+        grads, out = input_gradients(model, x, target, full=True)
+    else:
+        request = ChunkRequest(
+            extra_bytes_per_row=64,
+            fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
+            what=f"{what} on {n} input(s)",
+            buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
+            most=n,
+        )
+        size = chunk_size(model, x[0], runtime, request)
+        grads = torch.empty_like(x)
+        outs = []
+        for part in chunks(n, size, Tuning.of(model, "forward+backward", x[0], runtime)):
+            grads[part], part_out = input_gradients(model, x[part], target[part], full=True)
+            outs.append(part_out)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
     if runtime.outputs is not None and runtime.reserved == 0:  # the caller's rows, not copies
-        runtime.outputs.put(model, x, torch.cat(outs))
+        runtime.outputs.put(model, x, out)
     return grads
 
 
@@ -178,7 +183,7 @@ def _noisy_copies(
 
 def gradient_buffers(x: torch.Tensor, nested: bool) -> int:
     """(N, ...) gradients, and the inputs unless a calling method holds them."""
-    return (1 if nested else 2) * len(x) * x[0].numel() * x.element_size()
+    return (1 if nested else 2) * x.numel() * x.element_size()
 
 
 def smoothgrad_bytes(inputs: torch.Tensor, copies: int) -> int:

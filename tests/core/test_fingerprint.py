@@ -57,3 +57,21 @@ def test_explanations_record_the_fingerprint_of_the_weights_they_were_computed_w
         assert "fingerprint" in str(err)
     else:
         raise AssertionError("evaluate accepted an explanation of other weights")
+
+
+def test_the_key_reads_every_dtype_and_reuses_the_hash_of_weights_holding_nan(monkeypatch):
+    import explainer.fingerprint as fp
+
+    hashes = []
+    real = fp.full_fingerprint
+    monkeypatch.setattr(fp, "full_fingerprint", lambda net: hashes.append(1) or real(net))
+    net = make()
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")  # NaN != NaN: a key of values would never match
+    fp.fingerprint(net), fp.fingerprint(net)
+    assert len(hashes) == 1
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):  # torch's path and numpy's
+        other = make().to(dtype)
+        before = fp.fingerprint(other)
+        other[0].weight.data[0, 0] += 1.0  # through .data: only the sampled values see it
+        assert fp.fingerprint(other) != before
