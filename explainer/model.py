@@ -18,8 +18,7 @@ A plain callable (``clf.predict_proba``) is wrapped as a :class:`~explainer.blac
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,6 +46,74 @@ _EVALUATING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 _FACTS: weakref.WeakKeyDictionary[Any, tuple[torch.device, torch.dtype, int]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+class _Evaluating:
+    """:meth:`Model.evaluating`'s context (a class, not a generator: a call enters it a few
+    times, and the nested entries must cost next to nothing)."""
+
+    __slots__ = ("model", "saved")
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.saved: tuple | None = None
+
+    def __enter__(self) -> Model:
+        net = self.model.net
+        try:
+            depth = _EVALUATING.get(net, 0)
+        except TypeError:  # not weakly referable: the flags are set and restored every time
+            depth = None
+        if depth:
+            _EVALUATING[net] = depth + 1
+            return self.model
+        modules = list(net.modules())
+        training = [m.training for m in modules]
+        # TorchScript modules hold ``inplace`` as a constant that cannot be set: they keep it
+        # (autograd handles in-place ReLU; the methods that need hooks refuse TorchScript).
+        # The flag is read from each module's __dict__, where nn.ReLU & co keep it: getattr
+        # on a module without it would go through nn.Module's slow __getattr__.
+        inplace = [
+            (m, m.inplace)
+            for m in modules
+            if isinstance(m.__dict__.get("inplace"), bool)
+            and not isinstance(m, torch.jit.ScriptModule)
+        ]
+        params = list(net.parameters())
+        requires_grad = [p.requires_grad for p in params]
+        self.saved = (depth is not None, modules, training, inplace, params, requires_grad)
+        try:
+            if depth is not None:
+                _EVALUATING[net] = 1
+                _FACTS[net] = _facts_of(net, params)
+            net.eval()
+            for p, flag in zip(params, requires_grad, strict=True):
+                if flag:
+                    p.requires_grad_(False)
+            for m, _ in inplace:
+                m.inplace = False
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.model
+
+    def __exit__(self, *exc: Any) -> None:
+        net = self.model.net
+        if self.saved is None:  # a nested entry
+            _EVALUATING[net] -= 1
+            return
+        counted, modules, training, inplace, params, requires_grad = self.saved
+        self.saved = None
+        if counted:
+            _EVALUATING.pop(net, None)
+            _FACTS.pop(net, None)
+        for m, flag in zip(modules, training, strict=True):
+            m.training = flag
+        for p, flag in zip(params, requires_grad, strict=True):
+            if flag:
+                p.requires_grad_(True)
+        for m, flag in inplace:
+            m.inplace = flag
 
 
 def _facts_of(net: nn.Module, params: list[torch.Tensor]) -> tuple[torch.device, torch.dtype, int]:
@@ -270,8 +337,7 @@ class Model:
         return fingerprint(self.net)
 
     # -- running it ---------------------------------------------------------------------
-    @contextmanager
-    def evaluating(self) -> Iterator[Model]:
+    def evaluating(self) -> _Evaluating:
         """Eval mode, frozen parameters and no in-place activations; all restored on exit.
 
         In-place flags are turned off on eager modules only: a TorchScript module holds
@@ -289,53 +355,7 @@ class Model:
         Nested calls on the same network (``ex.explain`` inside, a method inside that) only
         count: the outermost one sets and restores the flags, once per call.
         """
-        try:
-            depth = _EVALUATING.get(self.net, 0)
-        except TypeError:  # not weakly referable: the flags are set and restored every time
-            depth = None
-        if depth:
-            _EVALUATING[self.net] = depth + 1
-            try:
-                yield self
-            finally:
-                _EVALUATING[self.net] -= 1
-            return
-        modules = list(self.net.modules())
-        training = [m.training for m in modules]
-        # TorchScript modules hold ``inplace`` as a constant that cannot be set: they keep it
-        # (autograd handles in-place ReLU; the methods that need hooks refuse TorchScript).
-        # (looked up in each module's __dict__, where nn.ReLU & co keep the flag: getattr
-        # on a module without it goes through nn.Module's slow __getattr__)
-        inplace = [
-            (m, m.inplace)
-            for m in modules
-            if isinstance(m.__dict__.get("inplace"), bool)
-            and not isinstance(m, torch.jit.ScriptModule)
-        ]
-        params = list(self.net.parameters())
-        requires_grad = [p.requires_grad for p in params]
-        try:
-            if depth is not None:
-                _EVALUATING[self.net] = 1
-                _FACTS[self.net] = _facts_of(self.net, params)
-            self.net.eval()
-            for p, flag in zip(params, requires_grad, strict=True):
-                if flag:
-                    p.requires_grad_(False)
-            for m, _ in inplace:
-                m.inplace = False
-            yield self
-        finally:
-            if depth is not None:
-                _EVALUATING.pop(self.net, None)
-                _FACTS.pop(self.net, None)
-            for m, flag in zip(modules, training, strict=True):
-                m.training = flag
-            for p, flag in zip(params, requires_grad, strict=True):
-                if flag:
-                    p.requires_grad_(True)
-            for m, flag in inplace:
-                m.inplace = flag
+        return _Evaluating(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network, select the explained tensor from its result (``select``) and
