@@ -58,7 +58,8 @@ method's distance from the cost of the network itself. Random weights, nothing d
    ``LayerIntegratedGradients`` (gausslegendre, same baseline: [CLS]/[SEP] kept, every other
    token id 0, as ours with a tokenizer whose special ids are 0, 101, 102), and saliency
    beside captum's ``Saliency`` over ``inputs_embeds`` (summed |gradient| per token).
-   Ours explains text one sentence per call (see bench_text).
+   Ours explains text one sentence per call for IG (every path row keeps its sentence's
+   ids and mask; see bench_text) and the batch in one call for saliency (no built rows).
 4. ``ex.evaluate`` (default metrics) of saliency and IG (n_steps=8) on 4 images of the
    ResNet: seconds, and the network rows it ran, counted by a forward pre-hook (rows = the
    batch dimension of each call, split by ``torch.is_grad_enabled()``: grad-enabled rows
@@ -73,6 +74,13 @@ method's distance from the cost of the network itself. Random weights, nothing d
 7. Peak memory of one IG-32 call on the ResNet, batch 4 at 224 px, ours (default budget)
    and captum (``internal_batch_size=None``: all 128 rows at once, its default), each in a
    fresh subprocess (peak RSS, as bench_memory, which measures a smaller CNN).
+
+8. IG at equal true error: the ResNet, 2 images at 224 px, true error = relative L2
+   distance to our Gauss-Legendre IG with 256 steps. Ours with its error control
+   (``tolerance=0.01``: steps chosen per sample) against captum's default rule and steps
+   (gausslegendre, 50), timed interleaved (1 warm-up round, 2 kept); captum's max error
+   also at 8, 12, 16, 24 and 32 steps, untimed: the fewest of those steps that reach our
+   max error give "captum at equal error", its time scaled from the 50-step time by rows.
 
 About 8-9 minutes on 2 idle cores (kernel_shap's three engines are about 40% of it); other
 load on them slows every timing several fold (the ratios less: each round runs every
@@ -105,6 +113,7 @@ from .bench_cam import interleaved
 from .bench_deep import _Logits, resnet18_like
 
 SMOOTH_STDEV = 0.15  # fraction of each sample's value range
+CAPTUM_GRID = (8, 12, 16, 24, 32, 50)  # captum's Gauss-Legendre steps in part 8
 RANGE = (-2.0, 2.0)  # every sample scaled to exactly this range
 
 
@@ -797,6 +806,76 @@ def bert_workload(quick: bool, repeats: int, warmup: int) -> dict:
 # ----------------------------------------------------------------------------------------
 
 
+def ig_equal_error_workload(size: int, batch: int, ref_steps: int, rounds: int) -> dict:
+    """Part 8: IG at equal true error on the ResNet (see the module docstring)."""
+    from captum.attr import IntegratedGradients
+
+    import explainer as ex
+
+    from .ig_cases import relative_errors
+
+    net, _ = resnet18_like(size)
+    model = ex.wrap(net, modality="image")
+    x = _images(batch, size, 1)
+    targets = torch.arange(batch) * 3 % 10
+    zeros = torch.zeros_like(x)
+
+    def ours() -> Any:
+        return ex.explain(
+            model, x, "integrated_gradients", target=targets, tolerance=0.01, progress=False
+        )
+
+    def captum(n: int) -> Callable[[], torch.Tensor]:
+        ig = IntegratedGradients(net)
+        return lambda: ig.attribute(
+            x, baselines=zeros, target=targets, n_steps=n, method="gausslegendre"
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = ex.explain(
+            model,
+            x,
+            "integrated_gradients",
+            target=targets,
+            n_steps=ref_steps,
+            rule="gausslegendre",
+            progress=False,
+        ).attributions
+        first = ours()
+        errors = {n: relative_errors(captum(n)().detach(), reference) for n in CAPTUM_GRID}
+        timed = interleaved({"ours": ours, "captum_50": captum(50)}, rounds, 1)
+    ours_error = relative_errors(first.attributions, reference)
+    steps = first.extras["steps_used"]
+    # captum's fewest grid steps whose max error is at most ours' (equal true error); its
+    # time there is its 50-step time scaled by the rows (every row costs the same)
+    matched = next((n for n in CAPTUM_GRID if errors[n].max() <= ours_error.max()), None)
+    captum_50 = timed["captum_50"]["seconds"]
+    return {
+        "network": "resnet18_like",
+        "images": batch,
+        "image_size": size,
+        "reference": f"our Gauss-Legendre IG with {ref_steps} steps",
+        "ours": {
+            "tolerance": 0.01,
+            "steps_per_sample": steps.tolist(),
+            "gradient_rows": int(steps.sum()),
+            "true_error": ours_error.round(5).tolist(),
+            "seconds": timed["ours"]["seconds"],
+        },
+        "captum_gausslegendre_true_error_max": {
+            str(n): round(float(e.max()), 5) for n, e in errors.items()
+        },
+        "captum_50_seconds": captum_50,
+        "ours_over_captum_50": _ratio(timed["ours"]["seconds"], captum_50),
+        "captum_steps_at_ours_error": matched,
+        "ours_over_captum_at_equal_error": _ratio(
+            timed["ours"]["seconds"], None if matched is None else captum_50 * matched / 50
+        ),
+        "timing": timed,
+    }
+
+
 def evaluate_workload(resnet: dict, n: int, ig_steps: int) -> dict:
     """ex.evaluate's time and the network rows it runs (counted by a forward pre-hook)."""
     import explainer as ex
@@ -1114,6 +1193,15 @@ def run(quick: bool = False, memory: bool = True) -> dict:
         if memory
         else {"skipped": True}
     )
+    out["ig_equal_error"] = part(
+        "ig_equal_error",
+        lambda: ig_equal_error_workload(
+            size,
+            2 if quick else batch // 2,
+            ref_steps=32 if quick else 256,
+            rounds=1 if quick else 2,
+        ),
+    )
     out["workloads"] = workloads
     out["part_seconds"] = seconds
     out["load_end"] = _load()
@@ -1144,6 +1232,17 @@ def run(quick: bool = False, memory: bool = True) -> dict:
             f"ours {m['ours']['peak_mb']:.0f} MB, captum {m['captum']['peak_mb']:.0f} MB "
             f"(captum/ours {m['peak_ratio_captum_over_ours']}); time ours/captum "
             f"{m['time_ratio_ours_over_captum']}"
+        )
+    q = out["ig_equal_error"]
+    if "ours" in q:
+        lines.append(
+            f"IG at equal true error ({q['images']} images at {q['image_size']} px, reference "
+            f"{q['reference']}): ours tolerance 0.01, {q['ours']['steps_per_sample']} steps, max "
+            f"error {max(q['ours']['true_error']):.4f}, {q['ours']['seconds']} s; captum GL-50 "
+            f"error {q['captum_gausslegendre_true_error_max']['50']:.4f}, {q['captum_50_seconds']}"
+            f" s (ours/captum-50 {q['ours_over_captum_50']}); captum needs "
+            f"{q['captum_steps_at_ours_error']} steps for ours' error (ours/captum there "
+            f"{q['ours_over_captum_at_equal_error']})"
         )
     lines.append(f"total {out['seconds']} s; load average {out['load_start']} -> {out['load_end']}")
     out["headline"] = lines  # bench.html lists these; the rows are its table

@@ -9,8 +9,9 @@ to be special) and the same steps. Medians of 5
 interleaved repeats; the two results are compared (max abs difference of the per-token
 attributions, relative to captum's largest).
 
-Ours explains a batch one sentence per call (the ids and the attention mask are per-sample
-forward arguments, so every row a method builds keeps its sentence's ids), and runs one
+Ours explains a batch one sentence per call for IG (the ids and the attention mask are
+per-sample forward arguments, so every row a method builds keeps its sentence's ids; saliency
+and gradient x input, which build no rows, take the batch in one call), and runs one
 no-grad forward of the batch for the targets and the recorded scores; captum runs the
 batch's 4 x 32 path rows in one call.
 

@@ -389,6 +389,7 @@ def network_cost(
     """Measured peak bytes of the network on a chunk of rows shaped like ``sample``:
     forward and backward to the input (the gradient included) or, with ``backward=False``,
     a forward without autograd. ``runtime``: whose budget the probes must respect."""
+    model = model.rows(slice(0, 1))  # a batch's model: the probes are copies of one sample
 
     def forward_backward(rows: torch.Tensor) -> None:
         with torch.enable_grad():
@@ -635,7 +636,7 @@ def _forward_in_chunks(
         if size >= len(x):
             out = model.forward(x)
         else:
-            out = torch.cat([model.forward(x[part]) for part in chunks(len(x), size)])
+            out = torch.cat([model.rows(part).forward(x[part]) for part in chunks(len(x), size)])
     release_free_memory()
     return out
 

@@ -69,7 +69,9 @@ def explain(
             value, a tuple (positional, after the inputs) or a dict (keywords), e.g.
             ``{"attention_mask": mask}``. A tensor whose first dimension is N holds one row
             per sample (each sample is then explained on its own call, so every row a
-            method builds gets its sample's row); anything else is passed unchanged.
+            method builds gets its sample's row; saliency and gradient x input, which
+            build no rows, explain the batch in one call, each chunk with its samples'
+            rows); anything else is passed unchanged.
         **params: the method's own options (e.g. ``n_steps=64`` for integrated gradients).
             Seeds are integers in [0, 2**63 - 1]; ``seed=None`` means 0 for every method.
 
@@ -134,7 +136,7 @@ def explain_call(
     with model.evaluating():
         x, caller = call.x, call.model
         info = _method_for(caller, method, params, "text" if call.text is not None else None)
-        calls = aligned_calls(caller, len(x))
+        calls = aligned_calls(caller, len(x), info.row_aligned)
         runtime = replace(runtime, outputs=KnownOutputs())
         # Every pass counted once: the outputs are computed before the method only when the
         # targets need them (the predicted class, or a model never run); else the method's

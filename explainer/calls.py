@@ -144,12 +144,13 @@ def _text_call(model: Model, inputs: Any, forward_args: Any, keep: Any = None) -
     return Call(layout.pack([embeddings]), runner, batch, layer)
 
 
-def aligned_calls(model: Model, n: int) -> list[tuple[Model, slice]]:
+def aligned_calls(model: Model, n: int, row_aligned: bool = False) -> list[tuple[Model, slice]]:
     """The method calls that explain ``n`` samples: one call for the batch; one per sample
     when a forward argument holds a row per sample, with the model bound to that sample's
     row, so every row a method builds (path points, coalitions, noisy copies) is given the
-    arguments of the sample it belongs to."""
-    if not model.forward_args.per_sample:
+    arguments of the sample it belongs to. A ``row_aligned`` method (see
+    :func:`~explainer.registry.register_method`) builds no rows: one call for the batch."""
+    if row_aligned or not model.forward_args.per_sample:
         return [(model, slice(0, n))]
     return [
         (model.calling(model.layout, model.forward_args.sample(i)), slice(i, i + 1))

@@ -227,6 +227,20 @@ class ForwardArgs:
             tuple(_Arg(a.key, a.value[i : i + 1], True) if a.per_sample else a for a in self.items)
         )
 
+    def rows(self, part: slice) -> ForwardArgs:
+        """The arguments of the samples in ``part`` (a chunk of a batch explained in one
+        call): per-sample tensors cut to those rows.
+
+        Example:
+            >>> import torch
+            >>> fa = ForwardArgs.of({"mask": torch.tensor([[1, 0], [1, 1], [0, 1]])}, n=3)
+            >>> fa.rows(slice(1, 3)).call_values(rows=2)[1]["mask"].tolist()
+            [[1, 1], [0, 1]]
+        """
+        return ForwardArgs(
+            tuple(_Arg(a.key, a.value[part], True) if a.per_sample else a for a in self.items)
+        )
+
     def call_values(self, rows: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """(positional, keyword) values for a forward call on ``rows`` rows: a per-sample
         argument's single row expanded to ``rows`` (a view, no copy)."""

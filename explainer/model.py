@@ -251,6 +251,14 @@ class Model:
         copy.layout, copy.forward_args = self.layout, self.forward_args
         return copy
 
+    def rows(self, part: slice) -> Model:
+        """The model of the samples in ``part`` of a batch explained in one call: itself,
+        or, when a forward argument holds a row per sample, a model holding those rows (a
+        chunk of the batch, or its first row for a pass that measures costs)."""
+        if not self.forward_args.per_sample:
+            return self
+        return self.calling(self.layout, self.forward_args.rows(part))
+
     def calling(
         self, layout: InputLayout | None = None, forward_args: ForwardArgs | None = None
     ) -> Model:

@@ -83,6 +83,7 @@ class MethodInfo:
     reduction: str | None = None
     completeness: Completeness | None = None
     needs_gradients: bool = True
+    row_aligned: bool = False
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -164,6 +165,7 @@ def register_method(
     reduction: str | None = None,
     completeness: Completeness | None = None,
     needs_gradients: bool = True,
+    row_aligned: bool = False,
 ) -> Callable:
     """Decorator registering ``fn`` as attribution method ``name``.
 
@@ -187,6 +189,11 @@ def register_method(
         needs_gradients: whether it differentiates the model; False for a method that
             needs only forward passes, the only kind that explains a black-box function
             (``ex.wrap(clf.predict_proba)``).
+        row_aligned: whether its passes run on the caller's rows only, one per sample, in
+            chunks bound to their samples' rows (:meth:`~explainer.model.Model.rows`), and
+            never on rows it builds (path points, noisy copies, coalitions): then a batch
+            whose forward arguments hold a row per sample is explained in one call, not one
+            call per sample (saliency, gradient x input).
 
     Raises:
         ValueError: ``name`` or an alias is already registered, or ``reduction`` is unknown.
@@ -245,6 +252,7 @@ def register_method(
             reduction,
             completeness,
             bool(needs_gradients),
+            bool(row_aligned),
         )
         _REGISTRY[name] = info
         for alias in aliases:

@@ -48,7 +48,9 @@ def _batched_gradients(
         grads = torch.empty_like(x)
         outs = []
         for part in chunks(n, size, Tuning.of(model, "forward+backward", x[0], runtime)):
-            grads[part], part_out = input_gradients(model, x[part], target[part], full=True)
+            grads[part], part_out = input_gradients(
+                model.rows(part), x[part], target[part], full=True
+            )
             outs.append(part_out)
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
     if runtime.outputs is not None and runtime.reserved == 0:  # the caller's rows, not copies
@@ -62,7 +64,9 @@ def _saliency_signed(params: dict[str, Any]) -> bool:
     return not params.get("absolute", True)
 
 
-@register_method("saliency", aliases=("gradient", "vanilla_gradient"), signed=_saliency_signed)
+@register_method(
+    "saliency", aliases=("gradient", "vanilla_gradient"), signed=_saliency_signed, row_aligned=True
+)
 def saliency(
     model: Model,
     inputs: torch.Tensor,
@@ -80,7 +84,7 @@ def saliency(
     return MethodResult(grads.abs_() if absolute else grads, params={"absolute": absolute})
 
 
-@register_method("gradient_x_input", aliases=("input_x_gradient",))
+@register_method("gradient_x_input", aliases=("input_x_gradient",), row_aligned=True)
 def gradient_x_input(
     model: Model, inputs: torch.Tensor, target: torch.Tensor, *, runtime: Runtime = Runtime()
 ) -> MethodResult:

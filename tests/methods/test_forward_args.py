@@ -165,3 +165,27 @@ def test_bert_on_inputs_embeds_with_a_per_sample_attention_mask(method):
     if "relative_gap" in exp.extras and method != "gradient_shap":
         assert exp.extras["relative_gap"].max() < 0.05
     assert_same_state(before, model_state(bert))
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradient_x_input"])
+@pytest.mark.parametrize("rows_per_chunk", [None, 1, 3])  # None: the whole batch at once
+def test_row_aligned_methods_explain_the_batch_in_one_call_with_each_samples_rows(
+    method, rows_per_chunk, monkeypatch
+):
+    import explainer.methods.saliency as saliency
+
+    if rows_per_chunk is not None:  # chunks bound to their own samples' rows
+        monkeypatch.setattr(saliency, "chunk_size", lambda *args: rows_per_chunk)
+    net = Conditioned()
+    x, c = rows(1), rows(2)
+    batches = []
+    net.register_forward_pre_hook(lambda _, args: batches.append(len(args[0])))
+    exp = ex.explain(ex.wrap(net, modality="tabular"), x, method, progress=False,
+                     forward_args=(c,), memory_budget=10**6)  # fmt: skip
+    gradient = c * net.lin.weight.detach()[exp.targets]
+    truth = gradient.abs() if method == "saliency" else x * gradient
+    torch.testing.assert_close(exp.attributions, truth, atol=2e-6, rtol=1e-5)
+    # not one call per sample: the explained rows go through in chunks of the size chosen
+    last = N if rows_per_chunk is None else (N % rows_per_chunk or rows_per_chunk)
+    assert batches[-1] == last
+    assert ex.get_method(method).row_aligned and not ex.get_method("smoothgrad").row_aligned
