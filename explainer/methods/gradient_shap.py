@@ -275,13 +275,24 @@ def _outputs_of(
 
 
 def _pairs(
-    model: Model, x: torch.Tensor, refs: torch.Tensor, target: torch.Tensor
+    model: Model,
+    x: torch.Tensor,
+    refs: torch.Tensor,
+    target: torch.Tensor,
+    reference_index: torch.Tensor | None = None,
 ) -> DeepLiftResult:
-    """DeepLIFT of each row of ``x`` against the row of ``refs``; a forward whose operations
-    depend on the input values is a ModelError, so is one without a gradient path."""
+    """DeepLIFT of each row of ``x`` against the row of ``refs`` (or, with
+    ``reference_index``, against ``refs[reference_index]``: each distinct reference once); a
+    forward whose operations depend on the input values is a ModelError, so is one without a
+    gradient path."""
     try:
         return deeplift(
-            model.forward, x, refs, target, check=lambda out: has_gradient_path(model, out)
+            model.forward,
+            x,
+            refs,
+            target,
+            check=lambda out: has_gradient_path(model, out),
+            reference_index=reference_index,
         )
     except ModelError as err:
         if not isinstance(err.__cause__, ControlFlowError):
@@ -372,7 +383,14 @@ def deep_shap(
         for part in parts:  # row r pairs reference r // N with sample r % N
             rows = torch.arange(part.start, part.stop, device=inputs.device)
             ref, sample = rows // n, rows % n
-            result = _pairs(model, inputs[sample], bg[ref], target[sample].to(inputs.device))
+            first = int(ref[0])  # the chunk's references, each run once (see deeplift)
+            result = _pairs(
+                model,
+                inputs[sample],
+                bg[first : int(ref[-1]) + 1],
+                target[sample].to(inputs.device),
+                ref - first,
+            )
             total.index_add_(0, sample, result.attributions.to(total.dtype))
             coverage = result.coverage
             f_x, f_b = _outputs_of(result, f_x, f_b, n, n_bg, sample, ref)

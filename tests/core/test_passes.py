@@ -50,9 +50,9 @@ CASES = [
     ("integrated_gradients", {"n_steps": 8}, 32, 8),
     # noisy points; f(x) (gap and scores), f(background)
     ("gradient_shap", {"n_samples": 5}, 20, 7),
-    # DeepLIFT's pairs: a reference pass (no autograd) and a pass with autograd per pair;
-    # f(x) and f(background) come from them
-    ("deep_shap", {}, 12, 12),
+    # DeepLIFT's pairs: a pass with autograd per pair, after a reference pass (no autograd)
+    # on each background row once; f(x) and f(background) come from them
+    ("deep_shap", {}, 12, 3),
     # noisy copies; then the scores
     ("smoothgrad", {"n_samples": 3}, 12, 4),
 ]

@@ -366,3 +366,44 @@ def test_deep_shap_takes_an_output_built_with_zeros_like_as_a_constant():
     exp = ex.explain(model, x, "deep_shap", target=1, background=bg, progress=False)
     change = (x @ torch.linspace(-1.0, 1.0, 8)) ** 2 - (bg @ torch.linspace(-1.0, 1.0, 8)) ** 2
     torch.testing.assert_close(exp.attributions.sum(1), change, atol=1e-5, rtol=1e-5)
+
+
+class FeaturesFirst(nn.Module):
+    """Moves the batch off the first dimension before a nonlinearity ((B, F) -> (F, B)):
+    what the reference pass records is not one row per reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.a, self.b = nn.Linear(5, 5), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x).t()).t())
+
+
+@pytest.mark.parametrize("make", [lambda: FeaturesFirst(), lambda: nn.Sequential(
+    nn.Linear(5, 16), nn.ReLU(), nn.Unflatten(1, (1, 16)), nn.MaxPool1d(2), nn.Flatten(),
+    nn.Linear(8, 2))], ids=["batch_moved", "relu_maxpool"])  # fmt: skip
+def test_the_references_run_once_each_and_give_what_every_pairs_reference_gives(make):
+    # DeepSHAP pairs every background row with every input: the reference pass runs on the
+    # distinct references and its records are expanded to the pairs (or, for a network whose
+    # records are not one row per reference, run again with every pair's reference)
+    from explainer.methods._deeplift.engine import deeplift
+
+    torch.manual_seed(0)
+    net = make().eval()
+    x, bg = torch.randn(3, 5), torch.randn(2, 5)
+    index = torch.tensor([0, 0, 0, 1, 1, 1])
+    pairs_x, target = x.repeat(2, 1), torch.tensor([1, 0, 1, 1, 0, 1])
+    seen = []
+    hook = net.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    with torch.no_grad():
+        once = deeplift(net, pairs_x, bg, target, reference_index=index)
+        hook.remove()
+        every = deeplift(net, pairs_x, bg[index], target)
+    torch.testing.assert_close(once.attributions, every.attributions, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(once.all_reference_outputs, every.all_reference_outputs)
+    batch_moved = isinstance(net, FeaturesFirst)
+    assert seen == ([2, 6, 6, 6] if batch_moved else [2, 6])  # the references' rows first
+    gap = once.attributions.sum(1) - (once.outputs - once.reference_outputs)
+    assert gap.abs().max() < 1e-5

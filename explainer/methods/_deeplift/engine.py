@@ -79,6 +79,24 @@ class ControlFlowError(RuntimeError):
     """The input pass called other operations than the reference pass."""
 
 
+class _NotRowwise(Exception):
+    """A value recorded on the distinct references is not one row per reference: the
+    reference pass is run again on every pair's reference (see :func:`deeplift`)."""
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Maps the reference pass's rows (one per distinct reference) to the pairs' rows."""
+
+    index: torch.Tensor  # (pairs,): the reference row of each pair
+    count: int  # distinct references
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 0 or t.shape[0] != self.count:
+            raise _NotRowwise
+        return t.index_select(0, self.index.to(t.device))
+
+
 @dataclass
 class Coverage:
     """Which rule covered how many operations of one attribution pass."""
@@ -128,13 +146,21 @@ class _Trace(TorchFunctionMode):
     """Follows the tensors that depend on ``source`` through one forward pass; records
     (reference pass) or applies (input pass) the rules of the nonlinear operations."""
 
-    def __init__(self, source: torch.Tensor, records: list | None, rows: int) -> None:
+    def __init__(
+        self,
+        source: torch.Tensor,
+        records: list | None,
+        rows: int,
+        expand: _Rows | None = None,
+    ) -> None:
         super().__init__()
         self.recording = records is None
         self.records = [] if records is None else records
         self.step = 0
         self.rows = rows
         self.coverage = Coverage()
+        # the input pass of pairs whose references ran once each: recorded values expanded
+        self.expand = expand
         self._mark(source)
 
     def _mark(self, t: Any) -> None:
@@ -196,18 +222,36 @@ class _Trace(TorchFunctionMode):
             self.records.append((_name(func), refs, out, args, kwargs))
             return out
         if self.step >= len(self.records):
-            raise ControlFlowError(f"{_name(func)} was not called on the references")
+            self._mismatch(f"{_name(func)} was not called on the references")
         name, refs, out0, args0, kwargs0 = self.records[self.step]
         self.step += 1
+        ref_call = (args0, kwargs0)
+        if self.expand is not None:
+            refs = [self.expand(r) for r in refs]
+            out0 = tree_map(self._expanded, out0)
         shapes = [tuple(a.shape) for a in self._active(args, kwargs)]
         if name != _name(func) or shapes != [tuple(r.shape) for r in refs]:
-            raise ControlFlowError(
+            self._mismatch(
                 f"{_name(func)}{shapes} on the inputs, {name}{[tuple(r.shape) for r in refs]} "
                 "on the references"
             )
         if kind == "path":
             return self._path(func, args, kwargs, refs, out0, out)
-        return getattr(self, f"_{kind}")(func, args, kwargs, refs, out0, (args0, kwargs0))
+        return getattr(self, f"_{kind}")(func, args, kwargs, refs, out0, ref_call)
+
+    def _mismatch(self, message: str) -> None:
+        """The passes differ: a control-flow error, unless the references ran on their own
+        rows (the difference may come from there: run them again with every pair's)."""
+        if self.expand is not None:
+            raise _NotRowwise
+        raise ControlFlowError(message)
+
+    def _expanded(self, t: Any) -> Any:
+        """A value recorded on the distinct references, for the pairs: an activation of the
+        reference pass one row per pair, anything else (weights, sizes) as it is."""
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            return self.expand(t)
+        return t
 
     def _rescale(self, func, args, kwargs, refs, out0, _ref_call):
         self.coverage.rules["rescale"] += 1
@@ -232,7 +276,9 @@ class _Trace(TorchFunctionMode):
             return values, index, asked
 
         y, index, asked = pool(args, kwargs)
-        y0, index0, _ = pool(*ref_call)
+        y0, index0, _ = pool(*ref_call)  # on the references' own rows, then one per pair
+        if self.expand is not None:
+            y0, index0 = self.expand(y0), self.expand(index0)
         dims = MAX_POOLS[_name(func)]
         pooled = MaxPool.apply(args[0], y, refs[0], y0, index, index0, dims)
         return (pooled, index) if asked else pooled
@@ -272,6 +318,7 @@ def deeplift(
     references: torch.Tensor,
     target: torch.Tensor,
     check: Callable[[torch.Tensor], None] | None = None,
+    reference_index: torch.Tensor | None = None,
 ) -> DeepLiftResult:
     """DeepLIFT attributions of ``forward(inputs)[i, target[i]]`` to each input row with
     the reference of the same row (rows, ...). ``forward`` maps (rows, ...) to (rows,
@@ -279,22 +326,49 @@ def deeplift(
     called on the chosen outputs before the backward (to refuse ones without a gradient
     path, say).
 
+    ``reference_index`` (rows,): ``references`` holds each distinct reference once and row
+    i's reference is ``references[reference_index[i]]``. The reference pass then runs on the
+    distinct references only (DeepSHAP pairs each background row with every input: a
+    quarter of the rows at 4 inputs) and its recorded values are expanded to the pairs. A
+    forward whose recorded activations are not one row per reference (rows mixed or moved
+    off the first dimension) is run again with every pair's reference.
+
     Raises:
         ControlFlowError: the two passes called different operations.
     """
+    if reference_index is not None and len(references) < len(inputs):
+        try:
+            return _deeplift(forward, inputs, references, target, check, reference_index)
+        except _NotRowwise:
+            references = references[reference_index]
+    return _deeplift(forward, inputs, references, target, check, None)
+
+
+def _deeplift(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    references: torch.Tensor,
+    target: torch.Tensor,
+    check: Callable[[torch.Tensor], None] | None,
+    reference_index: torch.Tensor | None,
+) -> DeepLiftResult:
     rows = len(inputs)
     picked = torch.arange(rows, device=inputs.device)
     refs = references.detach().clone()
-    reference = _Trace(refs, None, rows)
+    reference = _Trace(refs, None, len(refs))
     with torch.no_grad(), reference:
         out0 = forward(refs)
+    expand = None
+    if reference_index is not None:
+        expand = _Rows(reference_index, len(refs))
+        out0, refs = expand(out0), expand(refs)
     x = inputs.detach().clone().requires_grad_(True)
-    trace = _Trace(x, reference.records, rows)
+    trace = _Trace(x, reference.records, rows, expand)
     with torch.enable_grad():
         with trace:
             out = forward(x)
         if trace.step != len(reference.records):
-            raise ControlFlowError(
+            trace._mismatch(
                 f"{len(reference.records) - trace.step} operation(s) of the reference pass "
                 "were not called on the inputs"
             )
