@@ -337,6 +337,9 @@ def as_targets(
         ([1, 1], [0, 1])
     """
     n, n_classes = scores.shape if scores is not None else shape
+    if type(target) is int:  # the usual case first (a bool is not an int here)
+        _check_classes([target], n_classes)
+        return torch.full((n,), target, dtype=torch.long)
     if isinstance(target, str):
         if target == "predicted" and model.task == "regression":
             return torch.zeros(n, dtype=torch.long)

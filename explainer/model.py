@@ -86,7 +86,8 @@ class _Evaluating:
             if depth is not None:
                 _EVALUATING[net] = 1
                 _FACTS[net] = _facts_of(net, params)
-            net.eval()
+            if any(training):  # (eval() walks every module in Python)
+                net.eval()
             for p, flag in zip(params, requires_grad, strict=True):
                 if flag:
                     p.requires_grad_(False)
@@ -439,6 +440,8 @@ class Model:
         """The network's raw result on rows ``x`` (before ``select``): unpacked into several
         inputs when there is a layout, with the forward arguments (a per-sample one
         expanded to the rows). :meth:`forward` checks and selects from it."""
+        if self.layout is None and not self.forward_args:
+            return self.net(x)
         args, kwargs = self.forward_args.call_values(len(x))
         if self.layout is None:
             return self.net(x, *args, **kwargs)

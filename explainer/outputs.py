@@ -146,6 +146,8 @@ def as_columns(value: Any, n: int, dtype: torch.dtype, device: torch.device) -> 
     """The selected output as (n, columns): numpy and lists become float tensors of
     ``dtype`` on ``device``; a vector of one value per sample (n,) becomes one column.
     Anything else is returned as it is, for the caller's shape check to refuse."""
+    if type(value) is torch.Tensor and value.is_floating_point() and value.ndim != 1:
+        return value  # the usual case, before the slower checks below
     if isinstance(value, np.ndarray | Sequence) and not isinstance(value, str | bytes):
         try:  # a black box's numpy output (float64 by default) in the model's dtype
             value = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(device, dtype)
