@@ -387,6 +387,12 @@ class Model:
                     "Check that the inputs have the shape and layout the network was trained on.",
                 )
             ) from err
+        return self.columns(out, x)
+
+    def columns(self, out: Any, x: torch.Tensor) -> torch.Tensor:
+        """The explained (batch, columns) tensor of the network's raw result ``out`` on the
+        rows ``x``, selected and checked as :meth:`forward` does (a method that calls the
+        network itself, asking for more than the outputs, records them through this)."""
         out, selected = self._selector(out)
         out = as_columns(out, len(x), self.dtype, x.device)
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:

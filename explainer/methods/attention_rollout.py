@@ -144,12 +144,16 @@ def attention_rollout(
     asking = model.calling(None, ForwardArgs(model.forward_args.items + extra.items))
     request = ChunkRequest(backward=False, what=f"attention_rollout on {len(inputs)} input(s)")
     size = chunk_size(model, inputs[0], runtime, request)
-    rows = []
+    rows, outputs = [], []
     with torch.no_grad(), left_as_it_was(model.net), _eager_attention(model.net):
         for part in chunks(len(inputs), size):
-            weights = _weights(_called(asking, inputs[part]), attentions)
+            out = _called(asking, inputs[part])
+            weights = _weights(out, attentions)
             rows.append(rollout([w.float() for w in weights], head_fusion)[:, 0])  # (n, T)
+            outputs.append(model.columns(out, inputs[part]))  # the scores: no other forward
     cls_row = torch.cat(rows)
+    if runtime.outputs is not None and runtime.reserved == 0:
+        runtime.outputs.put(model, inputs, torch.cat(outputs))
     cam = as_grid(cls_row[:, :, None], None)[:, 0]  # (N, h, w): the class token dropped
     params = {"head_fusion": head_fusion, "attentions": None if attentions is None else "given"}
     return MethodResult(

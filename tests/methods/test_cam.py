@@ -311,6 +311,21 @@ def test_attention_rollout_multiplies_the_residual_mixed_attentions_of_a_vit():
     )
 
 
+def test_attention_rollout_on_given_targets_runs_one_forward_whose_scores_it_records():
+    net = hf_model("vit")
+    x = make_images(3, seed=13, shape=(3, 32, 32))
+    rows = []
+    net.register_forward_pre_hook(lambda _, args: rows.append(len(args[0])))
+    model = ex.wrap(net)
+    ex.explain(model, x, "attention_rollout", target=0, progress=False)  # cost probes, cached
+    rows.clear()
+    exp = ex.explain(model, x, "attention_rollout", target=[0, 1, 0], progress=False)
+    assert rows == [3]  # the weights' forward gives the scores too
+    with torch.no_grad():
+        expected = net(x).logits.softmax(1)
+    torch.testing.assert_close(exp.scores, expected, atol=1e-5, rtol=1e-4)
+
+
 def test_attention_rollout_on_a_model_without_attention_weights_says_what_to_do():
     with pytest.raises(ex.ModelError, match="attentions=lambda"):
         ex.explain(ex.wrap(hf_model("resnet")), make_images(1, shape=(3, 32, 32)), "attention_rollout",
