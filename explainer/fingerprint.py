@@ -4,7 +4,8 @@ A SHA-256 digest of every parameter and buffer's raw bytes costs tens of millise
 ResNet (45 ms for a ResNet-18-sized one here) and was paid on every call. The digest is now
 kept with a cheap key of the state (:func:`state_key`: each tensor's name, storage address,
 shape, dtype, autograd version counter and 16 strided values) and recomputed only when the
-key changes (1.3 ms per call on the same network).
+key changes (0.7 ms per call on the same network: 122 tensors, 16 values of each read
+through numpy).
 
 What the key sees: every in-place update made through the tensors (an optimizer step,
 ``load_state_dict``, ``p.add_()`` under ``no_grad``: each bumps the version counter),
