@@ -47,6 +47,17 @@ def test_a_pass_whose_rows_get_slower_in_large_chunks_settles_on_the_fast_size()
     assert "64" not in log["forward+backward"]["ms_per_row"]  # 32 was slower: trying stopped
 
 
+def test_a_flat_cost_per_row_does_not_lead_to_larger_chunks_than_it_needs():
+    # 1 ms a row at every size: a larger chunk buys nothing and costs memory
+    net = _Net()
+    cost = lambda rows: rows * 0.001  # noqa: E731
+    log: dict = {}
+    for _ in range(3):
+        sizes = _run(Tuning(net, "forward", torch.zeros(2), log), 128, 100, cost)
+    assert max(sizes) <= 16
+    assert set(log["forward"]["ms_per_row"]) <= {"8", "16"}  # 32 was never tried
+
+
 def test_a_pass_with_a_large_cost_per_call_settles_on_the_largest_chunk():
     # 20 ms a call, 0.1 ms a row: the fewer calls the better
     net = _Net()
