@@ -260,8 +260,7 @@ class _Trace(TorchFunctionMode):
         def fn(a: torch.Tensor) -> torch.Tensor:
             return func(a, *rest, **kwargs)
 
-        y = fn(args[0].detach())
-        return Rescale.apply(args[0], y, refs[0], out0, fn)
+        return Rescale.apply(args[0], refs[0], out0, fn)
 
     def _maxpool(self, func, args, kwargs, refs, out0, ref_call):
         self.coverage.rules["maxpool"] += 1

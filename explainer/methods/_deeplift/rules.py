@@ -47,9 +47,10 @@ class Rescale(torch.autograd.Function):
     """y = f(a) elementwise; backward: g * (y - y0) / (a - a0), f'(a) * g where a ≈ a0."""
 
     @staticmethod
-    def forward(ctx, a, y, a0, y0, fn):  # noqa: D102
+    def forward(ctx, a, a0, y0, fn):  # noqa: D102
+        y = fn(a.detach())  # computed here: the output needs no copy
         ctx.fn, ctx.a, ctx.a0, ctx.y, ctx.y0 = fn, a.detach(), a0, y.detach(), y0
-        return y.detach().clone()
+        return y
 
     @staticmethod
     def backward(ctx, g):  # noqa: D102
@@ -60,7 +61,7 @@ class Rescale(torch.autograd.Function):
         grad = (ctx.y - ctx.y0).div_(delta.masked_fill_(close, 1.0)).mul_(g)
         if bool(close.any()):
             grad = torch.where(close, _vjp(ctx.fn, [ctx.a], g)[0], grad)
-        return grad, None, None, None, None
+        return grad, None, None, None
 
 
 def _scatter_planes(values: torch.Tensor, index: torch.Tensor, like: torch.Tensor, dims: int):
