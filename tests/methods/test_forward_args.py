@@ -189,3 +189,17 @@ def test_row_aligned_methods_explain_the_batch_in_one_call_with_each_samples_row
     last = N if rows_per_chunk is None else (N % rows_per_chunk or rows_per_chunk)
     assert batches[-1] == last
     assert ex.get_method(method).row_aligned and not ex.get_method("smoothgrad").row_aligned
+
+
+def test_bert_saliency_of_a_padded_batch_equals_each_sentence_explained_alone():
+    bert = tiny_bert()
+    embeds, mask = bert_inputs(bert)
+    model = ex.wrap(bert)
+
+    def saliency(rows: slice) -> torch.Tensor:
+        return ex.explain(model, {"inputs_embeds": embeds[rows]}, "saliency", target=1,
+                          progress=False, forward_args={"attention_mask": mask[rows]}
+                          ).attributions[0]  # fmt: skip
+
+    alone = torch.cat([saliency(slice(i, i + 1)) for i in range(3)])
+    torch.testing.assert_close(saliency(slice(0, 3)), alone, rtol=1e-4, atol=1e-7)
