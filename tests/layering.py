@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "explainer.completeness", "explainer.outputs", "explainer.black_box",
               "explainer.inputs", "explainer.model_layers",
               "explainer.hooks", "explainer.text", "explainer.fingerprint",
-              "explainer.passes", "explainer.throughput")),
+              "explainer.passes", "explainer.throughput", "explainer.evaluating")),
     ("viz", ("explainer.viz",)),
     ("results", ("explainer.explanation", "explainer.comparison", "explainer.multi_input")),
     ("methods", ("explainer.methods",)),
