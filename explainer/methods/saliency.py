@@ -34,17 +34,17 @@ def _batched_gradients(
     gradients and the inputs (a dtype conversion copies them; in a nested call, such as
     smoothgrad's, they are the caller's, already held out); attributions are made in place."""
     n = len(x)
-    if n == 1 and not runtime.explicit:  # one row: nothing to chunk, no budget to check
+    request = ChunkRequest(
+        extra_bytes_per_row=64,
+        fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
+        what=f"{what} on {n} input(s)",
+        buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
+        most=n,
+    )
+    size = chunk_size(model, x[0], runtime, request)
+    if size >= n:  # one pass: its gradients are the result, nothing to gather
         grads, out = input_gradients(model, x, target, full=True)
     else:
-        request = ChunkRequest(
-            extra_bytes_per_row=64,
-            fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
-            what=f"{what} on {n} input(s)",
-            buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
-            most=n,
-        )
-        size = chunk_size(model, x[0], runtime, request)
         grads = torch.empty_like(x)
         outs = []
         for part in chunks(n, size, Tuning.of(model, "forward+backward", x[0], runtime)):
@@ -52,7 +52,7 @@ def _batched_gradients(
                 model.rows(part), x[part], target[part], full=True
             )
             outs.append(part_out)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        out = torch.cat(outs)
     if runtime.outputs is not None and runtime.reserved == 0:  # the caller's rows, not copies
         runtime.outputs.put(model, x, out)
     return grads
