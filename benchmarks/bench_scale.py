@@ -173,6 +173,18 @@ class _SpecialIds:
         return [101, 102]
 
 
+def _captum_ig(net: Callable, x: torch.Tensor, targets: torch.Tensor, steps: int) -> _Run:
+    """captum's IntegratedGradients at our settings: Gauss-Legendre, zero baseline, with its
+    convergence delta (ours computes one too)."""
+    from captum.attr import IntegratedGradients
+
+    return _Run(
+        lambda: IntegratedGradients(net).attribute(
+            x, target=targets, n_steps=steps, method="gausslegendre", return_convergence_delta=True
+        )
+    )
+
+
 def forward_backward(net: Callable, x: torch.Tensor, target: torch.Tensor) -> Callable[[], Any]:
     """fb: a forward and a full backward to the input, the targets' scores summed."""
 
@@ -284,7 +296,6 @@ def resnet_workload(
         DeepLiftShap,
         GradientShap,
         InputXGradient,
-        IntegratedGradients,
         KernelShap,
         LayerAttribution,
         LayerGradCam,
@@ -399,15 +410,7 @@ def resnet_workload(
             "ours": ours(
                 "integrated_gradients", n_steps=ig_steps, rule="gausslegendre", baselines="zeros"
             ),
-            "captum": _Run(
-                lambda: IntegratedGradients(net).attribute(
-                    x,
-                    target=targets,
-                    n_steps=ig_steps,
-                    method="gausslegendre",
-                    return_convergence_delta=True,
-                )
-            ),
+            "captum": _captum_ig(net, x, targets, ig_steps),
             "floor": (ig_steps, 2),
         },
         f"smoothgrad_{sg_samples}": {
@@ -612,7 +615,7 @@ def _kernel_agreement(spec: dict, per_segment_captum: Callable) -> dict:
 
 
 def vit_workload(quick: bool, repeats: int, warmup: int) -> dict:
-    from captum.attr import IntegratedGradients, Saliency
+    from captum.attr import Saliency
     from transformers import ViTConfig, ViTForImageClassification
 
     import explainer as ex
@@ -646,15 +649,7 @@ def vit_workload(quick: bool, repeats: int, warmup: int) -> dict:
         },
         f"integrated_gradients_{steps}": {
             "ours": ours("integrated_gradients", n_steps=steps, rule="gausslegendre"),
-            "captum": _Run(
-                lambda: IntegratedGradients(logits).attribute(
-                    x,
-                    target=targets,
-                    n_steps=steps,
-                    method="gausslegendre",
-                    return_convergence_delta=True,
-                )
-            ),
+            "captum": _captum_ig(logits, x, targets, steps),
             "floor": (steps, 2),
         },
         "grad_cam": {"ours": ours("grad_cam"), "floor": (1, 0), "note": "no captum (tokens)"},
