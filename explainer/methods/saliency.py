@@ -44,6 +44,7 @@ def _batched_gradients(
     size = chunk_size(model, x[0], runtime, request)
     if size >= n:  # one pass: its gradients are the result, nothing to gather
         grads, out = input_gradients(model, x, target, full=True)
+        grads = grads.contiguous()  # autograd may hand back an expanded (read-only) view
     else:
         grads = torch.empty_like(x)
         outs = []
