@@ -7,7 +7,6 @@ says what was wrong, what was expected, what was got and how to fix it.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, ModelError, describe
+from .evaluating import named_tensors
 from .inputs import InputLayout
 
 if TYPE_CHECKING:  # model.py imports this module: no import of it at run time
@@ -90,15 +90,24 @@ def _to_tensor(value: Any, name: str) -> torch.Tensor:
 def all_finite(t: torch.Tensor) -> bool:
     """Whether ``t`` holds no NaN or Inf: one reduction (a sum is finite only when every
     value is, unless it overflows, which the exact check then settles), not a boolean
-    copy of ``t`` and a second pass.
+    copy of ``t`` and a second pass. A few real values on the CPU are summed by Python
+    (1 µs against 2 for torch's reduction and its conversion: a tiny model's call checks
+    its inputs, outputs and attributions).
 
     Example:
         >>> all_finite(torch.tensor([1.0, 3e38, 3e38])), all_finite(torch.tensor([0.0, float("nan")]))
         (True, False)
+        >>> all_finite(torch.full((40,), 1e308, dtype=torch.float64))  # the sum overflows
+        True
     """
-    if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+    n = t.numel()
+    if n == 0 or not (t.is_floating_point() or t.is_complex()):
         return True
-    if math.isfinite(abs(complex(t.sum()))):
+    if n <= 16 and t.is_cpu and not t.is_complex():
+        total = sum(t.reshape(-1).tolist())
+    else:
+        total = abs(complex(t.sum()))
+    if math.isfinite(total):
         return True
     return bool(torch.isfinite(t).all())
 
@@ -700,12 +709,10 @@ def has_gradient_path(model: Model, out: torch.Tensor) -> None:
 
 def check_model(model: Model) -> None:
     """Raise ModelError when the network's weights hold no data (the ``meta`` device)."""
-    if not any(t.is_meta for t in itertools.chain(model.net.parameters(), model.net.buffers())):
+    parameters, buffers = named_tensors(model.net)  # held inside Model.evaluating()
+    if not any(t.is_meta for _, t in parameters) and not any(t.is_meta for _, t in buffers):
         return
-    for kind, tensors in (
-        ("parameter", model.net.named_parameters()),
-        ("buffer", model.net.named_buffers()),
-    ):
+    for kind, tensors in (("parameter", parameters), ("buffer", buffers)):
         for key, t in tensors:
             if t.device.type == "meta":
                 raise ModelError(

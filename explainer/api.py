@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -26,7 +25,6 @@ from .errors import ExplainerWarning, InputError, ModelError, describe
 from .explanation import SCHEMA_VERSION, Explanation
 from .model import Model, wrap
 from .multi_input import MultiInputExplanation
-from .passes import KnownOutputs
 from .records import explanation_manifest
 from .registry import MethodInfo, MethodResult, get_method, list_methods
 
@@ -110,11 +108,11 @@ def explain(
     """
     check_autograd_mode("ex.explain")
     model = wrap(model)
-    check_model(model)
     start = time.perf_counter()
     progress = check_bool(progress, "progress")
     budget = 0 if memory_budget is None else parse_bytes(memory_budget)
     with model.evaluating():  # once for the call: the nested ones inside only count
+        check_model(model)  # (its walk of the weights is the one evaluating() holds)
         runtime = Runtime(progress=progress, memory_budget=budget, device=str(model.device))
         call = prepare(model, inputs, forward_args)
         return explain_call(model, call, method, target, runtime, feature_names, params, start)
@@ -136,13 +134,13 @@ def explain_call(
     with model.evaluating():
         x, caller = call.x, call.model
         info = _method_for(caller, method, params, "text" if call.text is not None else None)
-        calls = aligned_calls(caller, len(x), info.row_aligned)
-        runtime = replace(runtime, outputs=KnownOutputs())
+        calls = aligned_calls(caller, x.shape[0], info.row_aligned)
+        runtime = runtime.recording()
         # Every pass counted once: the outputs are computed before the method only when the
         # targets need them (the predicted class, or a model never run); else the method's
         # own passes (saliency's forward, IG's f(x)) give them.
         out = _outputs(calls, x, runtime) if _targets_need_outputs(caller, target) else None
-        targets = as_targets(caller, target, out, (len(x), caller._seen["columns"]))
+        targets = as_targets(caller, target, out, (x.shape[0], caller._seen["columns"]))
         if targets.device != x.device:
             targets = targets.to(x.device)
         names = feature_names_of(caller, feature_names, x)

@@ -110,7 +110,7 @@ def prepare(model: Model, inputs: Any, forward_args: Any, keep: Any = None) -> C
         layout, x = as_input_parts(model, inputs)
     else:
         x = as_inputs(model, inputs)
-    fargs = ForwardArgs.of(forward_args, len(x), model.device, model.dtype)
+    fargs = ForwardArgs.of(forward_args, x.shape[0], model.device, model.dtype)
     if layout is None and not fargs:
         return Call(x, model)
     return Call(x, model.calling(layout, fargs))

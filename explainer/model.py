@@ -299,7 +299,7 @@ class Model:
         rows ``x``, selected and checked as :meth:`forward` does (a method that calls the
         network itself, asking for more than the outputs, records them through this)."""
         out, selected = self._selector(out)
-        out = as_columns(out, len(x), self.dtype, x.device)
+        out = as_columns(out, x.shape[0], self.dtype, x.device)
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ModelError(

@@ -33,15 +33,18 @@ def _batched_gradients(
     """Input gradients of every row, in chunks that fit the budget next to the (N, ...)
     gradients and the inputs (a dtype conversion copies them; in a nested call, such as
     smoothgrad's, they are the caller's, already held out); attributions are made in place."""
-    n = len(x)
-    request = ChunkRequest(
-        extra_bytes_per_row=64,
-        fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
-        what=f"{what} on {n} input(s)",
-        buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
-        most=n,
-    )
-    size = chunk_size(model, x[0], runtime, request)
+    n = x.shape[0]
+    if n == 1 and not runtime.explicit:
+        size = 1  # chunk_size's answer for a row that cannot be split, without its request
+    else:
+        request = ChunkRequest(
+            extra_bytes_per_row=64,
+            fixed_bytes=gradient_buffers(x, nested=runtime.reserved > 0),
+            what=f"{what} on {n} input(s)",
+            buffers="the gradients" if runtime.reserved else "the gradients and the inputs",
+            most=n,
+        )
+        size = chunk_size(model, x[0], runtime, request)
     if size >= n:  # one pass: its gradients are the result, nothing to gather
         grads, out = input_gradients(model, x, target, full=True)
         grads = grads.contiguous()  # autograd may hand back an expanded (read-only) view

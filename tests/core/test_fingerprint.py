@@ -75,3 +75,23 @@ def test_the_key_reads_every_dtype_and_reuses_the_hash_of_weights_holding_nan(mo
         before = fp.fingerprint(other)
         other[0].weight.data[0, 0] += 1.0  # through .data: only the sampled values see it
         assert fp.fingerprint(other) != before
+
+
+def test_a_reused_sample_view_still_sees_writes_new_storage_and_odd_layouts():
+    import explainer.fingerprint as fp
+
+    net = make()
+    first = fp.fingerprint(net)
+    fp.fingerprint(net)  # the views made by the first key are read now
+    net[0].weight.data[0, 0] += 1.0  # through .data, at a sampled position
+    second = fp.fingerprint(net)
+    assert second != first and second == full_fingerprint(net)
+    net[0].weight.data = net[0].weight.data.clone()  # the same values on a new storage
+    assert fp.fingerprint(net) == second  # the digest is of the values
+    net[0].weight.data[0, 0] += 1.0  # and the new storage's writes are seen
+    assert fp.fingerprint(net) not in (first, second)
+    odd = nn.Linear(4, 3)
+    odd.weight = nn.Parameter(torch.randn(4, 3).t())  # not contiguous: read through torch
+    before = fp.fingerprint(odd)
+    odd.weight.data[0, 0] += 1.0
+    assert fp.fingerprint(odd) != before

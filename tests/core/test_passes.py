@@ -189,3 +189,46 @@ def test_grad_cam_runs_one_forward_whose_outputs_give_the_scores_and_finds_its_l
         "features"
     )
     assert net.rows["grad"] + net.rows["no_grad"] == 5
+
+
+def test_the_walk_finds_what_the_module_iterators_find_with_shared_and_missing_members():
+    from explainer.evaluating import walk
+
+    shared = nn.Linear(4, 4, bias=False)  # a missing bias, and one module reached twice
+    net = nn.Sequential(shared, nn.BatchNorm1d(4), shared, nn.Linear(4, 4))
+    net[3].weight = shared.weight  # tied weights: one parameter under two names
+    net.register_buffer("scale", torch.ones(1), persistent=False)
+    found = walk(net)
+    assert found.modules == list(net.modules())
+    assert [(n, id(p)) for n, p in found.parameters] == [
+        (n, id(p)) for n, p in net.named_parameters()
+    ]
+    assert [(n, id(b)) for n, b in found.buffers] == [(n, id(b)) for n, b in net.named_buffers()]
+
+
+def test_a_module_that_overrides_train_is_put_in_eval_mode_through_it():
+    calls = []
+
+    class Frozen(nn.Module):  # keeps its batch norm in eval mode, as fine-tuning code does
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.norm = nn.Linear(3, 3), nn.BatchNorm1d(3)
+
+        def train(self, mode: bool = True) -> Frozen:
+            calls.append(mode)
+            super().train(mode)
+            self.norm.eval()
+            return self
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(self.lin(x))
+
+    net = Frozen().train()
+    calls.clear()
+    with ex.wrap(net, modality="tabular").evaluating():
+        assert calls == [False] and not net.training and not net.norm.training
+    assert net.training and not net.norm.training  # the flags it had, restored
+    plain = nn.Sequential(nn.Linear(3, 3), nn.Dropout())
+    with ex.wrap(plain, modality="tabular").evaluating():
+        assert not plain.training and not plain[1].training
+    assert plain.training and plain[1].training
