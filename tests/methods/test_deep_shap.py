@@ -407,3 +407,56 @@ def test_the_references_run_once_each_and_give_what_every_pairs_reference_gives(
     assert seen == ([2, 6, 6, 6] if batch_moved else [2, 6])  # the references' rows first
     gap = once.attributions.sum(1) - (once.outputs - once.reference_outputs)
     assert gap.abs().max() < 1e-5
+
+
+def _dense_maxpool_multipliers(a, a0, y, y0, index, index0, g):
+    """The max-pool rule written out densely: every share added at its arg-max position,
+    then divided by a - a0 there (zero where a ≈ a0)."""
+    top = torch.maximum(y, y0)
+    share = torch.zeros_like(a).flatten(-2)
+    share.scatter_add_(-1, index.flatten(-2), (g * (top - y0)).flatten(-2))
+    share.scatter_add_(-1, index0.flatten(-2), (g * (y - top)).flatten(-2))
+    share = share.reshape(a.shape)
+    delta = a - a0
+    close = delta.abs() < 1e-7
+    return torch.where(close, torch.zeros_like(share), share / torch.where(close, 1.0, delta))
+
+
+@pytest.mark.parametrize("equal_rows", [False, True])
+def test_the_max_pool_rule_divides_each_share_where_it_lands(equal_rows):
+    from explainer.methods._deeplift.rules import MaxPool
+
+    torch.manual_seed(0)
+    a = torch.randn(4, 3, 9, 9, dtype=torch.float64)
+    a0 = torch.randn_like(a)
+    if equal_rows:
+        a0[:, :, :4] = a[:, :, :4]  # a ≈ a0 at some arg-max positions
+    y, index = F.max_pool2d_with_indices(a, 3, 2, 1)
+    y0, index0 = F.max_pool2d_with_indices(a0, 3, 2, 1)
+    g = torch.randn_like(y)
+    leaf = a.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad(MaxPool.apply(leaf, y, a0, y0, index, index0, 2), leaf, g)
+    expected = _dense_maxpool_multipliers(a, a0, y, y0, index, index0, g)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_rescale_rule_takes_the_gradient_on_the_close_values_only(channels_last):
+    from explainer.methods._deeplift.rules import Rescale
+
+    torch.manual_seed(1)
+    a = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    a0 = a + torch.randn_like(a)
+    a0[1, :, 2:] = a[1, :, 2:]  # the rescale ratio is 0/0 there: the gradient is used
+    if channels_last:
+        a, a0 = a.to(memory_format=torch.channels_last), a0.to(memory_format=torch.channels_last)
+    g = torch.randn_like(a)
+    results = []
+    for alone in (True, False):  # the close values alone, or the whole activation's vjp
+        leaf = a.clone().requires_grad_(True)
+        y = Rescale.apply(leaf, a0, F.gelu(a0), F.gelu, alone)
+        results.append(torch.autograd.grad(y, leaf, g)[0])
+    torch.testing.assert_close(results[0], results[1])  # (vectorised kernels round apart)
+    close = (a - a0).abs() < 1e-6
+    slope = torch.autograd.functional.vjp(F.gelu, a, g)[1]
+    torch.testing.assert_close(results[0][close], slope[close])

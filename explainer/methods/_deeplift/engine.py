@@ -260,7 +260,8 @@ class _Trace(TorchFunctionMode):
         def fn(a: torch.Tensor) -> torch.Tensor:
             return func(a, *rest, **kwargs)
 
-        return Rescale.apply(args[0], refs[0], out0, fn)
+        alone = not any(isinstance(v, torch.Tensor) for v in (*rest, *kwargs.values()))
+        return Rescale.apply(args[0], refs[0], out0, fn, alone)
 
     def _maxpool(self, func, args, kwargs, refs, out0, ref_call):
         self.coverage.rules["maxpool"] += 1

@@ -44,12 +44,18 @@ def _vjp(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], g: torch
 
 
 class Rescale(torch.autograd.Function):
-    """y = f(a) elementwise; backward: g * (y - y0) / (a - a0), f'(a) * g where a ≈ a0."""
+    """y = f(a) elementwise; backward: g * (y - y0) / (a - a0), f'(a) * g where a ≈ a0.
+
+    ``alone``: f acts on each value alone (no tensor among its other arguments, which
+    could broadcast), so its gradient at the few values where a ≈ a0 (a handful in an
+    activation of millions, by chance) is taken on those values only, not on the whole
+    activation."""
 
     @staticmethod
-    def forward(ctx, a, a0, y0, fn):  # noqa: D102
+    def forward(ctx, a, a0, y0, fn, alone):  # noqa: D102
         y = fn(a.detach())  # computed here: the output needs no copy
         ctx.fn, ctx.a, ctx.a0, ctx.y, ctx.y0 = fn, a.detach(), a0, y.detach(), y0
+        ctx.alone = alone
         return y
 
     @staticmethod
@@ -59,20 +65,14 @@ class Rescale(torch.autograd.Function):
         delta = ctx.a - ctx.a0
         close = delta.abs() < EPS_RESCALE
         grad = (ctx.y - ctx.y0).div_(delta.masked_fill_(close, 1.0)).mul_(g)
-        if bool(close.any()):
-            grad = torch.where(close, _vjp(ctx.fn, [ctx.a], g)[0], grad)
-        return grad, None, None, None
-
-
-def _scatter_planes(values: torch.Tensor, index: torch.Tensor, like: torch.Tensor, dims: int):
-    """Add ``values`` at the flat positions ``index`` of each plane of the last ``dims``
-    dimensions of a tensor shaped like ``like`` (max pooling's indices)."""
-    lead = like.shape[: like.ndim - dims]
-    out = torch.zeros(
-        (*lead, int(np.prod(like.shape[like.ndim - dims :]))), dtype=like.dtype, device=like.device
-    )
-    out.scatter_add_(-1, index.flatten(-dims), values.flatten(-dims))
-    return out.reshape(like.shape)
+        if not ctx.alone:
+            if bool(close.any()):
+                grad = torch.where(close, _vjp(ctx.fn, [ctx.a], g)[0], grad)
+            return grad, None, None, None, None
+        where = close.nonzero(as_tuple=True)  # (any memory layout: no flat view)
+        if len(where[0]):
+            grad[where] = _vjp(ctx.fn, [ctx.a[where]], g[where])[0]
+        return grad, None, None, None, None
 
 
 class MaxPool(torch.autograd.Function):
@@ -87,14 +87,21 @@ class MaxPool(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):  # noqa: D102
+        # Each share is divided by a - a0 at the arg-max position it goes to before it is
+        # added there (division distributes over the sum): every temporary is the size of
+        # the output, a quarter or less of the input's, but the one the result is added to.
         a, a0, y, y0, index, index0, dims = ctx.save
         top = torch.maximum(y, y0)
-        share = _scatter_planes(g * (top - y0), index, a, dims)
-        share += _scatter_planes(g * (y - top), index0, a, dims)
-        delta = a - a0
-        close = delta.abs() < EPS_POOL
-        grad = torch.where(close, torch.zeros_like(share), share / torch.where(close, 1.0, delta))
-        return grad, None, None, None, None, None, None
+        planes = a.flatten(-dims)
+        planes0 = a0.flatten(-dims)
+        grad = torch.zeros_like(planes)
+        for at, change in ((index, g * (top - y0)), (index0, g * (y - top))):
+            at = at.flatten(-dims)
+            delta = planes.gather(-1, at).sub_(planes0.gather(-1, at))
+            close = delta.abs() < EPS_POOL
+            share = change.flatten(-dims).div_(delta.masked_fill_(close, 1.0))
+            grad.scatter_add_(-1, at, share.masked_fill_(close, 0.0))
+        return grad.reshape(a.shape), None, None, None, None, None, None
 
 
 class PathMean(torch.autograd.Function):
