@@ -38,11 +38,22 @@ from typing import Any
 
 import torch
 
-__all__ = ["Tuning", "candidate_sizes", "tuned_chunks"]
+__all__ = ["Tuning", "candidate_sizes", "tuned_chunks", "one_chunk"]
 
 SMALLEST = 8  # no smaller size is tried unless the budget allows no more
 KEEP = 3  # measurements kept per size (their median is the size's time per row)
 FASTER = 1.05  # a size must be this much faster per row than the one before to go on
+
+
+def one_chunk(total: int, cap: int) -> bool:
+    """Whether :func:`tuned_chunks` runs ``total`` rows in one chunk whatever was measured:
+    they fit the budget's ``cap`` and are no more than the smallest size tried.
+
+    Example:
+        >>> one_chunk(4, 82), one_chunk(64, 82), one_chunk(4, 2)
+        (True, False, False)
+    """
+    return total <= min(cap, SMALLEST)
 
 
 def candidate_sizes(cap: int) -> list[int]:
@@ -158,7 +169,7 @@ def tuned_chunks(
         >>> [(p.start, p.stop) for p in tuned_chunks(5, 2, None)]
         [(0, 2), (2, 4), (4, 5)]
     """
-    if tuning is None or total <= min(cap, SMALLEST):  # one small chunk: nothing to learn
+    if tuning is None or one_chunk(total, cap):  # nothing to learn
         for start in range(0, total, cap):
             yield slice(start, min(start + cap, total))
         if cap < total and between is not None:

@@ -25,6 +25,7 @@ from ..errors import InputError, UnknownMethodError, describe
 from ..inputs import value_ranges
 from ..model import Model
 from ..registry import MethodInfo, MethodResult, get_method, register_method
+from ..throughput import one_chunk
 
 
 def _batched_gradients(
@@ -45,7 +46,7 @@ def _batched_gradients(
             most=n,
         )
         size = chunk_size(model, x[0], runtime, request)
-    if size >= n:  # one pass: its gradients are the result, nothing to gather
+    if one_chunk(n, size):  # one pass: its gradients are the result, nothing to gather
         grads, out = input_gradients(model, x, target, full=True)
         grads = grads.contiguous()  # autograd may hand back an expanded (read-only) view
     else:

@@ -123,3 +123,22 @@ def test_cam_chunks_are_tuned_and_do_not_change_the_maps(method):
     chunks = calls[-1].manifest["chunks"]
     kind = "forward+backward to a layer" if method == "grad_cam" else "forward to a layer"
     assert kind in chunks and chunks[kind]["rows"] <= chunks[kind]["cap"]
+
+
+@pytest.mark.parametrize("method", ["saliency", "smoothgrad"])
+def test_gradient_passes_over_more_rows_than_the_smallest_size_are_tuned_too(method):
+    """Saliency runs a batch in one pass only when tuning could not split it (up to 8 rows):
+    smoothgrad hands it 16 noisy copies of 2 images, which used to go through at once."""
+    net = _cnn()
+    x = torch.rand(2 if method == "smoothgrad" else 20, 3, 8, 8)
+    params = {"n_samples": 16} if method == "smoothgrad" else {}
+    calls = [
+        ex.explain(ex.wrap(net, modality="image"), x, method, target=1, progress=False, **params)
+        for _ in range(3)
+    ]
+    for e in calls[1:]:
+        torch.testing.assert_close(e.attributions, calls[0].attributions, rtol=1e-5, atol=1e-6)
+    chunks = calls[-1].manifest["chunks"]["forward+backward"]
+    assert chunks["cap"] >= 20 and len(chunks["ms_per_row"]) >= 2  # sizes were measured
+    small = ex.explain(ex.wrap(net, modality="image"), x[:2], "saliency", progress=False)
+    assert "chunks" not in small.manifest  # two rows: one pass, nothing to tune
