@@ -10,13 +10,9 @@ model, the input shape and the machine's load, so it is measured, not fixed:
 - The sizes tried are the powers of two from 8 below the largest the budget allows, and
   that largest.
 - The work itself is the measurement: the first chunks of a kind of pass are run at the
-  candidate sizes, smallest first, each twice, timed (seconds per row), and every later
-  chunk at the fastest size seen (the least of its last three times: noise only slows). Nothing is computed twice.
-  Trying stops at the first size that is not at least 5% faster per row than the one
-  before it: a larger chunk must earn its memory. Two measurements each, not one: a single
-  chunk slowed by the machine (page faults of a fresh allocation, another process) used to
-  rule its size out for good (kernel SHAP on a ResNet-18 settled on 16-row chunks, 8% slower
-  a row than 8, after one 8-row chunk ran 40% slow).
+  untried sizes, smallest first, timed (seconds per row), and every later chunk at the
+  fastest size seen. Nothing is computed twice. Trying stops at the first size that is not
+  at least 5% faster per row than the one before it: a larger chunk must earn its memory.
   (Stopping only at a slower size went on through flat stretches of the curve: a ResNet-18
   at 224 px costs about the same per row from 8 to 32 rows, and timing noise sent the
   first call of a process to 32 or 64-row chunks, twice the peak memory of 8 for nothing.)
@@ -33,6 +29,7 @@ in eval mode and the methods accumulate them in row order.
 
 from __future__ import annotations
 
+import statistics
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -44,9 +41,8 @@ import torch
 __all__ = ["Tuning", "candidate_sizes", "tuned_chunks", "one_chunk"]
 
 SMALLEST = 8  # no smaller size is tried unless the budget allows no more
-KEEP = 3  # measurements kept per size (the least is the size's time per row)
+KEEP = 3  # measurements kept per size (their median is the size's time per row)
 FASTER = 1.05  # a size must be this much faster per row than the one before to go on
-EXPLORE = 2  # measurements of each candidate size before it is compared
 
 
 def one_chunk(total: int, cap: int) -> bool:
@@ -79,9 +75,7 @@ class _Record:
     stopped_at: int | None = None  # sizes above it are not tried (not faster than below)
 
     def time_of(self, size: int) -> float:
-        """A size's time per row: the least of its last measurements (a machine's noise
-        only ever slows a chunk down)."""
-        return min(self.per_row[size])
+        return statistics.median(self.per_row[size])
 
     def choose(self, cap: int, remaining: int) -> int:
         """The size of the next chunk: an untried candidate that fits, else the fastest."""
@@ -90,8 +84,7 @@ class _Record:
             return remaining  # one chunk does it all: nothing to learn from splitting it
         stop = self.stopped_at
         for s in sizes:
-            explored = len(self.per_row.get(s, ())) >= EXPLORE
-            if not explored and s <= remaining and (stop is None or s <= stop):
+            if s not in self.per_row and s <= remaining and (stop is None or s <= stop):
                 return s
         tried = [s for s in sizes if s in self.per_row]
         if not tried:
@@ -99,13 +92,12 @@ class _Record:
         return min(min(tried, key=self.time_of), remaining)
 
     def add(self, size: int, seconds_per_row: float) -> None:
-        times = self.per_row.setdefault(size, [])
-        times.append(seconds_per_row)
-        explored = len(times) == EXPLORE  # its size is compared now, once
-        del times[:-KEEP]
+        first = size not in self.per_row
+        self.per_row.setdefault(size, []).append(seconds_per_row)
+        del self.per_row[size][:-KEEP]
         smaller = [s for s in self.per_row if s < size]
-        if explored and smaller and self.stopped_at is None:
-            if FASTER * self.time_of(size) > self.time_of(max(smaller)):
+        if first and smaller and self.stopped_at is None:
+            if FASTER * seconds_per_row > self.time_of(max(smaller)):
                 self.stopped_at = size
 
     def record(self) -> dict[str, Any]:
