@@ -97,18 +97,20 @@ def _sample_view(t: torch.Tensor) -> np.ndarray | None:
         t.is_cpu and t.dtype in _NUMPY_DTYPES and t.layout == torch.strided and t.is_contiguous()
     ):
         return None
-    flat = t.detach().numpy().reshape(-1)  # contiguous: a view, never a copy
+    return _sixteen(t.detach().numpy().reshape(-1))  # contiguous: a view, never a copy
+
+
+def _sixteen(flat: Any) -> Any:
+    """16 evenly strided values of a flat array or tensor (all of a shorter one)."""
     return flat[:: max(1, len(flat) // 16)][:16]
 
 
 def _sample(t: torch.Tensor) -> bytes | tuple:
     """16 strided values of ``t``: as raw bytes through numpy for a CPU tensor of a dtype
     numpy has, else through torch's indexing."""
-    n = t.numel()
-    step = max(1, n // 16)
     if t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES and t.layout == torch.strided:
-        return t.detach().numpy().reshape(-1)[::step][:16].tobytes()
-    return tuple(t.detach().reshape(-1)[::step][:16].tolist()) if n else ()
+        return _sixteen(t.detach().numpy().reshape(-1)).tobytes()
+    return tuple(_sixteen(t.detach().reshape(-1)).tolist()) if t.numel() else ()
 
 
 _NUMPY_DTYPES = frozenset(
